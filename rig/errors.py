@@ -1,0 +1,86 @@
+"""One exception tree for the whole rig.
+
+::
+
+    RigError
+     +-- ConfigError      a bench / pack-spec / firmware-profile file is wrong (file, field, allowed)
+     +-- InstrumentError  an instrument answered with an error or not at all (instrument, command, reply)
+     +-- LimitRefused     a set-point beyond the bench's hard limit; nothing was sent
+     +-- SafetyTrip       the supervisor saw an excursion and put the bench in its safe state
+     +-- WaitTimeout      a wait ran out of time (what was awaited, the last value seen)
+     +-- ProtocolError    bytes on a wire that do not follow the protocol
+          +-- FrameError  a malformed RS485 frame; carries the protocol's RTN code
+
+``ValueError`` stays for programming mistakes (a wrong argument in code), as in python-can.
+"""
+from __future__ import annotations
+
+
+class RigError(Exception):
+    """Root of every error the rig raises on purpose."""
+
+
+class ConfigError(RigError):
+    """A user-written file has a bad value, an unknown key or bad syntax.
+
+    :param file: path of the file as the user named it.
+    :param field: dotted path of the field (``limits.psu.max_voltage_v``), or ``""`` for the file.
+    :param problem: what is wrong, including the allowed range or choices.
+    """
+
+    def __init__(self, file: str, field: str, problem: str):
+        self.file, self.field, self.problem = str(file), field, problem
+        where = f"{self.file}: {field}" if field else self.file
+        super().__init__(f"{where}: {problem}")
+
+
+class InstrumentError(RigError):
+    """An instrument reported an error, answered nonsense or stopped answering."""
+
+    def __init__(self, instrument: str, command: str, reply: str):
+        self.instrument, self.command, self.reply = instrument, command, reply
+        super().__init__(f"{instrument}: {command!r} -> {reply}")
+
+
+class LimitRefused(RigError):
+    """A set-point beyond the rig's hard limit; the command was not sent."""
+
+    def __init__(self, instrument: str, quantity: str, value: float, limit: str):
+        self.instrument, self.quantity, self.value, self.limit = instrument, quantity, value, limit
+        super().__init__(
+            f"{instrument}: refused {quantity} = {value:g}, beyond the hard limit {limit}; nothing was sent")
+
+
+class SafetyTrip(RigError):
+    """The safety supervisor saw an excursion and made the bench safe."""
+
+    def __init__(self, condition: str, reading: float, limit: str, at: float):
+        self.condition, self.reading, self.limit, self.at = condition, reading, limit, at
+        super().__init__(
+            f"SAFETY TRIP at t={at:.3f} s: {condition} = {reading:g} beyond {limit}; "
+            "bench put in its safe state (outputs off, breaker open, chamber standby)")
+
+
+class WaitTimeout(RigError):
+    """A wait did not see its condition come true in time."""
+
+    def __init__(self, what: str, timeout: float, last: object, at: float):
+        self.what, self.timeout, self.last, self.at = what, timeout, last, at
+        super().__init__(
+            f"timed out after {timeout:g} s waiting for {what} (last value seen: {last!r}, t={at:.3f} s)")
+
+
+class ProtocolError(RigError):
+    """Bytes on a wire that break the protocol."""
+
+
+class FrameError(ProtocolError):
+    """A malformed RS485 frame.
+
+    :param rtn: the RS485 return code that names the fault (PACK_SPEC.md 7: 0x01 VER, 0x02 CHKSUM,
+        0x03 LCHKSUM, 0x04 CID2, 0x05 format, 0x06 data, 0x90 ADR).
+    """
+
+    def __init__(self, rtn: int, problem: str):
+        self.rtn = rtn
+        super().__init__(f"RS485 frame error (RTN 0x{rtn:02X}): {problem}")

@@ -1,0 +1,196 @@
+"""The bench file: which instruments a bench has, how to reach them, and the rig's hard limits.
+
+One TOML file per bench. The same test cases run on every bench; only this file differs. It
+says:
+
+- ``[bench]``: its name, which clock (``wall`` on a real bench, ``virtual`` on the emulator)
+  and which pack spec the tests assert against;
+- ``[emulator]`` (emulated benches only): the firmware profile, the number of packs, the seed;
+- ``[features]``: what the bench can do, so a test that needs more skips with the reason;
+- ``[instruments.*]``, ``[can]``, ``[rs485]``: models and addresses (VISA resource strings,
+  python-can interface/channel/bitrate, pyserial URLs). ``"emulator"`` as an address means
+  "the port the emulator picked", filled in when the emulated bench starts;
+- ``[limits]``: the rig's absolute limits (PACK_SPEC.md 5), checked before any byte is sent
+  and by the safety supervisor, whatever the BMS says;
+- ``[supervisor]`` and ``[recording]``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from rig.files.loader import FileModel, load_toml, resolve_path
+
+BENCHES = Path(__file__).resolve().parents[1] / "benches"
+#: The default bench: everything on the emulator.
+EMULATED_BENCH = BENCHES / "emulated.toml"
+
+Volts = Annotated[float, Field(gt=0.0, le=1000.0)]
+Amps = Annotated[float, Field(gt=0.0, le=5000.0)]
+Celsius = Annotated[float, Field(ge=-80.0, le=200.0)]
+Timeout = Annotated[float, Field(gt=0.0, le=60.0)]
+Address = Annotated[str, Field(min_length=1)]
+
+
+class Bench(FileModel):
+    name: str
+    clock: Literal["wall", "virtual"]
+    pack_spec: str  # path, relative to the bench file
+
+
+class Emulator(FileModel):
+    firmware: str  # path of the firmware profile, relative to the bench file
+    packs: Annotated[int, Field(ge=1, le=2)] = 1
+    seed: Annotated[int, Field(ge=0)] = 1
+    #: in_process: rig and emulator share a process (python-can virtual, loopback TCP);
+    #: subprocess: the emulator runs as `packrig emulate` (socketcand, TCP), as another machine would.
+    process: Literal["in_process", "subprocess"] = "in_process"
+    initial_soc_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 50.0
+    ambient_c: Annotated[float, Field(ge=-40.0, le=80.0)] = 25.0
+
+
+class Features(FileModel):
+    """What the bench can do; a test that needs a missing feature skips, naming it."""
+
+    has_chamber: bool
+    parallel_packs: Annotated[int, Field(ge=1, le=2)]
+    has_fault_insertion: bool  # a fault-insertion unit (the emulator always has one)
+    can_age_pack: bool  # storage ageing in minutes: emulator only
+    has_short_circuit_contactor: bool
+    has_light_sensors: bool
+    has_cell_taps: bool
+    has_wake_line: bool
+    psu_can_sink: bool  # a bidirectional supply can also discharge
+
+
+class Instrument(FileModel):
+    model: str  # the driver name, e.g. "keysight_n8900"
+    resource: Address  # VISA resource string, or "emulator"
+    timeout_s: Timeout = 2.0
+
+
+class WatchedInstrument(Instrument):
+    #: output off when no command arrives for this long (instrument watchdog; kill safety)
+    watchdog_s: Annotated[float, Field(gt=0.0, le=60.0)]
+
+
+class IoBox(Instrument):
+    outputs: dict[Literal["power_button", "breaker", "wake", "short_circuit"],
+                  Annotated[int, Field(ge=1, le=64)]]
+    inputs: dict[Literal["run", "alm", "led1", "led2", "led3", "led4"],
+                 Annotated[int, Field(ge=1, le=64)]]
+
+
+class Instruments(FileModel):
+    psu: WatchedInstrument
+    eload: WatchedInstrument
+    dmm: Instrument
+    scanner: Instrument | None = None
+    chamber: Instrument | None = None
+    io: IoBox
+    psu2: WatchedInstrument | None = None  # a second pack's charger, for parallel benches
+
+
+class Can(FileModel):
+    interface: str  # a python-can interface: virtual, socketcand, pcan, kvaser, canalystii ...
+    channel: str
+    bitrate: Literal[125000, 250000, 500000, 1000000]
+    options: dict[str, str | int | float | bool] = {}  # passed to can.Bus as keyword arguments
+
+
+class Rs485(FileModel):
+    url: Address  # a pyserial URL or port: socket://127.0.0.1:PORT, /dev/ttyUSB0, "emulator"
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200]
+
+
+class Limits(FileModel):
+    """The rig's absolute limits (PACK_SPEC.md 5): refused commands and supervisor trips."""
+
+    psu_max_voltage_v: Volts
+    psu_max_current_a: Amps
+    eload_max_current_a: Amps
+    chamber_min_c: Celsius
+    chamber_max_c: Celsius
+    group_max_v: Annotated[float, Field(gt=0.0, le=5.0)]
+    group_sustained_max_v: Annotated[float, Field(gt=0.0, le=5.0)]
+    group_sustained_for_s: Annotated[float, Field(gt=0.0, le=3600.0)]
+    group_min_v: Annotated[float, Field(ge=0.0, le=5.0)]
+    pack_max_v: Volts
+    pack_min_v: Volts
+    current_max_a: Amps
+    current_max_for_s: Annotated[float, Field(ge=0.0, le=10.0)]
+    short_circuit_max_a: Amps
+    short_circuit_max_for_s: Annotated[float, Field(ge=0.0, le=1.0)]
+    case_max_c: Celsius
+    case_min_c: Celsius
+    instrument_silent_s: Annotated[float, Field(gt=0.0, le=60.0)]
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        for lo, hi in (("chamber_min_c", "chamber_max_c"), ("pack_min_v", "pack_max_v"),
+                       ("group_min_v", "group_max_v"), ("case_min_c", "case_max_c"),
+                       ("group_sustained_max_v", "group_max_v")):
+            if getattr(self, lo) >= getattr(self, hi):
+                raise ValueError(f"{lo} ({getattr(self, lo)}) must be below {hi} ({getattr(self, hi)})")
+        return self
+
+
+class Supervisor(FileModel):
+    period_s: Annotated[float, Field(gt=0.0, le=1.0)]
+
+
+class Recording(FileModel):
+    directory: str  # relative to the bench file
+    can_format: Literal["blf", "asc"]
+    flush_s: Annotated[float, Field(gt=0.0, le=1.0)]  # a killed run loses at most this much
+
+
+class BenchFile(FileModel):
+    """A whole bench file, validated."""
+
+    bench: Bench
+    emulator: Emulator | None = None
+    features: Features
+    instruments: Instruments
+    can: Can
+    rs485: Rs485 | None = None
+    limits: Limits
+    supervisor: Supervisor
+    recording: Recording
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        if self.bench.clock == "virtual" and self.emulator is None:
+            raise ValueError("clock 'virtual' needs an [emulator] section: only the emulator "
+                             "runs in virtual time")
+        if self.features.has_chamber and self.instruments.chamber is None:
+            raise ValueError("features.has_chamber is true but there is no [instruments.chamber]")
+        if self.features.parallel_packs == 2 and self.rs485 is None:
+            raise ValueError("features.parallel_packs = 2 needs an [rs485] section")
+        return self
+
+
+class LoadedBench:
+    """A bench file with the paths it names resolved against its own folder."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path).resolve()
+        self.file = load_toml(self.path, BenchFile)
+        self.pack_spec_path = resolve_path(self.path, self.file.bench.pack_spec)
+        self.firmware_path = (resolve_path(self.path, self.file.emulator.firmware)
+                              if self.file.emulator else None)
+        self.recording_dir = resolve_path(self.path, self.file.recording.directory)
+
+    @property
+    def emulated(self) -> bool:
+        return self.file.emulator is not None
+
+
+def load_bench(path: str | Path = EMULATED_BENCH) -> LoadedBench:
+    """Load and validate a bench file.
+
+    :raises ConfigError: naming the file, the field and what is allowed.
+    """
+    return LoadedBench(path)

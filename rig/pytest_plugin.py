@@ -1,0 +1,118 @@
+"""The packrig pytest plugin, registered through the ``pytest11`` entry point.
+
+Options (one ``packrig`` group): ``--bench FILE`` (default: the emulated bench),
+``--pack-spec FILE`` (default: the one the bench file names), ``--firmware FILE`` (emulator
+only: the firmware profile to emulate), ``--seed N`` (emulator only).
+
+Feature flags: a test marked ``@pytest.mark.needs(parallel_packs=2, has_chamber=True)`` is
+skipped on a bench whose ``[features]`` lack any of them, and the skip says which.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rig.errors import ConfigError
+from rig.files.bench_file import EMULATED_BENCH, LoadedBench, load_bench
+from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
+from rig.files.pack_spec import PackSpec, load_pack_spec
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("packrig", "packrig battery-pack test rig")
+    group.addoption("--bench", metavar="FILE", default=None,
+                    help=f"bench file (TOML); default: the emulated bench {EMULATED_BENCH.name}")
+    group.addoption("--pack-spec", metavar="FILE", default=None,
+                    help="pack spec the tests assert against; default: the one the bench names")
+    group.addoption("--firmware", metavar="FILE", default=None,
+                    help="firmware profile for the emulated pack (emulated bench only)")
+    group.addoption("--seed", metavar="N", type=int, default=None,
+                    help="seed of the emulated pack (emulated bench only)")
+
+
+MARKERS = {
+    "needs(**features)": "skip unless the bench has these [features], e.g. needs(parallel_packs=2)",
+    "preflight": "checks of the pack spec and bench file together, before any pack is touched",
+    "protection": "a protection of PACK_SPEC.md 4",
+    "certification": "a named IEC 62619 / UL 1973 procedure",
+    "slow": "takes long on a real bench (hours of charge, long waits)",
+}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+    # A bench named on the command line is checked at once: a bad file stops the run before any
+    # test starts, as a usage error naming file and field.
+    if any(config.getoption(o) is not None for o in ("--bench", "--firmware", "--seed")):
+        _loaded_bench(config)
+
+
+def _loaded_bench(config: pytest.Config) -> LoadedBench:
+    cached = getattr(config, "_packrig_bench", None)
+    if cached is None:
+        path = config.getoption("--bench") or EMULATED_BENCH
+        try:
+            cached = load_bench(path)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"packrig: bad bench file: {exc}") from None
+        if not cached.emulated and (config.getoption("--firmware") or config.getoption("--seed") is not None):
+            raise pytest.UsageError(f"packrig: --firmware and --seed apply to an emulated bench only; "
+                                    f"{path} is the real bench {cached.file.bench.name!r}")
+        config._packrig_bench = cached
+    return cached
+
+
+def missing_features(bench: LoadedBench, needs: dict[str, object]) -> list[str]:
+    """The needed features this bench lacks, as 'name (needs X, bench has Y)' texts."""
+    features = bench.file.features
+    missing = []
+    for name, wanted in needs.items():
+        if not hasattr(features, name):
+            raise pytest.UsageError(f"needs({name}=...): unknown bench feature; known: "
+                                    f"{', '.join(type(features).model_fields)}")
+        have = getattr(features, name)
+        ok = have >= wanted if isinstance(wanted, int) and not isinstance(wanted, bool) else have == wanted
+        if not ok:
+            missing.append(f"{name} (test needs {wanted!r}, bench has {have!r})")
+    return missing
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    needs: dict[str, object] = {}
+    for mark in item.iter_markers("needs"):
+        needs.update(mark.kwargs)
+    if needs:
+        bench = _loaded_bench(item.config)
+        missing = missing_features(bench, needs)
+        if missing:
+            pytest.skip(f"bench {bench.file.bench.name!r} lacks: {'; '.join(missing)}")
+
+
+@pytest.fixture(scope="session")
+def bench_file(pytestconfig: pytest.Config) -> LoadedBench:
+    """The bench file in use, validated, its paths resolved."""
+    return _loaded_bench(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def spec(pytestconfig: pytest.Config, bench_file: LoadedBench) -> PackSpec:
+    """The pack spec (requirements) the tests assert against."""
+    path = pytestconfig.getoption("--pack-spec") or bench_file.pack_spec_path
+    try:
+        return load_pack_spec(Path(path))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"packrig: bad pack spec: {exc}") from None
+
+
+@pytest.fixture(scope="session")
+def firmware(pytestconfig: pytest.Config, bench_file: LoadedBench) -> FirmwareProfile:
+    """The firmware profile the emulated pack runs (skips on a real bench: there is none)."""
+    if not bench_file.emulated:
+        pytest.skip(f"bench {bench_file.file.bench.name!r} is real: it has no firmware profile")
+    path = pytestconfig.getoption("--firmware") or bench_file.firmware_path
+    try:
+        return load_firmware_profile(Path(path))
+    except ConfigError as exc:
+        raise pytest.UsageError(f"packrig: bad firmware profile: {exc}") from None
