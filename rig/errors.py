@@ -15,9 +15,10 @@
 """
 from __future__ import annotations
 
+from instruments.errors import InstrumentError, LimitRefused, RigError
 
-class RigError(Exception):
-    """Root of every error the rig raises on purpose."""
+__all__ = ["RigError", "ConfigError", "InstrumentError", "LimitRefused", "SafetyTrip", "WaitTimeout",
+           "ProtocolError", "FrameError"]
 
 
 class ConfigError(RigError):
@@ -32,23 +33,6 @@ class ConfigError(RigError):
         self.file, self.field, self.problem = str(file), field, problem
         where = f"{self.file}: {field}" if field else self.file
         super().__init__(f"{where}: {problem}")
-
-
-class InstrumentError(RigError):
-    """An instrument reported an error, answered nonsense or stopped answering."""
-
-    def __init__(self, instrument: str, command: str, reply: str):
-        self.instrument, self.command, self.reply = instrument, command, reply
-        super().__init__(f"{instrument}: {command!r} -> {reply}")
-
-
-class LimitRefused(RigError):
-    """A set-point beyond the rig's hard limit; the command was not sent."""
-
-    def __init__(self, instrument: str, quantity: str, value: float, limit: str):
-        self.instrument, self.quantity, self.value, self.limit = instrument, quantity, value, limit
-        super().__init__(
-            f"{instrument}: refused {quantity} = {value:g}, beyond the hard limit {limit}; nothing was sent")
 
 
 class SafetyTrip(RigError):

@@ -76,21 +76,37 @@ class WatchedInstrument(Instrument):
     watchdog_s: Annotated[float, Field(gt=0.0, le=60.0)]
 
 
+Channel = Annotated[int, Field(ge=1, le=999)]
+#: relay outputs by function; the second pack of a parallel bench has its own button and WAKE
+IoOutput = Literal["power_button", "breaker", "wake", "short_circuit",
+                   "pack2_power_button", "pack2_wake"]
+#: light-sensor inputs; pack2_* watch the second pack's panel
+IoInput = Literal["run", "alm", "led1", "led2", "led3", "led4", "pack2_run", "pack2_alm",
+                  "pack2_led1", "pack2_led2", "pack2_led3", "pack2_led4"]
+
+
 class IoBox(Instrument):
-    outputs: dict[Literal["power_button", "breaker", "wake", "short_circuit"],
-                  Annotated[int, Field(ge=1, le=64)]]
-    inputs: dict[Literal["run", "alm", "led1", "led2", "led3", "led4"],
-                 Annotated[int, Field(ge=1, le=64)]]
+    #: output off (relays open) when no command arrives for this long; None: no watchdog
+    watchdog_s: Annotated[float, Field(gt=0.0, le=60.0)] | None = None
+    outputs: dict[IoOutput, Channel]
+    inputs: dict[IoInput, Channel]
+
+
+class ScannerInstrument(Instrument):
+    """The cell-tap scanner: per pack, the channel of each of the 16 groups and of each
+    case thermocouple."""
+
+    group_channels: list[list[Channel]]
+    thermocouple_channels: list[list[Channel]]
 
 
 class Instruments(FileModel):
     psu: WatchedInstrument
     eload: WatchedInstrument
     dmm: Instrument
-    scanner: Instrument | None = None
+    scanner: ScannerInstrument | None = None
     chamber: Instrument | None = None
     io: IoBox
-    psu2: WatchedInstrument | None = None  # a second pack's charger, for parallel benches
 
 
 class Can(FileModel):
@@ -169,6 +185,14 @@ class BenchFile(FileModel):
             raise ValueError("features.has_chamber is true but there is no [instruments.chamber]")
         if self.features.parallel_packs == 2 and self.rs485 is None:
             raise ValueError("features.parallel_packs = 2 needs an [rs485] section")
+        scanner = self.instruments.scanner
+        if self.features.has_cell_taps and scanner is None:
+            raise ValueError("features.has_cell_taps is true but there is no [instruments.scanner]")
+        if scanner is not None and len(scanner.group_channels) < self.features.parallel_packs:
+            raise ValueError(f"instruments.scanner.group_channels lists {len(scanner.group_channels)} "
+                             f"pack(s); features.parallel_packs is {self.features.parallel_packs}")
+        if scanner is not None and any(len(g) != 16 for g in scanner.group_channels):
+            raise ValueError("instruments.scanner.group_channels: each pack needs 16 channels, one per group")
         return self
 
 

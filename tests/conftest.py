@@ -1,0 +1,51 @@
+"""Shared fixtures of the framework's own tests."""
+from __future__ import annotations
+
+import pytest
+
+
+class ReplayResource:
+    """A stand-in for a pyvisa resource that expects exact (command, reply) pairs, in order.
+
+    Like PyMeasure's ``expected_protocol``: a write expects ``(command, None)``, a query
+    ``(command, reply)``; an unexpected command fails the test, and so does a pair left unused.
+    """
+
+    def __init__(self, pairs):
+        self.pairs = list(pairs)
+        self.sent: list[str] = []
+        self.closed = False
+
+    def _next(self, command: str):
+        assert self.pairs, f"unexpected command {command!r}: no more exchanges expected"
+        expected, reply = self.pairs.pop(0)
+        assert command == expected, f"sent {command!r}, expected {expected!r}"
+        self.sent.append(command)
+        return reply
+
+    def write(self, command: str) -> None:
+        reply = self._next(command)
+        assert reply is None, f"{command!r} was written but the exchange expects a reply {reply!r}"
+
+    def query(self, command: str) -> str:
+        reply = self._next(command)
+        assert reply is not None, f"{command!r} was queried but the exchange expects a write"
+        return reply
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def expected_protocol():
+    """``with expected_protocol([(cmd, reply), ...]) as resource:`` fails on leftovers at exit."""
+    made: list[ReplayResource] = []
+
+    def make(pairs) -> ReplayResource:
+        resource = ReplayResource(pairs)
+        made.append(resource)
+        return resource
+
+    yield make
+    for resource in made:
+        assert not resource.pairs, f"exchanges never used: {resource.pairs}"
