@@ -38,7 +38,7 @@ class ReplayResource:
 
 @pytest.fixture
 def expected_protocol():
-    """``with expected_protocol([(cmd, reply), ...]) as resource:`` fails on leftovers at exit."""
+    """``expected_protocol([(cmd, reply), ...])`` gives a resource; unused pairs fail the test at teardown."""
     made: list[ReplayResource] = []
 
     def make(pairs) -> ReplayResource:
