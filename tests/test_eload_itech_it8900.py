@@ -1,0 +1,380 @@
+"""ITECH IT8900 electronic load: the driver against exact (command, reply) pairs, then the driver
+against the emulated IT8900 over real TCP with pyvisa-py (in-process, fake world clock)."""
+from __future__ import annotations
+
+import socket
+import time
+
+import pytest
+import pyvisa
+
+from instruments.errors import InstrumentError, LimitRefused, RigError
+from instruments.itech_it8900 import ItechIT8900
+from rig.emulator.instruments.itech_it8900 import ItechIT8900 as EmulatedIT8900
+from rig.emulator.plant import LoadStep, Plant
+from rig.emulator.scpi import ScpiServer
+
+LIMITS = {"current": (0.0, 160.0)}
+OK = ("SYST:ERR?", '0,"No error"')
+
+
+def confirmed(command: str, query: str, reply: str) -> list:
+    """A set as the driver does it: write, error queue empty, read-back."""
+    return [(command, None), OK, (query, reply)]
+
+
+@pytest.fixture
+def load(expected_protocol):
+    def make(pairs, interlock=None):
+        return ItechIT8900(expected_protocol(pairs), "eload", LIMITS, interlock)
+    return make
+
+
+# --- (a) the driver against exact exchanges --------------------------------------------------------
+@pytest.mark.parametrize("attr, query, reply, value", [
+    ("function", "FUNC?", "CURRENT", "CURR"),
+    ("current_setpoint", "CURR?", "96", 96.0),
+    ("voltage_setpoint", "VOLT?", "40.5", 40.5),
+    ("resistance_setpoint", "RES?", "0.5", 0.5),
+    ("power_setpoint", "POW?", "5000", 5000.0),
+    ("input_enabled", "INP?", "1", True),
+    ("short_enabled", "INP:SHOR?", "0", False),
+    ("function_mode", "FUNC:MODE?", "LIST", "LIST"),
+    ("list_range", "LIST:RANG?", "240", 240.0),
+    ("list_count", "LIST:COUN?", "1", 1),
+    ("list_steps", "LIST:STEP?", "2", 2),
+    ("trigger_source", "TRIG:SOUR?", "BUS", "BUS"),
+    ("watchdog_enabled", "INP:PROT:WDOG?", "1", True),
+    ("watchdog_delay", "INP:PROT:WDOG:DEL?", "1", 1.0),
+    ("voltage", "MEAS:VOLT?", "51.2", 51.2),
+    ("current", "MEAS:CURR?", "96.01", 96.01),
+])
+def test_getter(load, attr, query, reply, value):
+    assert getattr(load([(query, reply)]), attr) == value
+
+
+def test_indexed_getters(load):
+    inst = load([("LIST:LEV? 1", "96"), ("LIST:WID? 2", "1")])
+    assert (inst.list_level[1], inst.list_width[2]) == (96.0, 1.0)
+
+
+@pytest.mark.parametrize("attr, value, command, query, reply", [
+    ("function", "RES", "FUNC RES", "FUNC?", "RES"),
+    ("current_setpoint", 96.0, "CURR 96", "CURR?", "96"),
+    ("voltage_setpoint", 42.0, "VOLT 42", "VOLT?", "42"),
+    ("resistance_setpoint", 0.75, "RES 0.75", "RES?", "0.75"),
+    ("power_setpoint", 3000.0, "POW 3000", "POW?", "3000"),
+    ("input_enabled", True, "INP ON", "INP?", "1"),
+    ("short_enabled", True, "INP:SHOR ON", "INP:SHOR?", "1"),
+    ("function_mode", "LIST", "FUNC:MODE LIST", "FUNC:MODE?", "LIST"),
+    ("list_range", 240.0, "LIST:RANG 240", "LIST:RANG?", "240"),
+    ("list_count", 3, "LIST:COUN 3", "LIST:COUN?", "3"),
+    ("list_steps", 2, "LIST:STEP 2", "LIST:STEP?", "2"),
+    ("trigger_source", "BUS", "TRIG:SOUR BUS", "TRIG:SOUR?", "BUS"),
+    ("watchdog_enabled", True, "INP:PROT:WDOG ON", "INP:PROT:WDOG?", "1"),
+    ("watchdog_delay", 1.0, "INP:PROT:WDOG:DEL 1", "INP:PROT:WDOG:DEL?", "1"),
+])
+def test_setter(load, attr, value, command, query, reply):
+    setattr(load(confirmed(command, query, reply)), attr, value)
+
+
+def test_indexed_setters(load):
+    inst = load(confirmed("LIST:LEV 1,96", "LIST:LEV? 1", "96")
+                + confirmed("LIST:WID 1,3", "LIST:WID? 1", "3"))
+    inst.list_level[1] = 96.0
+    inst.list_width[1] = 3.0
+
+
+@pytest.mark.parametrize("mode, value, level, query", [
+    ("CC", 50.0, "CURR 50", "CURR?"), ("CV", 45.0, "VOLT 45", "VOLT?"),
+    ("CR", 0.5, "RES 0.5", "RES?"), ("CP", 2500.0, "POW 2500", "POW?"),
+])
+def test_set_mode_writes_the_setpoint_before_the_function(load, mode, value, level, query):
+    code = {"CC": "CURR", "CV": "VOLT", "CR": "RES", "CP": "POW"}[mode]
+    load(confirmed(level, query, f"{value:g}") + confirmed("FUNC:MODE FIX", "FUNC:MODE?", "FIX")
+         + confirmed(f"FUNC {code}", "FUNC?", code)).set_mode(mode, value)
+
+
+def test_set_mode_unknown_is_a_programming_mistake(load):
+    with pytest.raises(ValueError, match="'CX' is not one of CC, CV, CR, CP"):
+        load([]).set_mode("CX", 1.0)
+
+
+def test_input_on_off_and_short(load):
+    inst = load(confirmed("INP ON", "INP?", "1") + [("INP OFF", None), ("INP?", "0")]
+                + confirmed("INP:SHOR ON", "INP:SHOR?", "1") + [("INP:SHOR OFF", None), ("INP:SHOR?", "0")])
+    inst.input_on()
+    inst.input_off()
+    inst.short(True)
+    inst.short(False)
+
+
+def test_input_off_still_on_raises(load):
+    with pytest.raises(InstrumentError, match="reads back True"):
+        load([("INP OFF", None), ("INP?", "1")]).input_off()
+
+
+def test_pulse_programs_arms_and_triggers_a_list(load):
+    pairs = (confirmed("LIST:RANG 240", "LIST:RANG?", "240") + confirmed("LIST:COUN 1", "LIST:COUN?", "1")
+             + confirmed("LIST:STEP 2", "LIST:STEP?", "2")
+             + confirmed("LIST:LEV 1,96", "LIST:LEV? 1", "96") + confirmed("LIST:WID 1,3", "LIST:WID? 1", "3")
+             + confirmed("LIST:LEV 2,0", "LIST:LEV? 2", "0") + confirmed("LIST:WID 2,1", "LIST:WID? 2", "1")
+             + confirmed("FUNC:MODE LIST", "FUNC:MODE?", "LIST")
+             + confirmed("TRIG:SOUR BUS", "TRIG:SOUR?", "BUS")
+             + confirmed("INP ON", "INP?", "1") + [("*TRG", None), OK])
+    load(pairs).pulse([(96.0, 3.0), (0.0, 1.0)])
+
+
+def test_measure(load):
+    assert load([("MEAS:VOLT?", "50.1"), ("MEAS:CURR?", "96")]).measure() == (50.1, 96.0)
+
+
+def test_protect(load):
+    load(confirmed("INP:PROT:WDOG:DEL 1", "INP:PROT:WDOG:DEL?", "1")
+         + confirmed("INP:PROT:WDOG ON", "INP:PROT:WDOG?", "1")).protect(1.0)
+    load(confirmed("INP:PROT:WDOG OFF", "INP:PROT:WDOG?", "0")).protect(None)
+
+
+def test_protect_on_a_real_it8900_without_the_watchdog_raises(load):
+    pairs = [("INP:PROT:WDOG:DEL 1", None), ("SYST:ERR?", '-113,"Undefined header"'), OK]
+    with pytest.raises(InstrumentError, match="-113") as err:
+        load(pairs).protect(1.0)
+    assert err.value.instrument == "eload"
+
+
+def test_protect_with_a_fractional_watchdog_sends_nothing(load):
+    inst = load([])
+    with pytest.raises(ValueError, match="whole multiple"):
+        inst.protect(1.5)
+    assert inst.resource.sent == []
+
+
+def test_make_safe_and_shutdown_twice(load):
+    inst = load([("INP OFF", None), ("INP?", "0"), ("INP:SHOR OFF", None), ("INP:SHOR?", "0"),
+                 ("FUNC:MODE FIX", None), ("FUNC:MODE?", "FIX")])
+    inst.shutdown()
+    inst.shutdown()
+    assert inst.resource.closed
+
+
+def test_clear_protection(load):
+    load([("PROT:CLE", None), OK]).clear_protection()
+
+
+def test_identify(load):
+    assert load([("*IDN?", "ITECH Ltd.,IT8912E,800,1.0")]).identify().startswith("ITECH")
+    with pytest.raises(InstrumentError, match="not a IT89"):
+        load([("*IDN?", "Keysight Technologies,N8920A,1,1")]).identify()
+
+
+def test_read_back_disagreeing_raises(load):
+    with pytest.raises(InstrumentError, match="reads back 95.0") as err:
+        load(confirmed("CURR 96", "CURR?", "95")).current_setpoint = 96.0
+    assert err.value.instrument == "eload"
+    with pytest.raises(InstrumentError, match="reads back 90.0"):
+        load(confirmed("LIST:LEV 1,96", "LIST:LEV? 1", "90")).list_level[1] = 96.0
+
+
+def test_error_queue_surfaces_naming_the_instrument(load):
+    pairs = [("INP ON", None), ("SYST:ERR?", '-221,"Settings conflict"'), OK]
+    with pytest.raises(InstrumentError, match=r"eload: 'SYST:ERR\?' -> -221") as err:
+        load(pairs).input_on()
+    assert err.value.instrument == "eload"
+
+
+@pytest.mark.parametrize("call, quantity, value, limit", [
+    (lambda e: setattr(e, "current_setpoint", 160.5), "current_setpoint [A]", 160.5, "[0, 160]"),
+    (lambda e: e.set_mode("CC", 161.0), "current_setpoint [A]", 161.0, "[0, 160]"),
+    (lambda e: e.set_mode("CV", 151.0), "voltage_setpoint [V]", 151.0, "instrument range [0, 150]"),
+    (lambda e: e.set_mode("CR", 0.001), "resistance_setpoint [ohm]", 0.001, "instrument range [0.01, 7500]"),
+    (lambda e: e.pulse([(96.0, 3.0), (161.0, 0.01)]), "list_level [A]", 161.0, "[0, 160]"),
+    (lambda e: e.pulse([(96.0, 3601.0)]), "list_width [s]", 3601.0, "instrument range [2e-05, 3600]"),
+    (lambda e: e.pulse([(1.0, 1.0)] * 85), "list_steps", 85, "instrument range [1, 84]"),
+    (lambda e: e.protect(0.5), "watchdog_delay [s]", 0.5, "instrument range [1, 3600]"),
+])
+def test_hard_limits_refuse_with_nothing_sent(load, call, quantity, value, limit):
+    inst = load([])
+    with pytest.raises(LimitRefused) as err:
+        call(inst)
+    assert (err.value.instrument, err.value.quantity, err.value.value) == ("eload", quantity, value)
+    assert limit in err.value.limit and "nothing was sent" in str(err.value)
+    assert inst.resource.sent == []
+
+
+class Tripped(RigError):
+    pass
+
+
+def test_interlock_refuses_all_but_the_safe_commands(load):
+    def interlock():
+        raise Tripped("supervisor tripped")
+
+    inst = load([("INP OFF", None), ("INP?", "0"), ("INP:SHOR OFF", None), ("INP:SHOR?", "0"),
+                 ("INP OFF", None), ("INP?", "0"), ("INP:SHOR OFF", None), ("INP:SHOR?", "0"),
+                 ("FUNC:MODE FIX", None), ("FUNC:MODE?", "FIX")], interlock)
+    for refused in (lambda: inst.set_mode("CC", 10.0), inst.input_on, lambda: inst.pulse([(96.0, 3.0)]),
+                    lambda: inst.short(True), lambda: inst.protect(1.0), inst.clear_protection):
+        with pytest.raises(Tripped):
+            refused()
+    assert inst.resource.sent == []
+    inst.input_off()
+    inst.short(False)
+    inst.make_safe()
+
+
+# --- (b) the driver against the emulated IT8900 over TCP ----------------------------------------------
+class FakeClock:
+    """The world's clock, moved by hand: ``plant.now_ns`` for the watchdog and list start."""
+
+    def __init__(self):
+        self.t_ns = 7_000_000_000
+
+    def __call__(self) -> int:
+        return self.t_ns
+
+
+def open_visa(rm, server):
+    return rm.open_resource(server.resource, read_termination="\n", write_termination="\n", timeout=2000)
+
+
+def eventually(condition, within_s=2.0):
+    """The server answers on its own thread: wait (briefly, on the wall clock) for a condition."""
+    deadline = time.monotonic() + within_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def bench():
+    """(plant, emulated device, clock, driver, raw resource, server, resource manager)."""
+    plant, clock = Plant(), FakeClock()
+    plant.now_ns = clock
+    device = EmulatedIT8900(plant)
+    server = ScpiServer(device).start()
+    rm = pyvisa.ResourceManager("@py")
+    resource = open_visa(rm, server)
+    try:
+        yield plant, device, clock, ItechIT8900(resource, "eload", LIMITS), resource, server, rm
+    finally:
+        rm.close()
+        server.stop()
+
+
+@pytest.mark.parametrize("mode, value", [("CC", 50.0), ("CV", 45.0), ("CR", 0.5), ("CP", 2500.0)])
+def test_emulated_modes_land_in_the_plant(bench, mode, value):
+    plant, device, clock, eload, *_ = bench
+    eload.set_mode(mode, value)
+    eload.input_on()
+    assert (plant.eload.mode, plant.eload.setpoint, plant.eload.on) == (mode, value, True)
+    assert getattr(eload, {"CC": "current_setpoint", "CV": "voltage_setpoint", "CR": "resistance_setpoint",
+                           "CP": "power_setpoint"}[mode]) == value
+    eload.input_off()
+    assert plant.eload.on is False
+
+
+def test_emulated_identify_and_measurements(bench):
+    plant, device, clock, eload, resource, *_ = bench
+    assert eload.identify().startswith("ITECH Ltd.,IT8912E,")
+    with plant.lock:
+        plant.eload.measured_v, plant.eload.measured_a = 50.5, 96.0
+    assert eload.measure() == (50.5, 96.0)
+    assert float(resource.query("FETCh:SCALar:POWer:DC?")) == pytest.approx(4848.0)
+    assert float(resource.query("CURR? MAX")) == 240.0
+
+
+def test_emulated_pulse_programs_the_plant(bench):
+    plant, device, clock, eload, *_ = bench
+    eload.set_mode("CC", 10.0)
+    eload.pulse([(96.0, 3.0), (0.0, 1.0)])
+    assert plant.eload.program == [LoadStep(96.0, 3.0), LoadStep(0.0, 1.0)]
+    assert (plant.eload.program_started_ns, plant.eload.on, plant.eload.mode) == (clock.t_ns, True, "CC")
+    assert (eload.function_mode, eload.trigger_source, eload.list_steps) == ("LIST", "BUS", 2)
+    assert (eload.list_level[1], eload.list_width[1]) == (96.0, 3.0)
+    assert (eload.list_level[2], eload.list_width[2]) == (0.0, 1.0)
+    eload.make_safe()
+    assert (plant.eload.on, plant.eload.program, plant.eload.program_started_ns) == (False, [], None)
+    assert (plant.eload.mode, plant.eload.setpoint) == ("CC", 10.0)  # back to the fixed set-point
+
+
+def test_emulated_trigger_outside_list_mode_is_ignored(bench):
+    plant, device, clock, eload, resource, *_ = bench
+    resource.write("*TRG")
+    assert resource.query("SYST:ERR?").startswith("-211,")
+    assert plant.eload.program_started_ns is None
+
+
+def test_emulated_short(bench):
+    plant, device, clock, eload, *_ = bench
+    eload.short(True)
+    assert plant.eload.short is True and eload.short_enabled is True
+    eload.short(False)
+    assert plant.eload.short is False
+
+
+def test_emulated_unknown_header_and_out_of_range(bench):
+    plant, device, clock, eload, resource, *_ = bench
+    eload.set_mode("CC", 50.0)
+    resource.write("INP:BOGUS ON")
+    assert resource.query("SYST:ERR?").startswith("-113,")
+    resource.write("CURR 300")  # the driver would refuse it; the instrument answers -222
+    assert resource.query("SYST:ERR?").startswith("-222,")
+    assert eload.current_setpoint == 50.0 and plant.eload.setpoint == 50.0
+    resource.write("FUNC AMPS")
+    with pytest.raises(InstrumentError, match=r"eload: 'SYST:ERR\?' -> -224"):
+        eload.check_errors()
+
+
+def test_emulated_watchdog_turns_the_input_off_and_latches(bench):
+    plant, device, clock, eload, *_ = bench
+    eload.protect(1.0)
+    eload.set_mode("CC", 50.0)
+    eload.input_on()
+    deadline = device.next_deadline_ns()
+    assert deadline == clock.t_ns + 1_000_000_000
+    clock.t_ns = deadline - 1
+    device.on_time(clock.t_ns)
+    assert plant.eload.on is True
+    clock.t_ns = deadline
+    device.on_time(clock.t_ns)
+    assert plant.eload.on is False and eload.input_enabled is False
+    assert device.next_deadline_ns() is None
+    with pytest.raises(InstrumentError, match="-221"):
+        eload.input_on()
+    assert plant.eload.on is False
+    eload.clear_protection()
+    eload.input_on()
+    assert plant.eload.on is True
+
+
+def test_emulated_reset_is_the_power_on_state(bench):
+    plant, device, clock, eload, resource, *_ = bench
+    eload.protect(2.0)
+    eload.pulse([(96.0, 3.0)])
+    resource.write("*RST")
+    assert resource.query("*OPC?") == "1"  # the write has been executed
+    assert (plant.eload.on, plant.eload.program) == (False, [])
+    assert (plant.eload.mode, plant.eload.setpoint) == ("CC", 0.0)
+    assert (eload.watchdog_enabled, eload.function_mode) == (False, "FIX")
+
+
+def test_emulated_disconnect_turns_the_input_off(bench):
+    plant, device, clock, eload, resource, *_ = bench
+    eload.short(True)
+    eload.pulse([(96.0, 3.0), (0.0, 1.0)])
+    resource.close()
+    eventually(lambda: plant.eload.on is False)
+    assert (plant.eload.short, plant.eload.program) == (False, [])
+
+
+def test_emulated_garbage_does_not_stop_the_server(bench):
+    plant, device, clock, eload, resource, server, rm = bench
+    with socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw:
+        raw.sendall(b"\x00\xff\xfe\x01 LIST:LEV 1,,\n" + b"B" * 5000 + b"\nLIST:LEV ,\n*TRG;;\n")
+        raw.sendall(b"*IDN?\n")
+        assert raw.makefile("rb").readline().startswith(b"ITECH")
+    assert eload.identify().startswith("ITECH")  # the first client still works
+    with open_visa(rm, server) as other:
+        assert other.query("*IDN?").startswith("ITECH")  # and a new one too
+    errors = [resource.query("SYST:ERR?") for _ in range(6)]
+    assert any(e.startswith("-102,") for e in errors) and any(e.startswith("-223,") for e in errors)
