@@ -96,6 +96,17 @@ class Soc(FileModel):
     full_voltage_v: Volts
     full_tail_current_a: Amps
     initial_soh_pct: Percent
+    #: after this long switched off, the BMS re-reads SOC from the rested cell voltage
+    rest_reestimate_after_s: Seconds
+    #: the firmware's own rest-voltage table per cell, V, at 0, 5, ... 100 % SOC
+    ocv_table_v: tuple[Annotated[float, Field(ge=2.0, le=4.0)], ...]
+
+    @field_validator("ocv_table_v")
+    @classmethod
+    def _table(cls, v):
+        if len(v) != 21 or any(b < a for a, b in zip(v, v[1:])):
+            raise ValueError(f"needs 21 rising values (0 to 100 % in 5 % steps), got {len(v)}")
+        return v
 
 
 class Can(FileModel):
@@ -112,6 +123,7 @@ class Can(FileModel):
 class Lights(FileModel):
     alm_flicker_period_s: Annotated[float, Field(gt=0.0, le=10.0)]
     low_soc_alm_max_pct: Percent
+    low_soc_light: AlmLight
     charging: tuple[LightBand, ...]
     discharging: tuple[LightBand, ...]
 

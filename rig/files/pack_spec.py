@@ -145,6 +145,7 @@ class Lights(FileModel):
     id: ReqId
     alm_flicker_period_s: Annotated[float, Field(gt=0.0, le=10.0)]
     low_soc_alm_max_pct: Percent
+    low_soc_light: AlmLight
     charging: tuple[LightBand, ...]
     discharging: tuple[LightBand, ...]
 

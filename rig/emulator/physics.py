@@ -1,0 +1,356 @@
+"""Physical model of the emulated LiFePO4 pack(s): 16 series groups of 2 parallel 64 Ah cells.
+
+What a real pack does electrically and thermally, for the emulator's BMS and DC-bus solver; the
+relays, pre-charge and the bus belong to the caller. All numbers are data in ``physics.toml``
+(sources in PACK_MODEL_FACTS.md); this module is the model. Every array is ``(packs, groups)``
+or ``(packs,)``; nothing loops over groups in Python.
+
+Per series group (two cells in parallel act as one cell of twice the capacity and half the
+resistance)::
+
+    V_group = OCV(SOC, h) + v1 + v2 + R0 I          (I > 0 charges)
+    dv_k/dt = (R_k I - v_k) / tau_k                 k = 1 (15 s), 2 (600 s)     [FACTS 2]
+    dSOC/dt = I / (3600 C_group)                    C_group = 128 Ah x (1 + spread)
+    dh/dz   = (sign(I) - h) / z_t                   z = |charge throughput| / C_group
+
+* **OCV** per cell from the Libre Solar LFP table [S1] (discharge/rest branch) and a charge branch
+  20 mV above it on the plateau [A] (FACTS 1); ``h`` in [-1, 1] blends them:
+  ``OCV = (dis + chg)/2 + h (chg - dis)/2``. Outside 0-100 % the curve continues steeply
+  ([A], in physics.toml) so over-charge to 3.9 V and over-discharge to a 0 V cell are reachable.
+  SOC is each group's charge relative to its own capacity; it is not clipped.
+* **Resistances** R0, R1, R2 scale with the pack temperature (factor tables, FACTS 2) and rise
+  at the SOC extremes [A]. The pack adds the path resistance (relays, shunt, fuse, cable).
+* **Thermal**: one lumped node per pack, heated by I^2 x (R0 + R1 + R2 of all groups + path),
+  with lagged sensors (:mod:`rig.emulator.thermal`).
+* **Self-discharge** only through :meth:`PackPhysics.age` (1 %/month at 25 C, x2 per +10 C,
+  FACTS 4): over the hours of a test it is below 0.04 %/day and is left out of :meth:`step`.
+  The BMS draw is a current the caller applies.
+
+Time stepping: :meth:`PackPhysics.step` holds the current and the air temperature constant over
+``dt`` (1 ms to hours) and is exact for that, with no internal sub-steps: SOC integrates the
+charge, RC voltages and ``h`` follow their exponential solutions, the thermal network its exact
+discretisation. Resistances and the heat are the state-dependent parts: the heat is taken at the
+step's start state (as the supervisor sees it); the RC targets ``R_k I`` use the resistances at the
+step's end state, so one long step lands on the same polarisation as many short ones.
+
+Per-group spread (capacity, initial SOC, self-discharge rate) comes from ``numpy`` ``PCG64(seed)``:
+the same seed gives bit-identical packs. A pack starts top-balanced [A]: every group is the same Ah
+short of full (plus a small SOC scatter), so the capacity spread shows at the bottom of a
+discharge, as on a real pack. Each spread is centred per pack: ``initial_soc`` is exactly each
+pack's mean SOC and 128 Ah its mean group capacity.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rig.emulator.physics_params import PhysicsParams
+from rig.emulator.thermal import CASE, N_INPUTS, N_STATES, PACK, ThermalNetwork
+
+_CACHE_LIMIT = 256
+
+
+@dataclass(frozen=True)
+class PhysicsSnapshot:
+    """All mutable state of one :class:`PackPhysics` at an instant (opaque; see ``restore``)."""
+
+    state: np.ndarray
+    owner: int
+
+
+class PackPhysics:
+    """The cells, resistances and heat of ``packs`` emulated packs.
+
+    :param params: physical parameters (:func:`~rig.emulator.physics_params.load_physics`).
+    :param packs: number of packs (the rig uses 1 or 2).
+    :param seed: seed of the per-group spread; the same seed gives identical packs.
+    :param initial_soc: mean SOC of each pack, fraction (scalar or one per pack).
+    :param capacity_spread: relative sigma of group capacity (default ``params.spread``, 0.5 %).
+    :param soc_spread: absolute sigma of the initial group SOC (default ``params.spread``, 0.1 %).
+    :param ambient_c: air temperature the packs start in equilibrium with, C.
+    :raises ValueError: an argument out of range (a programming mistake).
+    """
+
+    def __init__(self, params: PhysicsParams, packs: int = 1, seed: int = 1,
+                 initial_soc: float | Sequence[float] = 0.5, capacity_spread: float | None = None,
+                 soc_spread: float | None = None, ambient_c: float = 25.0):
+        if packs < 1:
+            raise ValueError(f"packs must be at least 1, got {packs}")
+        capacity_spread = params.spread.capacity_rel if capacity_spread is None else capacity_spread
+        soc_spread = params.spread.soc_abs if soc_spread is None else soc_spread
+        if not 0.0 <= capacity_spread <= 0.2:
+            raise ValueError(f"capacity_spread must be in [0, 0.2], got {capacity_spread}")
+        if not 0.0 <= soc_spread <= 0.2:
+            raise ValueError(f"soc_spread must be in [0, 0.2], got {soc_spread}")
+        soc0 = np.broadcast_to(np.asarray(initial_soc, dtype=np.float64), (packs,))
+        self.params = params
+        self.packs: int = packs                    #: number of packs
+        self.groups: int = params.pack.groups      #: series groups per pack
+        shape = (packs, self.groups)
+        self._pshape = (packs,)
+        self._tables(params)
+        self.thermal = ThermalNetwork(params.thermal, path_ohm=params.resistance.path_mohm * 1e-3)
+
+        # All mutable state in one buffer: a snapshot is one copy, a restore one copyto.
+        pg, p = packs * self.groups, packs
+        self._state = np.zeros(4 * pg + N_STATES * p + p)
+        self._soc = self._state[:pg].reshape(shape)
+        self._h = self._state[pg:2 * pg].reshape(shape)
+        self._v1 = self._state[2 * pg:3 * pg].reshape(shape)
+        self._v2 = self._state[3 * pg:4 * pg].reshape(shape)
+        self._x = self._state[4 * pg:4 * pg + N_STATES * p].reshape(N_STATES, p)  # thermal rows
+        self._energy_ws = self._state[4 * pg + N_STATES * p:]
+
+        # Seeded spread, each draw centred per pack. A pack starts top-balanced: every group the
+        # same Ah short of full, then scattered by soc_spread, then shifted to mean initial_soc.
+        rng = np.random.Generator(np.random.PCG64(seed))
+        z_cap, z_soc, z_sd = (z - z.mean(axis=1, keepdims=True)
+                              for z in (rng.standard_normal(shape) for _ in range(3)))
+        group_ah = params.pack.cell_capacity_ah * params.pack.cells_per_group
+        self._capacity = group_ah * (1.0 + capacity_spread * z_cap)
+        self._sd_factor = np.maximum(0.0, 1.0 + params.self_discharge.spread_rel * z_sd)
+        soc = 1.0 - (1.0 - soc0[:, None]) * group_ah / self._capacity + soc_spread * z_soc
+        self._soc[...] = soc + (soc0 - soc.mean(axis=1))[:, None]
+        self._h[...] = params.hysteresis.initial
+        self._x[...] = self.thermal.equilibrium(packs, ambient_c)
+
+        self.soc: np.ndarray = self._soc.view()        #: (packs, groups) SOC fraction, read-only
+        self.soc.flags.writeable = False
+        self.capacity_ah: np.ndarray = self._capacity.view()  #: (packs, groups) capacity, Ah
+        self.capacity_ah.flags.writeable = False
+        #: (packs, groups) V added to each group's voltage reading: a sense fault (not the terminals)
+        self.group_offset_v: np.ndarray = np.zeros(shape)
+
+        # Scratch arrays, so that a step allocates little.
+        self._base = np.stack([1.0 / (3600.0 * self._capacity), np.ones(shape)])
+        self._w = np.empty((2,) + shape)              # per group: charge step dz and R_rc(T) I
+        self._mult = np.empty((2, p))
+        self._tmp, self._tmp2 = np.empty(shape), np.empty(shape)
+        self._u = np.zeros((N_INPUTS, p))
+        self._u[3] = 1.0
+        self._xs = np.empty((N_STATES, p))
+        self._ones = np.ones(self.groups)
+        self._dt_cache: dict[float, tuple] = {}
+        self._derive()
+
+    def _tables(self, params: PhysicsParams) -> None:
+        """The parameter tables in the form the step uses (group values, fractions, ohm)."""
+        ocv, res, n = params.ocv, params.resistance, params.pack.cells_per_group
+        # OCV extended beyond 0-100 % by the abuse branches, kept as the two branches' mean and
+        # half their gap: OCV = mean + h * half.
+        dis, chg = np.array(ocv.discharge_v), np.array(ocv.charge_v)
+        no_gap = np.zeros(len(ocv.overdischarge_v)), np.zeros(len(ocv.overcharge_v))
+        self._ocv_soc = np.concatenate([ocv.overdischarge_soc_pct, ocv.soc_pct,
+                                        ocv.overcharge_soc_pct]) / 100.0
+        self._ocv_mean = np.concatenate([ocv.overdischarge_v, (dis + chg) / 2, ocv.overcharge_v])
+        self._ocv_half = np.concatenate([no_gap[0], (chg - dis) / 2, no_gap[1]])
+        self._k_hyst = 1.0 / params.hysteresis.transition_soc
+        # Group resistances (2 cells in parallel: half a cell's), ohm; tables vs T and SOC.
+        self._rkg = np.array([res.r1_cell_mohm, res.r2_cell_mohm]) * 1e-3 / n
+        self._taus = (res.tau1_s, res.tau2_s)
+        self._rt_temp = np.array(res.temperature_c, dtype=np.float64)
+        self._r0_t = res.r0_cell_mohm * 1e-3 / n * np.array(res.r0_factor)   # R0 at T
+        self._rrc_t = self._rkg.sum() * np.array(res.rc_factor)              # R1 + R2 at T
+        self._rsoc_soc = np.array(res.soc_pct) / 100.0
+        self._rsoc_factor = np.array(res.soc_factor)
+        # Scalars as 0-d arrays: numpy multiplies by those faster than by Python floats.
+        self._rpath = np.array(res.path_mohm * 1e-3)
+        self._neg_k = np.array(-self._k_hyst)
+        self._half = np.array(0.5)
+
+    # ---------------------------------------------------------------- time stepping
+    def step(self, dt_s: float, current_a: np.ndarray, ambient_c: float) -> None:
+        """Advance by ``dt_s`` seconds with each pack's current and the air temperature held.
+
+        :param dt_s: step length, s (0 does nothing).
+        :param current_a: ``(packs,)`` current through each pack's cells, A (+ charges).
+        :param ambient_c: chamber air temperature, C.
+        :raises ValueError: a negative ``dt_s``.
+        """
+        if not dt_s > 0.0:
+            if dt_s == 0.0:
+                return
+            raise ValueError(f"dt_s must not be negative, got {dt_s}")
+        i = np.asarray(current_a, dtype=np.float64)
+        if i.shape != self._pshape:
+            i = np.broadcast_to(i, self._pshape)
+        dt, e1, e2, g1, g2 = self._dt_coefficients(dt_s)
+
+        # Heat over the step from the start state: I^2 x the cells' DC resistance, and I^2 for
+        # the path (its resistance is a gain inside the thermal network). Then the exact update.
+        u = self._u
+        np.multiply(i, i, out=u[1])
+        np.multiply(u[1], self._rcell, out=u[0])
+        u[2] = ambient_c
+        self.thermal.advance(self._x, u, dt_s, self._xs)
+        self._temperature_factors()
+
+        # One broadcast gives each group its charge step dz = I dt / C and its R_rc(T) I.
+        mult = self._mult
+        np.multiply(i, dt, out=mult[0])
+        np.multiply(self._rrc, i, out=mult[1])
+        w = self._w
+        np.multiply(self._base, mult[:, :, None], out=w)
+        dz, tmp, tmp2 = w[0], self._tmp, self._tmp2
+
+        # SOC by integration; hysteresis exactly in the throughput:
+        # h <- s + (h - s) exp(-k |dz|), s = sign(I) (at rest dz = 0 and h stays).
+        self._soc += dz
+        h = self._h
+        np.abs(dz, out=tmp)
+        tmp *= self._neg_k
+        np.exp(tmp, out=tmp)
+        np.sign(dz, out=tmp2)
+        h -= tmp2
+        h *= tmp
+        h += tmp2
+        self._soc_factors()
+
+        # RC pairs toward R_k I at the end state: v <- v e + fs R_k(T) I (1 - e).
+        np.multiply(self._fs, w[1], out=tmp)
+        v1, v2 = self._v1, self._v2
+        v1 *= e1
+        np.multiply(tmp, g1, out=tmp2)
+        v1 += tmp2
+        v2 *= e2
+        np.multiply(tmp, g2, out=tmp2)
+        v2 += tmp2
+
+        vs_prev = self._vs
+        self._voltages()
+        # Terminal energy: source voltage by the trapezoid rule, resistive part exact.
+        e = vs_prev + self._vs
+        e *= self._half
+        e += self._rser * i
+        e *= mult[0]
+        self._energy_ws += e
+
+    def _dt_coefficients(self, dt_s: float) -> tuple:
+        """Constants of a step of ``dt_s``: dt, e_k = exp(-dt/tau_k), g_k = share_k (1 - e_k)."""
+        c = self._dt_cache.get(dt_s)
+        if c is None:
+            m1, m2 = (math.expm1(-dt_s / tau) for tau in self._taus)
+            share = self._rkg / self._rkg.sum()      # R1, R2 shares of the RC resistance
+            c = tuple(np.array(v) for v in (dt_s, 1.0 + m1, 1.0 + m2, -share[0] * m1, -share[1] * m2))
+            if len(self._dt_cache) >= _CACHE_LIMIT:
+                self._dt_cache.clear()
+            self._dt_cache[dt_s] = c
+        return c
+
+    def _temperature_factors(self) -> None:
+        """Group R0 and R1 + R2 at the present pack temperature."""
+        t = self._x[PACK]
+        self._r0t = np.interp(t, self._rt_temp, self._r0_t)
+        self._rrc = np.interp(t, self._rt_temp, self._rrc_t)
+
+    def _soc_factors(self) -> None:
+        """Per-group SOC factor of the resistances, and the pack's series and heat resistance."""
+        fs = self._fs = np.interp(self._soc, self._rsoc_soc, self._rsoc_factor)
+        sum_fs = np.dot(fs, self._ones)
+        rser = self._rser = sum_fs * self._r0t
+        rser += self._rpath
+        rcell = self._rcell = self._r0t + self._rrc       # heat: sum_g fs (R0 + R1 + R2)
+        rcell *= sum_fs
+
+    def _voltages(self) -> None:
+        """OCV with hysteresis, per-group source voltage (OCV + RC) and its sum per pack."""
+        soc = self._soc
+        ocv = self._ocv = np.interp(soc, self._ocv_soc, self._ocv_half)
+        ocv *= self._h
+        ocv += np.interp(soc, self._ocv_soc, self._ocv_mean)
+        vsrc = self._vsrc = ocv + self._v1
+        vsrc += self._v2
+        self._vs = np.dot(vsrc, self._ones)
+
+    def _derive(self) -> None:
+        self._temperature_factors()
+        self._soc_factors()
+        self._voltages()
+
+    # ---------------------------------------------------------------- what a solver reads
+    def ocv(self) -> np.ndarray:
+        """``(packs, groups)`` open-circuit voltage of each group incl. hysteresis (+ sense offset), V."""
+        return self._ocv + self.group_offset_v
+
+    def group_voltages(self, current_a: np.ndarray) -> np.ndarray:
+        """``(packs, groups)`` group voltages with ``current_a`` flowing now: OCV + RC + R0 I, V.
+
+        Includes :attr:`group_offset_v` (what a cell-voltage reading sees).
+        """
+        i = np.asarray(current_a, dtype=np.float64)
+        if i.shape != self._pshape:
+            i = np.broadcast_to(i, self._pshape)
+        out = self._fs * (self._r0t * i)[:, None]
+        out += self._vsrc
+        out += self.group_offset_v
+        return out
+
+    def thevenin(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per pack ``(source V, series ohm)``: terminal voltage = source + series x current.
+
+        The source is the sum of the groups' OCV and RC voltages; the series resistance is the
+        instantaneous one (16 R0 + path). Sense offsets are not included: they fault a reading,
+        not the cells.
+        """
+        return self._vs.copy(), self._rser.copy()
+
+    def temperatures(self) -> np.ndarray:
+        """``(packs, 5)`` sensor temperatures: T1-T4 on cells, T5 on the power stage, C."""
+        return self._x[1:6].T.copy()
+
+    def case_temperature(self) -> np.ndarray:
+        """``(packs,)`` case temperature, what the rig's thermocouples read, C."""
+        return self._x[CASE].copy()
+
+    def pack_temperature(self) -> np.ndarray:
+        """``(packs,)`` lumped pack (cell) temperature the resistances depend on, C."""
+        return self._x[PACK].copy()
+
+    def energy_wh(self) -> np.ndarray:
+        """``(packs,)`` energy through the terminals since creation, Wh (+ = charged into the pack)."""
+        return self._energy_ws / 3600.0
+
+    # ---------------------------------------------------------------- storage, faults, rollback
+    def age(self, months: float, ambient_c: float) -> None:
+        """Store the packs open-circuit for ``months`` at ``ambient_c``.
+
+        Each group loses its intrinsic self-discharge, 1 %/month of its capacity at 25 C, doubling
+        every +10 C (FACTS 4), times its own seeded rate spread; the loss is a discharge, so ``h``
+        moves toward the discharge branch. The RC voltages relax and the packs settle at the air
+        temperature. The BMS draw is not included (apply it as a current).
+
+        :raises ValueError: negative ``months``.
+        """
+        if months < 0:
+            raise ValueError(f"months must not be negative, got {months}")
+        sd = self.params.self_discharge
+        rate = sd.pct_per_month_25c / 100.0 * 2.0 ** ((ambient_c - 25.0) / sd.doubling_c)
+        loss = rate * months * self._sd_factor
+        self._soc -= loss
+        self._h[...] = -1.0 + (self._h + 1.0) * np.exp(-self._k_hyst * loss)
+        self._v1[...] = 0.0
+        self._v2[...] = 0.0
+        self._x[...] = self.thermal.equilibrium(self.packs, ambient_c)
+        self._derive()
+
+    def set_group_soc(self, pack: int, group: int, soc: float) -> None:
+        """Force one group's charge to ``soc`` (fraction; e.g. a weak or 0 V cell: soc <= -0.05)."""
+        self._soc[pack, group] = soc
+        self._derive()
+
+    def snapshot(self) -> PhysicsSnapshot:
+        """A copy of all mutable state (not :attr:`group_offset_v`, a fault setting)."""
+        return PhysicsSnapshot(self._state.copy(), id(self))
+
+    def restore(self, snap: PhysicsSnapshot) -> None:
+        """Return to the state of ``snap``, taken from this same model.
+
+        :raises ValueError: ``snap`` came from another model.
+        """
+        if snap.owner != id(self) or snap.state.shape != self._state.shape:
+            raise ValueError("snapshot belongs to another PackPhysics")
+        np.copyto(self._state, snap.state)
+        self._derive()

@@ -1,0 +1,175 @@
+"""The BMS's protection engine: the rows of PACK_SPEC.md 4 as the firmware profile describes them.
+
+Each row watches one measured quantity and has three levels. A level *trips* when its
+condition (quantity beyond the threshold) has held, at every BMS sample, for the level's
+delay; it *releases* by the row's rule:
+
+- ``value``: the quantity is back past the release value;
+- ``margin``: the quantity is back past that level's threshold by the margin (5 C);
+- ``after_cut_s``: that long after the trip, with the condition gone;
+- ``power_cycle``: never, until the BMS restarts.
+
+A tripped L3 also waits for "no current" before it releases (PACK_SPEC.md 4: latched until the
+release value is reached with no current). What a tripped level *does* (limits, bits, relays,
+lights, power-off) is the BMS's business (:mod:`rig.emulator.bms`); this module only keeps the
+timers and tells when the next one expires, so the world can land exactly on it.
+
+Times are integer nanoseconds of the world's clock.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rig.files.firmware_profile import FirmwareProfile, FirmwareProtection
+from rig.files.rows import PROTECTIONS
+
+_NS = 1_000_000_000
+
+
+@dataclass
+class LevelState:
+    """Timers of one level of one row."""
+
+    since_ns: int | None = None     # first sample the condition held (pending), None: not pending
+    tripped_ns: int | None = None   # when it tripped, None: not tripped
+
+
+@dataclass
+class RowState:
+    name: str
+    row: FirmwareProtection
+    levels: list[LevelState] = field(default_factory=lambda: [LevelState() for _ in range(3)])
+
+    @property
+    def level(self) -> int:
+        """Highest tripped level, 0..3."""
+        return max((i + 1 for i, s in enumerate(self.levels) if s.tripped_ns is not None), default=0)
+
+
+def quantity_values(groups_v, pack_v: float, current_a: float, temps_c) -> dict[str, float]:
+    """The quantities a protection can watch, from one BMS measurement.
+
+    :param groups_v: measured group voltages, V; :param pack_v: measured pack voltage, V;
+    :param current_a: measured current, A, + = charge; :param temps_c: cell sensors T1-T4, C.
+    """
+    # a voltage front-end that never answered leaves nan: no comparison with nan is true, so
+    # nothing trips or releases on readings the BMS does not have
+    hi, lo = float(np.max(groups_v)), float(np.min(groups_v))
+    return {
+        "max_group_voltage": hi, "min_group_voltage": lo, "pack_voltage": pack_v,
+        "charge_current": max(current_a, 0.0), "discharge_current": max(-current_a, 0.0),
+        "max_temperature": max(temps_c), "min_temperature": min(temps_c),
+        "group_voltage_difference": hi - lo,
+    }
+
+
+def _beyond(value: float, threshold: float, trips: str) -> bool:
+    """Past the threshold on the unsafe side."""
+    return value > threshold if trips == "above" else value < threshold
+
+
+def _back(value: float, threshold: float, trips: str) -> bool:
+    """Past the threshold on the safe side."""
+    return value < threshold if trips == "above" else value > threshold
+
+
+class ProtectionEngine:
+    """Timers of every enabled protection row of a firmware profile."""
+
+    def __init__(self, profile: FirmwareProfile):
+        self.profile = profile
+        self.rows = [RowState(name, getattr(profile.protections, name)) for name in PROTECTIONS]
+        # The same conditions as update() decides on, as arrays (one entry per row and level), so
+        # the world can compare two instants cheaply: trip when sign*(v - threshold) > 0,
+        # released when sign*(release - v) > 0.
+        levels = [(rs, i, lv) for rs in self.rows for i, lv in enumerate(rs.row.levels())]
+        self._names = [rs.row.quantity for rs, _, _ in levels]
+        self._sign = np.array([1.0 if rs.row.trips == "above" else -1.0 for rs, _, _ in levels])
+        self._trip = np.array([lv.threshold for _, _, lv in levels])
+        self._release = np.array([self._release_threshold(rs.row, lv.threshold) for rs, _, lv in levels])
+
+    @staticmethod
+    def _release_threshold(row: FirmwareProtection, threshold: float) -> float:
+        r = row.release
+        if r.value is not None:
+            return r.value
+        if r.margin is not None:
+            return threshold - r.margin if row.trips == "above" else threshold + r.margin
+        if r.after_cut_s is not None:
+            return threshold
+        return -np.inf if row.trips == "above" else np.inf  # power cycle: never by value
+
+    def conditions(self, q: dict[str, float]) -> bytes:
+        """The booleans the timers depend on (trip and release of each level), packed; equal at
+        two instants means no timer could have started, stopped or released in between."""
+        v = np.array([q[n] for n in self._names])
+        trip = self._sign * (v - self._trip) > 0
+        released = self._sign * (self._release - v) > 0
+        return np.packbits(np.concatenate((trip, released))).tobytes()
+
+    def _released(self, rs: RowState, i: int, v: float) -> bool:
+        release, row = rs.row.release, rs.row
+        if release.value is not None:
+            return _back(v, release.value, row.trips)
+        if release.margin is not None:
+            threshold = row.levels()[i].threshold
+            return _back(v, threshold - release.margin if row.trips == "above"
+                         else threshold + release.margin, row.trips)
+        if release.after_cut_s is not None:
+            return not _beyond(v, row.levels()[i].threshold, row.trips)
+        return False  # power_cycle
+
+    def update(self, t_ns: int, q: dict[str, float], no_current: bool) -> list[tuple[str, int, str]]:
+        """One BMS sample at ``t_ns``; returns the changes as (row, level 1..3, "trip"|"release")."""
+        changes = []
+        for rs in self.rows:
+            v = q[rs.row.quantity]
+            for i, level in enumerate(rs.row.levels()):
+                st = rs.levels[i]
+                if not level.enabled:
+                    continue
+                if st.tripped_ns is None:
+                    if _beyond(v, level.threshold, rs.row.trips):
+                        if st.since_ns is None:
+                            st.since_ns = t_ns
+                        if t_ns - st.since_ns >= round(level.delay_s * _NS):
+                            st.tripped_ns, st.since_ns = t_ns, None
+                            changes.append((rs.name, i + 1, "trip"))
+                    else:
+                        st.since_ns = None
+                elif self._may_release(rs, i, v, t_ns, no_current):
+                    rs.levels[i] = LevelState()
+                    changes.append((rs.name, i + 1, "release"))
+        return changes
+
+    def _may_release(self, rs: RowState, i: int, v: float, t_ns: int, no_current: bool) -> bool:
+        if i == 2 and not no_current:
+            return False  # L3 latches until the release is reached with no current
+        if not self._released(rs, i, v):
+            return False
+        after = rs.row.release.after_cut_s
+        # current rows release a fixed time after the cut, once the condition has gone
+        return after is None or t_ns - rs.levels[i].tripped_ns >= round(after * _NS)
+
+    def next_deadline_ns(self) -> int | None:
+        """The earliest instant a pending trip or a timed release falls due."""
+        times = []
+        for rs in self.rows:
+            for i, level in enumerate(rs.row.levels()):
+                st = rs.levels[i]
+                if st.since_ns is not None:
+                    times.append(st.since_ns + round(level.delay_s * _NS))
+                if st.tripped_ns is not None and rs.row.release.after_cut_s is not None:
+                    times.append(st.tripped_ns + round(rs.row.release.after_cut_s * _NS))
+        return min(times, default=None)
+
+    def levels(self) -> dict[str, int]:
+        """Row name -> highest tripped level (0..3)."""
+        return {rs.name: rs.level for rs in self.rows}
+
+    def reset(self) -> None:
+        """A power cycle: every timer and latch cleared."""
+        for rs in self.rows:
+            rs.levels = [LevelState() for _ in range(3)]
