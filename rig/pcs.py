@@ -1,0 +1,299 @@
+"""The inverter's side of the CAN link: a PCS stand-in that keeps the pack talking and listens to it.
+
+A Pylon-LV pack expects the PCS (the inverter) to answer every second with 0x305; silence is PCS
+loss (PACK_SPEC.md 6). :class:`PcsStandIn` plays that part: it sends the heartbeat every 1 s
+through the rig clock (``silence(True)`` stops it), and decodes every frame the pack sends
+through pack.dbc, keeping per (frame name, pack address) a bounded history of (timestamp,
+signals). The timestamp is the frame's own: virtual seconds on the emulated bench, the
+interface's receive time on a real one (python-can: Unix seconds, not the rig clock), so frame
+times are compared with frame times. A frame that breaks the protocol never stops the rig: it
+goes to ``errors`` with the raw frame. Every raw frame goes to the ``listeners`` (the recorder).
+
+Reception is a *pump* that drains what the bus has queued. The 1-s task pumps, and every query
+pumps first, so a query sees everything received up to that instant. Queries speak the pack's
+terms: ``signal("SOC")``, ``wait_until("State", "Run", within=30)``, ``periods("ChargeLimits")``.
+"""
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import can
+
+from rig.clock import Clock, Periodic
+from rig.errors import ProtocolError, RigError
+from rig.protocol import can_frames
+
+HEARTBEAT_PERIOD_S = 1.0  #: s; PACK_SPEC.md 6: "The PCS answers every second with 0x305"
+MASTER_ADDRESS = 2  #: the master's (or a single pack's) address: the default for detail frames
+
+_HEARTBEAT = can_frames.encode("PcsHeartbeat", {})  # 8 zero bytes, standard ID 0x305
+_NAMES = tuple(dict.fromkeys(f.name for f in can_frames.FRAMES))
+_DETAIL = frozenset(f.name for f in can_frames.FRAMES if f.pack_address is not None)
+#: frame name -> its signal names (both addresses of a detail frame carry the same signals)
+_SIGNALS: dict[str, frozenset[str]] = {f.name: frozenset(s.name for s in m.signals) for f in can_frames.FRAMES
+                                       for m in can_frames.DATABASE.messages if m.frame_id == f.frame_id}
+
+
+class CanCheckFailed(RigError, AssertionError):
+    """The pack's CAN traffic failed a check: a frame never received, a signal out of its band.
+    An ``AssertionError`` too, so pytest reports the pack failing, not the rig crashing."""
+
+
+class Reception(NamedTuple):
+    """One decoded frame as received."""
+
+    t: float                               #: the frame's timestamp, s (virtual, or interface time)
+    signals: dict[str, int | float | str]  #: signal name -> value in DBC units, or value-table name
+
+
+class BadFrame(NamedTuple):
+    """A frame that broke the protocol, kept with the raw frame for the report."""
+
+    t: float            #: the frame's timestamp, s
+    problem: str        #: the ProtocolError text (ID, DLC, what is wrong)
+    frame: can.Message  #: the frame as received
+
+
+class _Seen(NamedTuple):
+    """What a wait read last; its repr is what a timeout message shows as the last value."""
+
+    value: Any
+    t: float | None
+    hit: bool
+
+    def __repr__(self) -> str:  # 10 digits: DBC scaling leaves float noise (52.800000000000004)
+        shown = f"{self.value:.10g}" if isinstance(self.value, float) else repr(self.value)
+        return "nothing received" if self.t is None else f"{shown} (frame at t={self.t:.3f} s)"
+
+
+class PcsStandIn:
+    """The PCS end of the CAN link: heartbeat out, pack frames in, queries in the pack's terms.
+
+    :param bus: the rig's CAN interface; the stand-in never shuts it down (its owner does).
+    :param clock: the rig clock; the heartbeat and the pump run as one periodic task on it.
+    :param history: receptions kept per (frame, pack address), and bad frames kept, at most.
+    """
+
+    def __init__(self, bus: can.BusABC, clock: Clock, *, history: int = 10_000):
+        if history < 2:
+            raise ValueError(f"history must keep at least 2 receptions, got {history}")
+        self.bus, self.clock, self.history_size = bus, clock, history
+        #: callables given every raw frame received, good or bad, in order (the CAN recorder).
+        self.listeners: list[Callable[[can.Message], Any]] = []
+        #: frames taken from the bus, good and bad.
+        self.frames_received = 0
+        #: frames that broke the protocol: all counted in bad_frames, the first ``history`` kept in errors.
+        self.bad_frames = 0
+        self.errors: list[BadFrame] = []
+        #: heartbeats sent since start, and the clock time of the last one, s (None: none yet).
+        self.heartbeats_sent = 0
+        self.last_heartbeat_at: float | None = None
+        self._silent = False
+        self._task: Periodic | None = None
+        # Per (frame, pack address): the last ``history`` receptions, and how many ever came.
+        self._tracks: dict[tuple[str, int | None], deque[Reception]] = {}
+        self._counts: dict[tuple[str, int | None], int] = {}
+        # The periodic task (its own thread on the wall clock) and the test both pump.
+        self._lock = threading.RLock()
+
+    def start(self) -> None:
+        """Send the heartbeat every 1 s from now on and pump the bus at each tick (no-op if running)."""
+        if self._task is None:
+            self._task = self.clock.every(HEARTBEAT_PERIOD_S, self._tick, "PCS heartbeat and CAN pump")
+
+    def silence(self, silent: bool) -> None:
+        """Stop (True) or resume (False) the heartbeat, to provoke PCS loss; reception goes on."""
+        self._silent = bool(silent)
+
+    def stop(self) -> None:
+        """Stop the heartbeat and the periodic pump (safe to call twice; the bus stays open)."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+
+    def _tick(self) -> None:
+        if not self._silent:
+            self.bus.send(can.Message(timestamp=self.clock.now(), arbitration_id=_HEARTBEAT.arbitration_id,
+                                      is_extended_id=False, data=_HEARTBEAT.data, dlc=_HEARTBEAT.dlc))
+            self.heartbeats_sent += 1
+            self.last_heartbeat_at = self.clock.now()
+        self.pump()
+
+    def pump(self) -> None:
+        """Take every frame the bus has queued, decode and store it, and hand it to the listeners.
+
+        :raises: whatever a listener raises (a recorder that cannot write must fail the test)."""
+        with self._lock:
+            while (msg := self.bus.recv(timeout=0)) is not None:
+                self.frames_received += 1
+                try:
+                    decoded = can_frames.decode(msg)
+                except ProtocolError as error:
+                    self.bad_frames += 1
+                    if len(self.errors) < self.history_size:  # the first ones say most
+                        self.errors.append(BadFrame(msg.timestamp, str(error), msg))
+                else:
+                    key = (decoded.name, decoded.pack_address)
+                    self._tracks.setdefault(key, deque(maxlen=self.history_size)).append(
+                        Reception(msg.timestamp, decoded.signals))
+                    self._counts[key] = self._counts.get(key, 0) + 1
+                for listener in self.listeners:
+                    listener(msg)
+
+    def latest(self, frame: str, pack_address: int | None = None) -> dict[str, int | float | str]:
+        """The signals of the last ``frame`` received (a copy).
+
+        :param frame: frame name as in pack.dbc (``"ChargeLimits"``, ``"DetailStatus"``).
+        :param pack_address: 2 or 3 for a detail frame (None: the master, 2); None for Pylon frames.
+        :raises CanCheckFailed: if that frame was never received, naming it and what was received.
+        :raises ValueError: for a frame not in pack.dbc or a pack address that does not fit it
+            (the same for every query below).
+        """
+        return dict(self.received(frame, pack_address)[-1].signals)
+
+    def received(self, frame: str, pack_address: int | None = None) -> list[Reception]:
+        """Every ``frame`` kept so far (at most ``history``), oldest first, each with its timestamp.
+
+        :raises CanCheckFailed: if that frame was never received.
+        """
+        key = _key(frame, pack_address)
+        self.pump()
+        with self._lock:
+            if key not in self._tracks:
+                where = "" if key[1] is None else f" from pack address {key[1]}"
+                seen = ", ".join(sorted(f"{n}@{a}" if a else n for n, a in self._tracks)) or "none"
+                raise CanCheckFailed(f"no {frame} frame{where} received yet ({self.frames_received} "
+                                     f"frames received in all; frames seen: {seen})")
+            return list(self._tracks[key])
+
+    def signal(self, name: str, frame: str | None = None, pack_address: int | None = None) -> int | float | str:
+        """The last value of signal ``name`` (DBC units, or the value-table name such as ``"Run"``).
+
+        With no ``frame``, the frame carrying that signal is found in pack.dbc. ``SOC`` is in two:
+        without a pack address it is the system's (0x355, what the inverter sees), with one it is
+        that pack's own (DetailStatus).
+
+        :raises CanCheckFailed: if the frame was never received.
+        :raises ValueError: unknown signal, or a frame that does not carry it."""
+        frame = _frame_of(name, frame, pack_address)
+        return self.latest(frame, pack_address)[name]
+
+    def wait_until(self, signal: str, predicate: Callable[[Any], bool] | Any, within: float, *,
+                   frame: str | None = None, pack_address: int | None = None, what: str = "",
+                   poll: float = 0.1) -> tuple[Any, float]:
+        """Wait until a received value of ``signal`` satisfies ``predicate``; return (value, frame time s).
+
+        Every frame received is tested, not only the latest at each poll, so a value held for one
+        frame between two polls is not missed. The last value received before the wait counts.
+
+        :param predicate: a callable on the value, or a plain value meaning "equals" (``"Run"``).
+        :param within: seconds to wait at most (rig clock).
+        :param what: the condition in words for the timeout message (default: the predicate's name).
+        :param poll: seconds between two looks at the bus.
+        :raises WaitTimeout: naming the signal, the condition and the last value with its time.
+        """
+        frame = _frame_of(signal, frame, pack_address)
+        key = _key(frame, pack_address)
+        if not callable(predicate):
+            predicate, what = (lambda value, wanted=predicate: value == wanted), what or f"== {predicate!r}"
+        description = what or getattr(predicate, "__name__", "").replace("<lambda>", "") or "(unnamed predicate)"
+        cursor = max(self._counts.get(key, 0) - 1, 0)
+        last = _Seen(None, None, False)
+
+        def read() -> _Seen:
+            nonlocal cursor, last
+            fresh, cursor = self._new(key, cursor)
+            for reception in fresh:
+                last = _Seen(reception.signals[signal], reception.t, False)
+                if predicate(last.value):
+                    return last._replace(hit=True)
+            return last
+
+        where = "" if key[1] is None else f" (pack address {key[1]})"
+        seen = self.clock.wait_for(read, timeout=within, poll=poll, until=lambda s: s.hit,
+                                   what=f"CAN {frame}.{signal}{where} {description}")
+        return seen.value, seen.t
+
+    def stayed_within(self, signal: str, low: float, high: float, during: float, *,
+                      frame: str | None = None, pack_address: int | None = None,
+                      poll: float = 0.1) -> tuple[float, float]:
+        """Watch ``signal`` for ``during`` seconds (rig clock); every frame received must be in [low, high].
+
+        :return: (lowest, highest) value received while watching.
+        :raises CanCheckFailed: at the first excursion, naming its value and frame time; or if no
+            frame carrying the signal arrived while watching (a silent pack does not pass).
+        :raises ValueError: if ``low > high``.
+        """
+        if low > high:
+            raise ValueError(f"stayed_within: low {low:g} is above high {high:g}")
+        frame = _frame_of(signal, frame, pack_address)
+        key = _key(frame, pack_address)
+        self.pump()
+        cursor = self._counts.get(key, 0)
+        started = self.clock.now()
+        end = started + during
+        seen: list[float] = []
+        while True:
+            fresh, cursor = self._new(key, cursor)
+            for reception in fresh:
+                value = reception.signals[signal]
+                if not low <= value <= high:
+                    raise CanCheckFailed(
+                        f"CAN {frame}.{signal} = {value:g} in the frame at t={reception.t:.3f} s, outside "
+                        f"[{low:g}, {high:g}] (watched from t={started:.3f} s for {during:g} s)")
+                seen.append(value)
+            remaining = end - self.clock.now()
+            if remaining <= 1e-12:
+                break
+            self.clock.sleep(min(poll, remaining))
+        if not seen:
+            raise CanCheckFailed(f"no {frame} frame carrying {signal} received in the {during:g} s "
+                                 f"watched from t={started:.3f} s")
+        return min(seen), max(seen)
+
+    def periods(self, frame: str, pack_address: int | None = None) -> list[float]:
+        """Seconds between consecutive receptions of ``frame``, from the frames' timestamps;
+        for CAN schedule checks. :raises CanCheckFailed: if that frame was never received."""
+        times = [r.t for r in self.received(frame, pack_address)]
+        return [b - a for a, b in zip(times, times[1:])]
+
+    def _new(self, key: tuple[str, int | None], cursor: int) -> tuple[list[Reception], int]:
+        """After a pump: the receptions numbered ``cursor`` and later, and the next cursor."""
+        self.pump()
+        with self._lock:
+            receptions, count = self._tracks.get(key, ()), self._counts.get(key, 0)
+            fresh = min(count - cursor, len(receptions))
+            # Index from the right end: O(1) per item on a deque, however long the history.
+            return [receptions[i] for i in range(-fresh, 0)], count
+
+
+def _key(frame: str, pack_address: int | None) -> tuple[str, int | None]:
+    if frame not in _NAMES:
+        raise ValueError(f"no frame {frame!r} in pack.dbc; frames: {', '.join(_NAMES)}")
+    if frame not in _DETAIL:
+        if pack_address is not None:
+            raise ValueError(f"{frame} is a system frame (Pylon); it has no pack_address")
+        return frame, None
+    address = MASTER_ADDRESS if pack_address is None else pack_address
+    if address not in can_frames.PACK_ADDRESSES:
+        raise ValueError(f"pack_address must be one of {can_frames.PACK_ADDRESSES}, got {pack_address!r}")
+    return frame, address
+
+
+def _frame_of(signal: str, frame: str | None, pack_address: int | None) -> str:
+    if frame is not None:
+        if signal not in _SIGNALS.get(frame, ()):
+            raise ValueError(f"frame {frame!r} has no signal {signal!r} in pack.dbc")
+        return frame
+    frames = [name for name, signals in _SIGNALS.items() if signal in signals]
+    if not frames:
+        raise ValueError(f"no signal {signal!r} in pack.dbc")
+    if len(frames) > 1:
+        # A pack address asks for that pack's own detail frame, none for the system's frame.
+        frames = [name for name in frames if (name in _DETAIL) == (pack_address is not None)]
+    if len(frames) != 1:
+        raise ValueError(f"signal {signal!r} is in several frames; name one with frame=")
+    return frames[0]
