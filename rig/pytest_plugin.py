@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from rig.errors import ConfigError
+from rig import exits
+from rig.errors import ConfigError, SafetyTrip
 from rig.files.bench_file import EMULATED_BENCH, LoadedBench, load_bench
 from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
 from rig.files.pack_spec import PackSpec, load_pack_spec
@@ -37,12 +38,19 @@ MARKERS = {
     "protection": "a protection of PACK_SPEC.md 4",
     "certification": "a named IEC 62619 / UL 1973 procedure",
     "slow": "takes long on a real bench (hours of charge, long waits)",
+    "pack_state(soc=...)": "the state the pack starts the test in (an emulator is set to it; a real "
+                           "pack is conditioned to it)",
+    "requirement(id, manual=..., iec=..., ul=...)": "the requirement a test checks, for the report",
 }
 
 
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    exits.install()
+    if not config.pluginmanager.has_plugin("packrig-fixtures"):
+        from rig import fixtures  # the bench fixtures: imported only when pytest runs
+        config.pluginmanager.register(fixtures, "packrig-fixtures")
     # A bench named on the command line is checked at once: a bad file stops the run before any
     # test starts, as a usage error naming file and field.
     if any(config.getoption(o) is not None for o in ("--bench", "--firmware", "--seed")):
@@ -116,3 +124,35 @@ def firmware(pytestconfig: pytest.Config, bench_file: LoadedBench) -> FirmwarePr
         return load_firmware_profile(Path(path))
     except ConfigError as exc:
         raise pytest.UsageError(f"packrig: bad firmware profile: {exc}") from None
+
+
+def pytest_keyboard_interrupt(excinfo) -> None:
+    """Ctrl-C (or SIGTERM): the safe state before anything else."""
+    exits.make_all_safe()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call):
+    """A safety trip fails the test and aborts the session: the bench is not to be trusted."""
+    outcome = yield
+    report = outcome.get_result()
+    if call.excinfo is not None and call.excinfo.errisinstance(SafetyTrip):
+        item.session.shouldstop = f"safety trip: {call.excinfo.value}"
+        report.longrepr = str(call.excinfo.value) if report.longrepr is None else report.longrepr
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_call(item: pytest.Item) -> None:
+    mark = item.get_closest_marker("requirement")
+    if mark is None:
+        return
+    try:
+        import allure
+    except ImportError:
+        return
+    req = mark.args[0] if mark.args else mark.kwargs.get("id", "")
+    allure.dynamic.label("requirement", req)
+    allure.dynamic.tag(req)
+    for key in ("manual", "iec", "ul"):
+        if key in mark.kwargs:
+            allure.dynamic.label(key, str(mark.kwargs[key]))

@@ -10,7 +10,7 @@ import pyvisa
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.itech_it8900 import ItechIT8900
-from rig.emulator.instruments.itech_it8900 import ItechIT8900 as EmulatedIT8900
+from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
 from rig.emulator.plant import LoadStep, Plant
 from rig.emulator.scpi import ScpiServer
 

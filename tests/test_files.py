@@ -83,7 +83,6 @@ def test_shipped_bench_files_load(path):
     assert bench.pack_spec_path.exists()
     if bench.emulated:
         assert bench.firmware_path.exists()
-        assert bench.file.bench.clock == "virtual"
     else:
         assert bench.file.bench.clock == "wall"
         assert not bench.file.features.has_fault_insertion

@@ -11,7 +11,7 @@ import pyvisa
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.keysight_n8900 import KeysightN8900
-from rig.emulator.instruments.keysight_n8900 import KeysightN8900 as EmulatedN8900
+from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
 from rig.emulator.plant import Plant
 from rig.emulator.scpi import ScpiServer
 

@@ -104,6 +104,8 @@ class Bms:
         self.relays = (False, False, False)           # commanded: relay 1, relay 2, pre-charge
         self.sensor_faults: set[str] = set()          # inserted: voltage_frontend, temperature_sampling ...
         self.parallel_role = "Single"
+        self.parallel_mode = False   # set by the parallel link: relays wait for the partner
+        self.parallel_ok = False
         self.modules = 1
         self.run_pattern: lights.Pattern | None = None  # parallel success flicker
         self._t_last: int | None = None
@@ -118,6 +120,7 @@ class Bms:
         self._panel_since = 0
         self._panel_key: tuple = ()
         self._reestimate = False                      # re-read SOC from rest voltage at next sample
+        self._fault_off = False                       # the power-off under way is a fault power-off
         self._measured: tuple = (None, None, None)    # (t_ns, truth, quantities) of the last reading
 
     # --- inputs the world reports as they happen ----------------------------------------------
@@ -181,7 +184,7 @@ class Bms:
         self._level2_cuts(q, t_ns)
         if self._lowest_group_zero(q) and self.p.zero_volt_cell.enabled:
             r.failures.add(self.p.zero_volt_cell.failure_bit)
-            self._start_power_off(t_ns)
+            self._start_power_off(t_ns, fault=True)
             return
         self._pcs(t_ns)
         if self.state == POWERING_OFF:
@@ -251,7 +254,9 @@ class Bms:
         self._precharge_since = None
         self._panel_since = t_ns
 
-    def _start_power_off(self, t_ns: int) -> None:
+    def _start_power_off(self, t_ns: int, fault: bool = False) -> None:
+        """The power-off sequence; a fault power-off shows ALM (red) while the lights flicker."""
+        self._fault_off = fault
         self.relays = (False, False, False)
         self.state = POWERING_OFF
         self._poweroff_at = t_ns + lights.power_off_duration_ns(self.p)
@@ -261,12 +266,28 @@ class Bms:
         self.state, self.relays, self._off_since = OFF, (False, False, False), t_ns
         self._poweroff_at = None
         self.run_pattern = None
+        self.parallel_ok, self.modules = False, 1
+        self.parallel_role = "Single"
+
+    # --- parallel connection (manual 5, 6.2) ------------------------------------------------------
+    def parallel_joined(self, t_ns: int, modules: int) -> None:
+        """The partner answered within the window and within the voltage difference."""
+        pp = self.p.parallel
+        self.parallel_ok, self.modules = True, modules
+        self.parallel_role = "Master" if self.address == 2 else "Slave"
+        self.run_pattern = lights.flicker(pp.success_flicker_period_s, t_ns, pp.success_flicker_count,
+                                          then_on=True)
+
+    def parallel_failure(self, t_ns: int) -> None:
+        """Parallel connection failure: ALM on, then the fault power-off (manual 2.2)."""
+        self.report.failures.add(self.p.failures.parallel_connection.failure_bit)
+        self._start_power_off(t_ns, fault=True)
 
     # --- protections' actions -----------------------------------------------------------------
     def _level3(self, name: str, t_ns: int) -> None:
         row = getattr(self.p.protections, name)
         if row.l3.action == "power_off":
-            self._start_power_off(t_ns)
+            self._start_power_off(t_ns, fault=True)
         elif row.l3.action == "failure":
             self.report.failures.add(getattr(self.p.failures, name).failure_bit)
 
@@ -307,6 +328,8 @@ class Bms:
             self.state = FAULT
             return
         r1, r2, pre = self.relays
+        if self.parallel_mode and not self.parallel_ok:
+            return  # manual 5: a parallel pack connects only once the partner has answered
         if not (r1 and r2):
             self._precharge(truth, t_ns)
         else:
@@ -412,7 +435,8 @@ class Bms:
         if self.state == OFF:
             return lights.all_off()
         if self.state == POWERING_OFF:
-            return lights.power_off_sequence(self.p, self._panel_since)
+            seq = lights.power_off_sequence(self.p, self._panel_since)
+            return seq | {"run": lights.OFF, "alm": lights.ON} if self._fault_off else seq
         soc = round(self.report.soc_pct)
         charging = self.report.current_a >= self.p.bms.run_current_a
         alm = self.alm()

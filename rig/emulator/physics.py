@@ -2,8 +2,9 @@
 
 What a real pack does electrically and thermally, for the emulator's BMS and DC-bus solver; the
 relays, pre-charge and the bus belong to the caller. All numbers are data in ``physics.toml``
-(sources in PACK_MODEL_FACTS.md); this module is the model. Every array is ``(packs, groups)``
-or ``(packs,)``; nothing loops over groups in Python.
+(sources in PACK_MODEL_FACTS.md); this module is the model. Public arrays are
+``(packs, groups)`` or ``(packs,)``; inside, the groups of all packs form one row per quantity and
+nothing loops over groups or packs in Python (a step is ~35 numpy calls, about 18 us).
 
 Per series group (two cells in parallel act as one cell of twice the capacity and half the
 resistance)::
@@ -30,7 +31,7 @@ Time stepping: :meth:`PackPhysics.step` holds the current and the air temperatur
 ``dt`` (1 ms to hours) and is exact for that, with no internal sub-steps: SOC integrates the
 charge, RC voltages and ``h`` follow their exponential solutions, the thermal network its exact
 discretisation. Resistances and the heat are the state-dependent parts: the heat is taken at the
-step's start state (as the supervisor sees it); the RC targets ``R_k I`` use the resistances at the
+step's start state; the RC targets ``R_k I`` use the resistances at the
 step's end state, so one long step lands on the same polarisation as many short ones.
 
 Per-group spread (capacity, initial SOC, self-discharge rate) comes from ``numpy`` ``PCG64(seed)``:
@@ -49,6 +50,13 @@ import numpy as np
 
 from rig.emulator.physics_params import PhysicsParams
 from rig.emulator.thermal import CASE, N_INPUTS, N_STATES, PACK, ThermalNetwork
+
+try:
+    # np.interp's compiled kernels, without its per-call argument checks (about 1 us of a
+    # 1.5 us call on 32 points); the tables are checked once, on load. Same arguments.
+    from numpy._core.multiarray import interp as _interp, interp_complex as _interp_complex
+except ImportError:  # numpy < 2 names the module differently; np.interp is the safe fallback
+    _interp = _interp_complex = np.interp
 
 _CACHE_LIMIT = 256
 
@@ -94,15 +102,25 @@ class PackPhysics:
         self._tables(params)
         self.thermal = ThermalNetwork(params.thermal, path_ohm=params.resistance.path_mohm * 1e-3)
 
-        # All mutable state in one buffer: a snapshot is one copy, a restore one copyto.
-        pg, p = packs * self.groups, packs
-        self._state = np.zeros(4 * pg + N_STATES * p + p)
-        self._soc = self._state[:pg].reshape(shape)
-        self._h = self._state[pg:2 * pg].reshape(shape)
-        self._v1 = self._state[2 * pg:3 * pg].reshape(shape)
-        self._v2 = self._state[3 * pg:4 * pg].reshape(shape)
-        self._x = self._state[4 * pg:4 * pg + N_STATES * p].reshape(N_STATES, p)  # thermal rows
-        self._energy_ws = self._state[4 * pg + N_STATES * p:]
+        # All mutable state in one flat buffer (a snapshot is one copy, a restore one copyto):
+        #   soc | ocv | h | v1 | v2 | thermal state (7 x packs) | its inputs (4 x packs) | energy
+        # (the thermal inputs are rewritten every step; they sit under the state for one product)
+        # Per-group rows are packs*groups long. The OCV is derived (recomputed on restore); it sits
+        # before h, v1, v2 so that one dot product sums OCV + v1 + v2, and h, v1, v2 are adjacent so
+        # that one multiply-add advances all three.
+        n, p = packs * self.groups, packs
+        nt = (N_STATES + N_INPUTS) * p
+        self._state = np.zeros(5 * n + nt + p)
+        rows = self._state[:5 * n].reshape(5, n)
+        self._soc_f, self._ocv_f, self._h_f = rows[0], rows[1], rows[2]
+        self._hv = rows[2:5]                    # h, v1, v2: advanced together
+        self._ov = rows[1:5]                    # ocv, h, v1, v2: summed (h weighted 0)
+        self._soc, self._h = rows[0].reshape(shape), rows[2].reshape(shape)
+        self._v1, self._v2 = rows[3].reshape(shape), rows[4].reshape(shape)
+        self._z = self._state[5 * n:5 * n + nt].reshape(N_STATES + N_INPUTS, p)
+        self._x, self._u = self._z[:N_STATES], self._z[N_STATES:]    # thermal state and inputs
+        self._u[3] = 1.0
+        self._energy_ws = self._state[5 * n + nt:]
 
         # Seeded spread, each draw centred per pack. A pack starts top-balanced: every group the
         # same Ah short of full, then scattered by soc_spread, then shifted to mean initial_soc.
@@ -124,42 +142,51 @@ class PackPhysics:
         #: (packs, groups) V added to each group's voltage reading: a sense fault (not the terminals)
         self.group_offset_v: np.ndarray = np.zeros(shape)
 
-        # Scratch arrays, so that a step allocates little.
-        self._base = np.stack([1.0 / (3600.0 * self._capacity), np.ones(shape)])
-        self._w = np.empty((2,) + shape)              # per group: charge step dz and R_rc(T) I
-        self._mult = np.empty((2, p))
-        self._tmp, self._tmp2 = np.empty(shape), np.empty(shape)
-        self._u = np.zeros((N_INPUTS, p))
-        self._u[3] = 1.0
+        # Work arrays, so that a step allocates little. expand (packs, packs*groups) copies a
+        # per-pack value to that pack's groups with one dot product (and sums them back).
+        self._expand = np.kron(np.eye(p), np.ones(self.groups))
+        inv_cap_as = (1.0 / (3600.0 * self._capacity)).reshape(n)
+        self._charge_scale = np.stack([inv_cap_as, -self._k_hyst * inv_cap_as])
+        self._i = np.zeros(p)                     # the step's current, A
+        self._per_pack = np.zeros((3, p))         # I dt, |I dt|, R_rc(T) I
+        self._per_group = np.empty((3, n))        # the same, one value per group
+        self._charge_rows = self._per_group[:2]
+        self._mul = np.empty((3, n))              # exp(-k|dz|), e1, e2: factors of h, v1, v2
+        self._add = np.empty((3, n))              # s (1 - exp(-k|dz|)), RC increments
+        self._tmp = np.empty(n)
         self._xs = np.empty((N_STATES, p))
-        self._ones = np.ones(self.groups)
+        self._sum_ov = np.array([1.0, 0.0, 1.0, 1.0])
+        # Per pack: source voltage at the step's start and end, and R_series I (energy counter).
+        self._volts = np.zeros((3, p))
+        self._vs = self._volts[1]
         self._dt_cache: dict[float, tuple] = {}
+        self._dt = None                           # the step length the constants below are for
         self._derive()
 
     def _tables(self, params: PhysicsParams) -> None:
         """The parameter tables in the form the step uses (group values, fractions, ohm)."""
         ocv, res, n = params.ocv, params.resistance, params.pack.cells_per_group
         # OCV extended beyond 0-100 % by the abuse branches, kept as the two branches' mean and
-        # half their gap: OCV = mean + h * half.
+        # half their gap, OCV = mean + h * half: one complex table (real = mean, imaginary = half)
+        # so that one interpolation gives both.
         dis, chg = np.array(ocv.discharge_v), np.array(ocv.charge_v)
         no_gap = np.zeros(len(ocv.overdischarge_v)), np.zeros(len(ocv.overcharge_v))
         self._ocv_soc = np.concatenate([ocv.overdischarge_soc_pct, ocv.soc_pct,
                                         ocv.overcharge_soc_pct]) / 100.0
-        self._ocv_mean = np.concatenate([ocv.overdischarge_v, (dis + chg) / 2, ocv.overcharge_v])
-        self._ocv_half = np.concatenate([no_gap[0], (chg - dis) / 2, no_gap[1]])
+        self._ocv_table = (np.concatenate([ocv.overdischarge_v, (dis + chg) / 2, ocv.overcharge_v])
+                           + 1j * np.concatenate([no_gap[0], (chg - dis) / 2, no_gap[1]]))
         self._k_hyst = 1.0 / params.hysteresis.transition_soc
         # Group resistances (2 cells in parallel: half a cell's), ohm; tables vs T and SOC.
         self._rkg = np.array([res.r1_cell_mohm, res.r2_cell_mohm]) * 1e-3 / n
         self._taus = (res.tau1_s, res.tau2_s)
         self._rt_temp = np.array(res.temperature_c, dtype=np.float64)
-        self._r0_t = res.r0_cell_mohm * 1e-3 / n * np.array(res.r0_factor)   # R0 at T
-        self._rrc_t = self._rkg.sum() * np.array(res.rc_factor)              # R1 + R2 at T
+        # Complex so one np.interp gives both: real = R0 at T, imaginary = R1 + R2 at T.
+        self._rt_table = (res.r0_cell_mohm * 1e-3 / n * np.array(res.r0_factor)
+                          + 1j * self._rkg.sum() * np.array(res.rc_factor))
         self._rsoc_soc = np.array(res.soc_pct) / 100.0
         self._rsoc_factor = np.array(res.soc_factor)
         # Scalars as 0-d arrays: numpy multiplies by those faster than by Python floats.
         self._rpath = np.array(res.path_mohm * 1e-3)
-        self._neg_k = np.array(-self._k_hyst)
-        self._half = np.array(0.5)
 
     # ---------------------------------------------------------------- time stepping
     def step(self, dt_s: float, current_a: np.ndarray, ambient_c: float) -> None:
@@ -168,104 +195,100 @@ class PackPhysics:
         :param dt_s: step length, s (0 does nothing).
         :param current_a: ``(packs,)`` current through each pack's cells, A (+ charges).
         :param ambient_c: chamber air temperature, C.
-        :raises ValueError: a negative ``dt_s``.
+        :raises ValueError: a negative ``dt_s`` or a current of the wrong shape.
         """
         if not dt_s > 0.0:
             if dt_s == 0.0:
                 return
             raise ValueError(f"dt_s must not be negative, got {dt_s}")
-        i = np.asarray(current_a, dtype=np.float64)
-        if i.shape != self._pshape:
-            i = np.broadcast_to(i, self._pshape)
-        dt, e1, e2, g1, g2 = self._dt_coefficients(dt_s)
+        i = self._i
+        i[...] = current_a                       # also checks the shape
+        if dt_s != self._dt:
+            self._set_dt(dt_s)
+        f, g, mul, add, tmp = self._per_pack, self._per_group, self._mul, self._add, self._tmp
 
-        # Heat over the step from the start state: I^2 x the cells' DC resistance, and I^2 for
-        # the path (its resistance is a gain inside the thermal network). Then the exact update.
+        # Heat over the step from the start state (I^2 x the cells' DC resistance; I^2 for the
+        # path, whose resistance is a gain inside the thermal network), then the exact update.
         u = self._u
         np.multiply(i, i, out=u[1])
         np.multiply(u[1], self._rcell, out=u[0])
         u[2] = ambient_c
-        self.thermal.advance(self._x, u, dt_s, self._xs)
+        self.thermal.advance(self._z, self._transition, self._xs)
         self._temperature_factors()
 
-        # One broadcast gives each group its charge step dz = I dt / C and its R_rc(T) I.
-        mult = self._mult
-        np.multiply(i, dt, out=mult[0])
-        np.multiply(self._rrc, i, out=mult[1])
-        w = self._w
-        np.multiply(self._base, mult[:, :, None], out=w)
-        dz, tmp, tmp2 = w[0], self._tmp, self._tmp2
+        # What each group needs from its pack's current, copied to the groups by one product:
+        # dz = I dt / (3600 C) and -k |dz| (scaled per group), and R_rc(T) I.
+        np.multiply(i, self._dt_array, out=f[0])
+        np.abs(f[0], out=f[1])
+        np.multiply(self._rrc, i, out=f[2])
+        np.dot(f, self._expand, out=g)
+        self._charge_rows *= self._charge_scale
+        dz = g[0]
 
-        # SOC by integration; hysteresis exactly in the throughput:
-        # h <- s + (h - s) exp(-k |dz|), s = sign(I) (at rest dz = 0 and h stays).
-        self._soc += dz
-        h = self._h
-        np.abs(dz, out=tmp)
-        tmp *= self._neg_k
-        np.exp(tmp, out=tmp)
-        np.sign(dz, out=tmp2)
-        h -= tmp2
-        h *= tmp
-        h += tmp2
+        # SOC by integration. h, v1, v2 by their exact solutions, x <- x mul + add:
+        # h -> s + (h - s) exp(-k |dz|), s = sign(I), so add = sign(dz) (1 - exp(-k |dz|)), 0 at
+        # rest; the RC pairs toward R_k I with the end-of-step resistances: v e + fs R_k I (1 - e).
+        self._soc_f += dz
+        np.exp(g[1], out=mul[0])
+        np.expm1(g[1], out=add[0])
+        np.copysign(add[0], dz, out=add[0])
         self._soc_factors()
+        np.multiply(self._fs, g[2], out=tmp)
+        np.multiply(tmp, self._gain1, out=add[1])
+        np.multiply(tmp, self._gain2, out=add[2])
+        self._hv *= mul
+        self._hv += add
 
-        # RC pairs toward R_k I at the end state: v <- v e + fs R_k(T) I (1 - e).
-        np.multiply(self._fs, w[1], out=tmp)
-        v1, v2 = self._v1, self._v2
-        v1 *= e1
-        np.multiply(tmp, g1, out=tmp2)
-        v1 += tmp2
-        v2 *= e2
-        np.multiply(tmp, g2, out=tmp2)
-        v2 += tmp2
-
-        vs_prev = self._vs
+        # Terminal energy: I dt x (source voltage by the trapezoid rule + R_series I).
+        volts = self._volts
+        volts[0] = volts[1]
         self._voltages()
-        # Terminal energy: source voltage by the trapezoid rule, resistive part exact.
-        e = vs_prev + self._vs
-        e *= self._half
-        e += self._rser * i
-        e *= mult[0]
+        np.multiply(self._rser, i, out=volts[2])
+        e = np.dot(self._energy_weights, volts)
+        e *= i
         self._energy_ws += e
 
-    def _dt_coefficients(self, dt_s: float) -> tuple:
-        """Constants of a step of ``dt_s``: dt, e_k = exp(-dt/tau_k), g_k = share_k (1 - e_k)."""
+    def _set_dt(self, dt_s: float) -> None:
+        """Load the constants of a step of ``dt_s`` (cached per distinct dt): the thermal
+        transition; e_k = exp(-dt/tau_k) and gain_k = R_k / (R1 + R2) x (1 - e_k) of the RC pairs;
+        the weights of the energy step. Scalars are 0-d arrays (numpy's fastest operand)."""
         c = self._dt_cache.get(dt_s)
         if c is None:
-            m1, m2 = (math.expm1(-dt_s / tau) for tau in self._taus)
-            share = self._rkg / self._rkg.sum()      # R1, R2 shares of the RC resistance
-            c = tuple(np.array(v) for v in (dt_s, 1.0 + m1, 1.0 + m2, -share[0] * m1, -share[1] * m2))
+            m1, m2 = math.expm1(-dt_s / self._taus[0]), math.expm1(-dt_s / self._taus[1])
+            share = self._rkg / self._rkg.sum()
+            c = (self.thermal.transition(dt_s), np.array(dt_s), 1.0 + m1, 1.0 + m2,
+                 np.array(-share[0] * m1), np.array(-share[1] * m2),
+                 np.array([0.5 * dt_s, 0.5 * dt_s, dt_s]))
             if len(self._dt_cache) >= _CACHE_LIMIT:
                 self._dt_cache.clear()
             self._dt_cache[dt_s] = c
-        return c
+        (self._transition, self._dt_array, self._mul[1], self._mul[2], self._gain1, self._gain2,
+         self._energy_weights) = c
+        self._dt = dt_s
 
     def _temperature_factors(self) -> None:
-        """Group R0 and R1 + R2 at the present pack temperature."""
-        t = self._x[PACK]
-        self._r0t = np.interp(t, self._rt_temp, self._r0_t)
-        self._rrc = np.interp(t, self._rt_temp, self._rrc_t)
+        """Group R0 and R1 + R2 at the present pack temperature, ohm."""
+        rt = self._rt = _interp_complex(self._x[PACK], self._rt_temp, self._rt_table, None, None)
+        self._r0t, self._rrc = rt.real, rt.imag
 
     def _soc_factors(self) -> None:
         """Per-group SOC factor of the resistances, and the pack's series and heat resistance."""
-        fs = self._fs = np.interp(self._soc, self._rsoc_soc, self._rsoc_factor)
-        sum_fs = np.dot(fs, self._ones)
-        rser = self._rser = sum_fs * self._r0t
-        rser += self._rpath
-        rcell = self._rcell = self._r0t + self._rrc       # heat: sum_g fs (R0 + R1 + R2)
-        rcell *= sum_fs
+        fs = self._fs = _interp(self._soc_f, self._rsoc_soc, self._rsoc_factor, None, None)
+        r = self._rt * np.dot(self._expand, fs)           # sum_g fs R0 + 1j sum_g fs (R1 + R2)
+        self._rser = r.real + self._rpath
+        self._rcell = r.real + r.imag                      # heat: sum_g fs (R0 + R1 + R2)
 
     def _voltages(self) -> None:
         """OCV with hysteresis, per-group source voltage (OCV + RC) and its sum per pack."""
-        soc = self._soc
-        ocv = self._ocv = np.interp(soc, self._ocv_soc, self._ocv_half)
-        ocv *= self._h
-        ocv += np.interp(soc, self._ocv_soc, self._ocv_mean)
-        vsrc = self._vsrc = ocv + self._v1
-        vsrc += self._v2
-        self._vs = np.dot(vsrc, self._ones)
+        table = _interp_complex(self._soc_f, self._ocv_soc, self._ocv_table, None, None)
+        ocv = self._ocv_f
+        np.multiply(table.imag, self._h_f, out=ocv)
+        ocv += table.real
+        vsrc = self._vsrc = np.dot(self._sum_ov, self._ov)        # OCV + v1 + v2 per group
+        np.dot(self._expand, vsrc, out=self._vs)
 
     def _derive(self) -> None:
+        """Everything derived from the state (after construction, restore, age, forced SOC)."""
         self._temperature_factors()
         self._soc_factors()
         self._voltages()
@@ -273,7 +296,7 @@ class PackPhysics:
     # ---------------------------------------------------------------- what a solver reads
     def ocv(self) -> np.ndarray:
         """``(packs, groups)`` open-circuit voltage of each group incl. hysteresis (+ sense offset), V."""
-        return self._ocv + self.group_offset_v
+        return self._ocv_f.reshape(self.packs, self.groups) + self.group_offset_v
 
     def group_voltages(self, current_a: np.ndarray) -> np.ndarray:
         """``(packs, groups)`` group voltages with ``current_a`` flowing now: OCV + RC + R0 I, V.
@@ -283,8 +306,10 @@ class PackPhysics:
         i = np.asarray(current_a, dtype=np.float64)
         if i.shape != self._pshape:
             i = np.broadcast_to(i, self._pshape)
-        out = self._fs * (self._r0t * i)[:, None]
+        out = np.dot(self._r0t * i, self._expand)
+        out *= self._fs
         out += self._vsrc
+        out = out.reshape(self.packs, self.groups)
         out += self.group_offset_v
         return out
 

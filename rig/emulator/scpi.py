@@ -174,6 +174,12 @@ def parse_bool(arg: str) -> bool:
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    def setup(self) -> None:
+        # Replies are small and each one is awaited: without TCP_NODELAY, Nagle's algorithm and
+        # the client's delayed ACK add tens of milliseconds to every query.
+        self.request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().setup()
+
     def handle(self) -> None:
         device: ScpiDevice = self.server.device  # type: ignore[attr-defined]
         self.server.clients.add(self.request)  # type: ignore[attr-defined]
@@ -209,8 +215,9 @@ class ScpiServer(socketserver.ThreadingTCPServer):
         super().__init__((host, 0), _Handler)
         self.device = device
         self.clients: set[socket.socket] = set()
-        self._thread = threading.Thread(target=self.serve_forever, name=f"scpi-{type(device).__name__}",
-                                         daemon=True)
+        # a short poll interval: stop() returns within it (the default 0.5 s adds up over a suite)
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.02,),
+                                        name=f"scpi-{type(device).__name__}", daemon=True)
 
     @property
     def port(self) -> int:

@@ -19,7 +19,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from instruments import DRIVERS
 
 from rig.files.loader import FileModel, load_toml, resolve_path
 
@@ -69,6 +71,13 @@ class Instrument(FileModel):
     model: str  # the driver name, e.g. "keysight_n8900"
     resource: Address  # VISA resource string, or "emulator"
     timeout_s: Timeout = 2.0
+
+    @field_validator("model")
+    @classmethod
+    def _known_driver(cls, model: str) -> str:
+        if model not in DRIVERS:
+            raise ValueError(f"no driver for model {model!r}; known: {', '.join(sorted(DRIVERS))}")
+        return model
 
 
 class WatchedInstrument(Instrument):
@@ -135,6 +144,8 @@ class Limits(FileModel):
     group_min_v: Annotated[float, Field(ge=0.0, le=5.0)]
     pack_max_v: Volts
     pack_min_v: Volts
+    #: the DMM reads the pack as connected (relays closed) above this; pack_min_v applies then
+    pack_connected_above_v: Annotated[float, Field(ge=0.0, le=60.0)]
     current_max_a: Amps
     current_max_for_s: Annotated[float, Field(ge=0.0, le=10.0)]
     short_circuit_max_a: Amps

@@ -61,7 +61,7 @@ def _integer(arg: str, lo: int, hi: int) -> int:
     return int(value)
 
 
-class ItechIT8900(ScpiDevice):
+class EmulatedIT8900(ScpiDevice):
     """An IT8900 input wired to ``plant.eload``; ranges are the bench's 150 V / 240 A unit.
 
     :param plant: the plant whose ``eload`` this instrument drives and reads.

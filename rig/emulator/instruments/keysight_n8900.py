@@ -47,7 +47,7 @@ def nr3(value: float) -> str:
     return f"{value:+.5E}"
 
 
-class KeysightN8900(ScpiDevice):
+class EmulatedN8900(ScpiDevice):
     """An N8900 output wired to ``plant.psu``; the ranges default to the N8920A's.
 
     :param plant: the plant whose ``psu`` this instrument drives and reads.

@@ -1,0 +1,213 @@
+"""The bench: a bench file made real. Instruments connected and protected, CAN and RS485 open.
+
+:class:`Bench` is built from a loaded bench file. On an emulated bench it first starts the
+emulator (in this process) and reads where its ports are; from then on it talks to every
+instrument exactly as on a real bench: pyvisa, python-can, pyserial.
+
+It owns the safety of the bench:
+
+- every driver gets the bench file's **hard limits** and the bench's **interlock**: once the
+  supervisor has tripped, every command except those that make the bench safe is refused;
+- the instruments' own protections are programmed at start (PSU OVP/OCP and output watchdog,
+  e-load and IO box watchdogs), so a killed rig leaves the outputs to switch themselves off;
+- :meth:`Bench.make_safe` is the safe state: PSU off, e-load off, breaker contactor and every
+  relay open, chamber to standby. Each step is tried even if another fails, and it can run
+  twice. :meth:`Bench.close` makes safe, then lets go of everything.
+"""
+from __future__ import annotations
+
+import socket
+from contextlib import suppress
+
+import can
+import pyvisa
+import serial
+
+from instruments import driver_class
+from rig.clock import Clock, VirtualClock, make_clock
+from rig.errors import InstrumentError, RigError, SafetyTrip
+from rig.files.bench_file import LoadedBench
+from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
+
+EMULATOR = "emulator"
+
+
+def _tcp_no_delay(resource) -> None:
+    """Send each command at once on a TCP instrument (TCP_NODELAY).
+
+    A write followed by a query is two small segments; with Nagle's algorithm the second waits
+    for the instrument's delayed ACK, ~40 ms per exchange. VISA has an attribute for it, but
+    pyvisa-py (0.8) does not honour it for SOCKET resources, so its socket is set directly.
+    """
+    try:
+        resource.set_visa_attribute(pyvisa.constants.VI_ATTR_TCPIP_NODELAY, pyvisa.constants.VisaBoolean.true)
+        return
+    except Exception:  # noqa: BLE001 - pyvisa-py raises its own UnknownAttribute here
+        pass
+    session = getattr(resource.visalib, "sessions", {}).get(resource.session)
+    sock = getattr(session, "interface", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
+class Bench:
+    """A bench ready to use.
+
+    :param loaded: the bench file, loaded.
+    :param firmware: emulated benches only: the firmware profile (default: the bench file's).
+    :param seed: emulated benches only: overrides the bench file's seed.
+    :param packs: emulated benches only: how many packs this test needs (1 or 2).
+    :param initial_soc_pct: emulated benches only: the packs' state of charge at start.
+    :param clock: the clock to use (default: the kind the bench file names).
+    """
+
+    def __init__(self, loaded: LoadedBench, *, firmware: FirmwareProfile | None = None,
+                 seed: int | None = None, packs: int = 1, initial_soc_pct: float | None = None,
+                 clock: Clock | None = None):
+        self.loaded, self.file = loaded, loaded.file
+        self.features, self.limits = self.file.features, self.file.limits
+        self.clock = clock or make_clock(self.file.bench.clock)
+        self.trip: SafetyTrip | None = None
+        self.emulator = None
+        self.instruments: dict[str, object] = {}
+        self.can: can.BusABC | None = None
+        self._rs485 = None
+        self._rs485_url: str | None = None
+        self._closed = False
+        try:
+            self._start(firmware, seed, packs, initial_soc_pct)
+        except BaseException:
+            self.close()
+            raise
+
+    # --- start ---------------------------------------------------------------------------------
+    def _start(self, firmware, seed, packs, initial_soc_pct) -> None:
+        f = self.file
+        ends = {"instruments": {}, "can": {}, "rs485": None}
+        if self.loaded.emulated:
+            from rig.emulator.bench import EmulatedBench  # the emulator only where a bench uses it
+            e = f.emulator
+            self.emulator = EmulatedBench(
+                f, firmware or load_firmware_profile(self.loaded.firmware_path), packs=packs,
+                seed=e.seed if seed is None else seed,
+                initial_soc_pct=e.initial_soc_pct if initial_soc_pct is None else initial_soc_pct,
+                ambient_c=e.ambient_c)
+            ends = self.emulator.endpoints()
+            if isinstance(self.clock, VirtualClock):
+                self.clock.attach(self.emulator)
+            else:
+                self.emulator.run_in_real_time()
+        self.rm = pyvisa.ResourceManager("@py")
+        L = self.limits
+        limits = {
+            "psu": {"voltage": (0.0, L.psu_max_voltage_v), "current": (0.0, L.psu_max_current_a)},
+            "eload": {"current": (0.0, L.eload_max_current_a)},
+            "chamber": {"temperature": (L.chamber_min_c, L.chamber_max_c)},
+        }
+        for name in ("psu", "eload", "dmm", "scanner", "chamber", "io"):
+            spec = getattr(f.instruments, name)
+            if spec is None:
+                continue
+            address = ends["instruments"].get(name) if spec.resource == EMULATOR else spec.resource
+            self.instruments[name] = self._open(name, spec, address, limits.get(name, {}))
+        can_kwargs = ends["can"] if f.can.channel == EMULATOR or f.can.interface == EMULATOR else {
+            "interface": f.can.interface, "channel": f.can.channel, "bitrate": f.can.bitrate, **f.can.options}
+        self.can = can.Bus(**can_kwargs)
+        if f.rs485 is not None:
+            self._rs485_url = ends["rs485"] if f.rs485.url == EMULATOR else f.rs485.url
+        self._protect()
+
+    def _open(self, name: str, spec, address: str, limits: dict):
+        resource = self.rm.open_resource(address, read_termination="\n", write_termination="\n",
+                                         timeout=round(spec.timeout_s * 1000))
+        _tcp_no_delay(resource)
+        driver = driver_class(spec.model)(resource, name, limits=limits, interlock=self.interlock)
+        driver.identify()
+        return driver
+
+    def _protect(self) -> None:
+        """Program the instruments' own protections: they act even when the rig is dead."""
+        i, L = self.file.instruments, self.limits
+        self.psu.protect(ovp_v=L.psu_max_voltage_v, ocp=False, watchdog_s=i.psu.watchdog_s)
+        self.eload.protect(watchdog_s=i.eload.watchdog_s)
+        self.io.protect(watchdog_s=i.io.watchdog_s)
+
+    # --- roles ---------------------------------------------------------------------------------------
+    psu = property(lambda self: self.instruments["psu"], doc="the power supply (PowerSupply role)")
+    eload = property(lambda self: self.instruments["eload"], doc="the e-load (ElectronicLoad role)")
+    dmm = property(lambda self: self.instruments["dmm"], doc="the DMM on the pack terminals")
+    scanner = property(lambda self: self.instruments.get("scanner"), doc="the cell-tap scanner")
+    chamber = property(lambda self: self.instruments.get("chamber"), doc="the climate chamber")
+    io = property(lambda self: self.instruments["io"], doc="the relay/IO box")
+
+    @property
+    def rs485(self):
+        """The RS485 line between the packs (pyserial), opened on first use: closing a pyserial
+        socket takes 0.3 s, which only the tests that listen to the line should pay."""
+        if self._rs485 is None:
+            if self._rs485_url is None:
+                raise RigError(f"bench {self.file.bench.name!r} has no [rs485] port")
+            self._rs485 = serial.serial_for_url(self._rs485_url, baudrate=self.file.rs485.baudrate,
+                                                timeout=0.0)
+        return self._rs485
+
+    def output(self, function: str, closed: bool) -> None:
+        """Close or open the IO box relay wired to ``function`` (``breaker``, ``power_button`` ...)."""
+        channels = self.file.instruments.io.outputs
+        if function not in channels:
+            raise RigError(f"bench {self.file.bench.name!r} has no IO output for {function!r}; "
+                           f"wired: {', '.join(channels)}")
+        self.io.set_output(channels[function], closed)
+
+    # --- safety --------------------------------------------------------------------------------------
+    def interlock(self) -> None:
+        """Refuse any command that is not making the bench safe once the supervisor has tripped."""
+        if self.trip is not None:
+            raise SafetyTrip(f"command refused: bench tripped ({self.trip.condition})",
+                             self.trip.reading, self.trip.limit, self.clock.now())
+
+    def make_safe(self) -> list[str]:
+        """The safe state: sources off, every relay open (the breaker first), chamber standby.
+
+        Every step is tried even if one fails; returns the failures (empty: all done).
+        """
+        problems = []
+        for name in ("psu", "eload", "io", "chamber"):
+            driver = self.instruments.get(name)
+            if driver is None:
+                continue
+            try:
+                driver.make_safe()
+            except Exception as exc:  # noqa: BLE001 - keep making the rest safe
+                problems.append(f"{name}: {exc}")
+        return problems
+
+    def close(self) -> None:
+        """Safe state, then close every instrument, the CAN bus, the RS485 port and the emulator."""
+        if self._closed:
+            return
+        self._closed = True
+        with suppress(Exception):
+            self.make_safe()
+        for driver in self.instruments.values():
+            with suppress(Exception):
+                driver.shutdown()
+        if self.can is not None:
+            with suppress(Exception):
+                self.can.shutdown()
+        if self._rs485 is not None:
+            with suppress(Exception):
+                self._rs485.close()
+        if self.emulator is not None:
+            if isinstance(self.clock, VirtualClock):
+                self.clock.detach(self.emulator)
+            self.emulator.close()
+
+    def __enter__(self) -> "Bench":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+__all__ = ["Bench", "InstrumentError"]

@@ -1,0 +1,163 @@
+"""The emulated bench: the world behind the same transports a real bench has.
+
+Every instrument is a SCPI server on 127.0.0.1 (pyvisa-py ``TCPIP::127.0.0.1::PORT::SOCKET``),
+the pack's CAN port is a python-can ``virtual`` channel (rig and emulator in one process) or a
+socketcand server (the emulator in another process, ``packrig emulate``), and the RS485 line
+between the packs is a TCP endpoint read with pyserial ``socket://``. The rig reaches it only
+through those, as it reaches a real bench; the bench file's ``"emulator"`` addresses are
+replaced by :meth:`EmulatedBench.endpoints`.
+
+Time: :meth:`EmulatedBench.advance_to` is the clock's advancer. Frames the rig sent are handed
+to the world first (at the world's current time, when the rig sent them), the world advances,
+and every frame it produced is on the rig's CAN channel, with its virtual timestamp and in
+order, before the call returns; RS485 bytes are on the line as they are produced. So when a
+virtual sleep returns, the rig has everything the pack said in that interval.
+"""
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+import time
+
+import can
+
+from rig.emulator.faults import Faults
+from rig.emulator.instruments.espec_sh import EmulatedEspecSh
+from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
+from rig.emulator.instruments.keysight_34465a import Emulated34465A
+from rig.emulator.instruments.keysight_daq970a import EmulatedDaq970A
+from rig.emulator.instruments.keysight_daq970a_io import EmulatedDaq970AIo
+from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
+from rig.emulator.parallel import ParallelLink
+from rig.emulator.rs485_bus import Rs485Bus
+from rig.emulator.rs485_responder import PackResponder
+from rig.emulator.scpi import ScpiServer
+from rig.emulator.socketcand import SocketcandServer
+from rig.emulator.world import World
+from rig.files.bench_file import BenchFile
+from rig.files.firmware_profile import FirmwareProfile
+
+_channels = itertools.count()
+
+
+class EmulatedBench:
+    """One emulated bench: a world, its instruments' servers, its CAN and RS485 ports.
+
+    :param bench: the bench file (instrument wiring: IO and scanner channel maps).
+    :param profile: the firmware profile the pack(s) run.
+    :param packs: 1, or 2 in parallel (a parallel test asks for two).
+    :param can_transport: ``"virtual"`` (same process) or ``"socketcand"`` (across processes).
+    """
+
+    def __init__(self, bench: BenchFile, profile: FirmwareProfile, *, packs: int = 1, seed: int = 1,
+                 initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
+                 can_transport: str = "virtual", **world_kwargs):
+        self.world = World(profile, packs=packs, seed=seed, initial_soc_pct=initial_soc_pct,
+                           ambient_c=ambient_c, **world_kwargs)
+        self.faults = Faults(self.world)
+        plant = self.world.plant
+        wiring = bench.instruments
+        self.devices = {
+            "psu": EmulatedN8900(plant), "eload": EmulatedIT8900(plant), "dmm": Emulated34465A(plant),
+            "scanner": EmulatedDaq970A(plant, wiring.scanner.group_channels[:packs],
+                                       wiring.scanner.thermocouple_channels[:packs]),
+            "chamber": EmulatedEspecSh(plant),
+            "io": EmulatedDaq970AIo(plant, wiring.io.outputs, wiring.io.inputs),
+        }
+        self.world.timed.extend(d for d in self.devices.values() if hasattr(d, "on_time"))
+        self.servers = {name: ScpiServer(device).start() for name, device in self.devices.items()}
+        self.rs485 = Rs485Bus().start()
+        self.rs485.responders.extend(PackResponder(b) for b in self.world.bms)
+        if packs == 2:
+            link = ParallelLink(self.world.bms[0], self.world.bms[1], self.rs485)
+            self.rs485.on_line = link.on_line
+            self.world.timed.append(link)
+        self.can_transport = can_transport
+        self.can_sent = 0
+        if can_transport == "virtual":
+            self._channel = f"packrig-emulator-{os.getpid()}-{next(_channels)}"
+            self.can_bus = can.Bus(interface="virtual", channel=self._channel, preserve_timestamps=True)
+            self.socketcand = None
+        elif can_transport == "socketcand":
+            self.can_bus = None
+            self.socketcand = SocketcandServer().start()
+            self.socketcand.on_receive = self._received
+        else:
+            raise ValueError(f"can_transport {can_transport!r}: 'virtual' or 'socketcand'")
+        self._inbox: list[can.Message] = []
+        self._inbox_lock = threading.Lock()
+        self._closed = False
+
+    # --- the pack's CAN port ------------------------------------------------------------------
+    def _received(self, msg: can.Message) -> None:
+        with self._inbox_lock:
+            self._inbox.append(msg)
+
+    def _deliver_in(self) -> None:
+        """Frames the rig sent since the last advance reach the pack now (when they were sent)."""
+        if self.can_bus is not None:
+            while (msg := self.can_bus.recv(timeout=0)) is not None:
+                self.world.on_can_frame(msg)
+        with self._inbox_lock:
+            inbox, self._inbox = self._inbox, []
+        for msg in inbox:
+            self.world.on_can_frame(msg)
+
+    def _deliver_out(self) -> None:
+        frames = self.world.take_can_frames()
+        if not frames:
+            return
+        if self.can_bus is not None:
+            for msg in frames:
+                self.can_bus.send(msg)
+        else:
+            self.socketcand.broadcast(frames)
+        self.can_sent += len(frames)
+
+    # --- time ----------------------------------------------------------------------------------------
+    def advance_to(self, t_ns: int) -> None:
+        """The clock's advancer: see the module docstring."""
+        self._deliver_in()
+        self.world.advance_to(t_ns)
+        self._deliver_out()
+
+    def run_in_real_time(self, period_s: float = 0.005) -> threading.Thread:
+        """Advance in wall-clock time from a thread (a wall-clock emulated bench), until :meth:`close`."""
+        started = time.monotonic()
+
+        def loop():
+            while not self._closed:
+                self.advance_to(round((time.monotonic() - started) * 1e9))
+                time.sleep(period_s)
+
+        thread = threading.Thread(target=loop, name="emulator-real-time", daemon=True)
+        thread.start()
+        return thread
+
+    # --- how to reach it -------------------------------------------------------------------------------
+    def endpoints(self) -> dict:
+        """Where each port is: VISA resources, python-can Bus arguments, the RS485 URL."""
+        can_kwargs = ({"interface": "virtual", "channel": self._channel, "preserve_timestamps": True}
+                      if self.can_bus is not None else self.socketcand.bus_kwargs())
+        return {"instruments": {name: s.resource for name, s in self.servers.items()},
+                "can": can_kwargs, "rs485": self.rs485.url}
+
+    def close(self) -> None:
+        """Stop every server (safe to call twice)."""
+        if self._closed:
+            return
+        self._closed = True
+        for server in self.servers.values():
+            server.stop()
+        self.rs485.stop()
+        if self.can_bus is not None:
+            self.can_bus.shutdown()
+        if self.socketcand is not None:
+            self.socketcand.stop()
+
+    def __enter__(self) -> "EmulatedBench":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

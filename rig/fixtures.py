@@ -1,0 +1,156 @@
+"""The pytest fixtures in the pack's terms (registered by :mod:`rig.pytest_plugin`).
+
+Each test gets a fresh bench in a known state: on an emulated bench a new emulator with the
+packs the test asks for (``@pytest.mark.needs(parallel_packs=2)`` → two) at the state it asks
+for (``@pytest.mark.pack_state(soc=30)``); on a real bench the same instruments, brought to
+that state by a conditioning step. Around every test: the safety supervisor running, the PCS
+stand-in sending its heartbeat, everything recorded under ``reports/recordings/<test>``, and
+on the way out, however the test ends, the bench in its safe state.
+
+Fixtures: ``bench``, ``pack`` (and ``pack2``), ``pcs``, ``lights``, ``chamber``, ``faults``,
+``measure``, ``recorder``, ``supervisor``; ``spec``, ``firmware``, ``bench_file`` come from
+the plugin.
+"""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from rig import exits
+from rig.bench import Bench
+from rig.files.bench_file import LoadedBench
+from rig.light_reader import LightReader
+from rig.measure import Measurements
+from rig.pack import Pack
+from rig.pcs import PcsStandIn
+from rig.recorder import Recorder
+from rig.supervisor import Supervisor
+
+# python-can's socketcand client warns on every read that ends mid-frame (bursts do)
+logging.getLogger("can.interfaces.socketcand.socketcand").setLevel(logging.ERROR)
+
+
+def _needs(item, name: str, default):
+    for mark in item.iter_markers("needs"):
+        if name in mark.kwargs:
+            return mark.kwargs[name]
+    return default
+
+
+def _pack_state(item) -> dict:
+    state: dict = {}
+    for mark in reversed(list(item.iter_markers("pack_state"))):
+        state.update(mark.kwargs)
+    return state
+
+
+@pytest.fixture
+def bench(request, bench_file: LoadedBench, pytestconfig):
+    """The bench for this test: instruments, CAN, supervisor, PCS stand-in and recorder running."""
+    state = _pack_state(request.node)
+    firmware = None
+    if bench_file.emulated:
+        firmware = request.getfixturevalue("firmware")
+    b = Bench(bench_file, firmware=firmware, seed=pytestconfig.getoption("--seed"),
+              packs=_needs(request.node, "parallel_packs", 1), initial_soc_pct=state.get("soc"))
+    exits.track(b)
+    f = bench_file.file.recording
+    b.recorder = Recorder(bench_file.recording_dir, request.node.nodeid, can_format=f.can_format,
+                          flush_s=f.flush_s, clock=b.clock)
+    for driver in b.instruments.values():
+        driver.listeners.append(b.recorder.record_step)
+    b.supervisor = Supervisor(b, listeners=[lambda t, values: b.recorder.record_sample(t, **values)])
+    b.pcs = PcsStandIn(b.can, b.clock)
+    b.pcs.listeners.append(b.recorder.on_message_received)
+    try:
+        b.supervisor.start()
+        b.pcs.start()
+        yield b
+    finally:
+        b.pcs.stop()
+        b.supervisor.stop()
+        b.close()
+        exits.untrack(b)
+        b.recorder.close()
+
+
+@pytest.fixture
+def supervisor(bench) -> Supervisor:
+    return bench.supervisor
+
+
+@pytest.fixture
+def recorder(bench) -> Recorder:
+    return bench.recorder
+
+
+@pytest.fixture
+def pcs(bench) -> PcsStandIn:
+    """The PCS stand-in: heartbeat on, the pack's frames decoded into named signals."""
+    return bench.pcs
+
+
+@pytest.fixture
+def lights(bench) -> LightReader:
+    """The light sensors on the pack panel(s)."""
+    return LightReader(bench.io, bench.file.instruments.io.inputs, bench.clock)
+
+
+@pytest.fixture
+def pack(request, bench, spec, pcs, lights) -> Pack:
+    """The pack under test (the one on the CAN bus), in the manual's terms."""
+    p = Pack(bench, spec, pcs, lights, number=1)
+    _condition(request, bench, p)
+    return p
+
+
+@pytest.fixture
+def pack2(bench, spec, pcs, lights) -> Pack:
+    """The second pack of a parallel bench."""
+    if bench.features.parallel_packs < 2:
+        pytest.skip(f"bench {bench.file.bench.name!r} has one pack")
+    return Pack(bench, spec, pcs, lights, number=2)
+
+
+@pytest.fixture
+def chamber(bench):
+    """The climate chamber (skips on a bench without one)."""
+    if not bench.features.has_chamber or bench.chamber is None:
+        pytest.skip(f"bench {bench.file.bench.name!r} has no climate chamber")
+    return bench.chamber
+
+
+@pytest.fixture
+def faults(bench):
+    """Fault insertion: the emulator's, or skip (a real bench would need a fault-insertion unit)."""
+    if bench.emulator is None:
+        pytest.skip(f"bench {bench.file.bench.name!r} is real and has no fault-insertion unit the "
+                    "rig can drive")
+    return bench.emulator.faults
+
+
+@pytest.fixture
+def measure(bench) -> Measurements:
+    """``measure(name, value, req=..., unit=..., at_least=/at_most=/nominal=+tolerance=/equals=)``."""
+    return Measurements(bench.clock, bench.recorder)
+
+
+def _condition(request, bench: Bench, pack: Pack) -> None:
+    """Bring a real pack to the state the test asks for (an emulator starts there already)."""
+    state = _pack_state(request.node)
+    if bench.emulator is not None or "soc" not in state:
+        return
+    target = state["soc"]
+    pack.power_on()
+    spec = pack.spec
+    charging = pack.soc() < target
+    if charging:
+        pack.charge(spec.ratings.standard_charge_current_a)
+    else:
+        pack.discharge(spec.ratings.standard_charge_current_a)
+    pack.pcs.wait_until("SOC", (lambda s: s >= target) if charging else (lambda s: s <= target),
+                        within=spec.storage_recharge.max_duration_s, frame="StateOfCharge",
+                        what=f"conditioning to {target} % SOC")
+    pack.rest(600.0)
+    pack.power_off()

@@ -1,0 +1,147 @@
+"""The safety supervisor: the rig's own eyes on the pack, independent of the BMS.
+
+It samples the rig's instruments (the DMM on the terminals, the cell-tap scanner and its case
+thermocouples, the PSU and e-load read-backs) on the clock at the bench file's period and
+checks PACK_SPEC.md 5's limits. The BMS is the thing under test and may be wrong, so nothing
+it says on CAN is used here. On any excursion it trips:
+
+1. the bench refuses every further command except those that make it safe (the interlock);
+2. the bench goes to its safe state: PSU and e-load off, breaker contactor and relays open,
+   chamber to standby;
+3. :class:`~rig.errors.SafetyTrip` names the quantity, the reading, the limit and the time; it
+   fails the running test (raised out of its sleep or wait) and the plugin aborts the session.
+
+An instrument that stops answering for ``instrument_silent_s`` is an excursion too.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import contextmanager
+
+from rig.bench import Bench
+from rig.errors import InstrumentError, SafetyTrip
+
+
+class Supervisor:
+    """Samples and checks; see the module docstring.
+
+    :param bench: the bench to watch and make safe.
+    :param listeners: called with ``(t, values)`` after every sample (the recorder).
+    """
+
+    def __init__(self, bench: Bench, listeners: list[Callable[[float, dict], None]] | None = None):
+        self.bench, self.limits = bench, bench.limits
+        self.listeners = listeners or []
+        self.samples = 0
+        self.last: dict[str, float] = {}
+        self._over_since: dict[int, float] = {}      # group index -> above the sustained limit since
+        self._answered: dict[str, float] = {}        # instrument -> last good reading at
+        self._short_until: float | None = None
+        self._task = None
+
+    def start(self) -> None:
+        now = self.bench.clock.now()
+        self._answered = dict.fromkeys(self.bench.instruments, now)
+        self._task = self.bench.clock.every(self.bench.file.supervisor.period_s, self.sample,
+                                            "safety supervisor")
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    @contextmanager
+    def short_circuit_step(self):
+        """Allow the short-circuit current (PACK_SPEC.md 5: up to 2000 A for 10 ms) while the
+        test closes the short-circuit contactor."""
+        self._short_until = self.bench.clock.now() + self.limits.short_circuit_max_for_s
+        try:
+            yield
+        finally:
+            self._short_until = None
+
+    # --- one sample -------------------------------------------------------------------------------
+    def _read(self, name: str, read: Callable[[], object], now: float):
+        try:
+            value = read()
+        except InstrumentError as exc:
+            silent = now - self._answered.get(name, now)
+            if silent >= self.limits.instrument_silent_s or "no answer" in str(exc):
+                self._trip(f"{name} silent ({exc.reply})", silent, f"{self.limits.instrument_silent_s:g} s", now)
+            return None
+        self._answered[name] = now
+        return value
+
+    def sample(self) -> dict[str, float]:
+        """Read every watched quantity once and check it; raises :class:`SafetyTrip`."""
+        if self.bench.trip is not None:
+            return {}
+        b, L, now = self.bench, self.limits, self.bench.clock.now()
+        values: dict[str, float] = {}
+        pack_v = self._read("dmm", b.dmm.voltage, now)
+        if pack_v is not None:
+            values["pack_v"] = pack_v
+        currents = []
+        for name in ("psu", "eload"):
+            vi = self._read(name, b.instruments[name].measure, now)
+            if vi is not None:
+                values[f"{name}_v"], values[f"{name}_a"] = vi
+                currents.append(vi[1])
+        groups, cases = [], []
+        scanner = b.scanner
+        if scanner is not None:
+            wiring = b.file.instruments.scanner
+            packs = b.emulator.world.physics.packs if b.emulator else len(wiring.group_channels)
+            for p in range(packs):
+                v = self._read("scanner", lambda: scanner.voltages(wiring.group_channels[p]), now)
+                t = self._read("scanner", lambda: scanner.temperatures(wiring.thermocouple_channels[p]), now)
+                groups += v or []
+                cases += t or []
+        for i, v in enumerate(groups):
+            values[f"group{i + 1}_v"] = v
+        for i, t in enumerate(cases):
+            values[f"case{i + 1}_c"] = t
+        self.samples += 1
+        self.last = values
+        for listener in self.listeners:
+            listener(now, values)
+        self._check(now, pack_v, currents, groups, cases)
+        return values
+
+    def _check(self, now, pack_v, currents, groups, cases) -> None:
+        L = self.limits
+        for i, v in enumerate(groups):
+            if v > L.group_max_v:
+                self._trip(f"group {i + 1} voltage (cell tap)", v, f"{L.group_max_v:g} V", now)
+            if v < L.group_min_v:
+                self._trip(f"group {i + 1} voltage (cell tap)", v, f">= {L.group_min_v:g} V", now)
+            if v > L.group_sustained_max_v:
+                since = self._over_since.setdefault(i, now)
+                if now - since >= L.group_sustained_for_s:
+                    self._trip(f"group {i + 1} voltage above {L.group_sustained_max_v:g} V for "
+                               f"{now - since:.1f} s", v, f"{L.group_sustained_for_s:g} s", now)
+            else:
+                self._over_since.pop(i, None)
+        if pack_v is not None and pack_v > L.pack_max_v:
+            self._trip("pack voltage (DMM)", pack_v, f"{L.pack_max_v:g} V", now)
+        if pack_v is not None and L.pack_connected_above_v < pack_v < L.pack_min_v:
+            self._trip("pack voltage while connected (DMM)", pack_v, f">= {L.pack_min_v:g} V", now)
+        current = max((abs(a) for a in currents), default=0.0)
+        in_short = self._short_until is not None and now <= self._short_until
+        limit = L.short_circuit_max_a if in_short else L.current_max_a
+        # sampled at the supervisor period (> 10 ms): any sample above the limit has lasted longer
+        # than the 10 ms allowed, unless it falls in the short-circuit step
+        if current > limit:
+            self._trip("current (PSU/e-load read-back)", current, f"{limit:g} A", now)
+        for i, t in enumerate(cases):
+            if not L.case_min_c <= t <= L.case_max_c:
+                self._trip(f"case temperature {i + 1} (thermocouple)", t,
+                           f"[{L.case_min_c:g}, {L.case_max_c:g}] C", now)
+
+    def _trip(self, condition: str, reading: float, limit: str, now: float) -> None:
+        trip = SafetyTrip(condition, reading, limit, now)
+        self.bench.trip = trip
+        problems = self.bench.make_safe()
+        if problems:
+            trip.args = (f"{trip.args[0]}; safe state incomplete: {'; '.join(problems)}",)
+        self.stop()
+        raise trip
