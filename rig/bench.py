@@ -58,12 +58,13 @@ class Bench:
     :param seed: emulated benches only: overrides the bench file's seed.
     :param packs: emulated benches only: how many packs this test needs (1 or 2).
     :param initial_soc_pct: emulated benches only: the packs' state of charge at start.
+    :param temperature_c: emulated benches only: pack and chamber soaked at this temperature.
     :param clock: the clock to use (default: the kind the bench file names).
     """
 
     def __init__(self, loaded: LoadedBench, *, firmware: FirmwareProfile | None = None,
                  seed: int | None = None, packs: int = 1, initial_soc_pct: float | None = None,
-                 clock: Clock | None = None):
+                 temperature_c: float | None = None, clock: Clock | None = None):
         self.loaded, self.file = loaded, loaded.file
         self.features, self.limits = self.file.features, self.file.limits
         self.clock = clock or make_clock(self.file.bench.clock)
@@ -75,13 +76,13 @@ class Bench:
         self._rs485_url: str | None = None
         self._closed = False
         try:
-            self._start(firmware, seed, packs, initial_soc_pct)
+            self._start(firmware, seed, packs, initial_soc_pct, temperature_c)
         except BaseException:
             self.close()
             raise
 
     # --- start ---------------------------------------------------------------------------------
-    def _start(self, firmware, seed, packs, initial_soc_pct) -> None:
+    def _start(self, firmware, seed, packs, initial_soc_pct, temperature_c) -> None:
         f = self.file
         ends = {"instruments": {}, "can": {}, "rs485": None}
         if self.loaded.emulated:
@@ -91,7 +92,7 @@ class Bench:
                 f, firmware or load_firmware_profile(self.loaded.firmware_path), packs=packs,
                 seed=e.seed if seed is None else seed,
                 initial_soc_pct=e.initial_soc_pct if initial_soc_pct is None else initial_soc_pct,
-                ambient_c=e.ambient_c)
+                ambient_c=e.ambient_c if temperature_c is None else temperature_c)
             ends = self.emulator.endpoints()
             if isinstance(self.clock, VirtualClock):
                 self.clock.attach(self.emulator)

@@ -53,7 +53,8 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
     if bench_file.emulated:
         firmware = request.getfixturevalue("firmware")
     b = Bench(bench_file, firmware=firmware, seed=pytestconfig.getoption("--seed"),
-              packs=_needs(request.node, "parallel_packs", 1), initial_soc_pct=state.get("soc"))
+              packs=_needs(request.node, "parallel_packs", 1), initial_soc_pct=state.get("soc"),
+              temperature_c=state.get("temperature_c"))
     exits.track(b)
     f = bench_file.file.recording
     b.recorder = Recorder(bench_file.recording_dir, request.node.nodeid, can_format=f.can_format,
@@ -139,7 +140,11 @@ def measure(bench) -> Measurements:
 def _condition(request, bench: Bench, pack: Pack) -> None:
     """Bring a real pack to the state the test asks for (an emulator starts there already)."""
     state = _pack_state(request.node)
-    if bench.emulator is not None or "soc" not in state:
+    if bench.emulator is not None:
+        return
+    if "temperature_c" in state:
+        _soak(bench, pack, state["temperature_c"])
+    if "soc" not in state:
         return
     target = state["soc"]
     pack.power_on()
@@ -154,3 +159,13 @@ def _condition(request, bench: Bench, pack: Pack) -> None:
                         what=f"conditioning to {target} % SOC")
     pack.rest(600.0)
     pack.power_off()
+
+
+def _soak(bench: Bench, pack: Pack, celsius: float) -> None:
+    """A real pack soaked in the chamber until its case reads ``celsius`` within the spec's tolerance."""
+    if bench.chamber is None:
+        pytest.skip(f"bench {bench.file.bench.name!r} has no chamber to soak the pack at {celsius} C")
+    bench.chamber.run(celsius)
+    tol = pack.spec.tolerance.temperature_c
+    bench.clock.wait_for(lambda: max(abs(t - celsius) for t in pack.case_temperatures()), timeout=8 * 3600,
+                         poll=60.0, until=lambda d: d <= tol, what=f"the pack soaked at {celsius} C")

@@ -31,6 +31,8 @@ MASTER_ADDRESS = 2  #: the master's (or a single pack's) address: the default fo
 
 _HEARTBEAT = can_frames.encode("PcsHeartbeat", {})  # 8 zero bytes, standard ID 0x305
 _NAMES = tuple(dict.fromkeys(f.name for f in can_frames.FRAMES))
+#: (ID, extended, DLC, data length) -> (frame name, pack address): a frame's identity without decoding it
+_BY_ID = {(f.frame_id, f.is_extended_id, f.dlc, f.dlc): (f.name, f.pack_address) for f in can_frames.FRAMES}
 _DETAIL = frozenset(f.name for f in can_frames.FRAMES if f.pack_address is not None)
 #: frame name -> its signal names (both addresses of a detail frame carry the same signals)
 _SIGNALS: dict[str, frozenset[str]] = {f.name: frozenset(s.name for s in m.signals) for f in can_frames.FRAMES
@@ -42,11 +44,31 @@ class CanCheckFailed(RigError, AssertionError):
     An ``AssertionError`` too, so pytest reports the pack failing, not the rig crashing."""
 
 
-class Reception(NamedTuple):
-    """One decoded frame as received."""
+class Reception:
+    """One frame as received, decoded on first use.
 
-    t: float                               #: the frame's timestamp, s (virtual, or interface time)
-    signals: dict[str, int | float | str]  #: signal name -> value in DBC units, or value-table name
+    A pack sends ~15 frames a second and most are never looked at; decoding each only when a
+    query reads it keeps an emulated hour from spending seconds in cantools.
+    """
+
+    __slots__ = ("t", "_msg", "_signals")
+
+    def __init__(self, t: float, msg: can.Message | None = None, signals: dict | None = None):
+        self.t = t                 #: the frame's timestamp, s (virtual, or interface time)
+        self._msg, self._signals = msg, signals
+
+    @property
+    def signals(self) -> dict[str, int | float | str]:
+        """Signal name -> value in DBC units, or value-table name."""
+        if self._signals is None:
+            self._signals = can_frames.decode(self._msg).signals
+        return self._signals
+
+    def __iter__(self):  # unpacks like the (t, signals) pair it stands for
+        return iter((self.t, self.signals))
+
+    def __repr__(self) -> str:
+        return f"Reception(t={self.t!r}, signals={self.signals!r})"
 
 
 class BadFrame(NamedTuple):
@@ -129,16 +151,20 @@ class PcsStandIn:
         with self._lock:
             while (msg := self.bus.recv(timeout=0)) is not None:
                 self.frames_received += 1
-                try:
-                    decoded = can_frames.decode(msg)
-                except ProtocolError as error:
+                # the frame's identity and length are checked now, its signals decoded when read
+                key = _BY_ID.get((msg.arbitration_id, msg.is_extended_id, msg.dlc, len(msg.data)))
+                if key is None or msg.is_remote_frame or msg.is_error_frame:
+                    try:
+                        can_frames.decode(msg)
+                        problem = "undecodable frame"
+                    except ProtocolError as error:
+                        problem = str(error)
                     self.bad_frames += 1
                     if len(self.errors) < self.history_size:  # the first ones say most
-                        self.errors.append(BadFrame(msg.timestamp, str(error), msg))
+                        self.errors.append(BadFrame(msg.timestamp, problem, msg))
                 else:
-                    key = (decoded.name, decoded.pack_address)
                     self._tracks.setdefault(key, deque(maxlen=self.history_size)).append(
-                        Reception(msg.timestamp, decoded.signals))
+                        Reception(msg.timestamp, msg))
                     self._counts[key] = self._counts.get(key, 0) + 1
                 for listener in self.listeners:
                     listener(msg)

@@ -80,6 +80,12 @@ class Supervisor:
         pack_v = self._read("dmm", b.dmm.voltage, now)
         if pack_v is not None:
             values["pack_v"] = pack_v
+        # the IO box too: the relays' state goes in the record, and the query keeps its watchdog
+        # fed (on a dead rig, the watchdog opens the breaker)
+        relays = self._read("io", b.io.outputs, now)
+        if relays is not None:
+            for function, channel in b.file.instruments.io.outputs.items():
+                values[f"{function}_closed"] = float(relays.get(channel, False))
         currents = []
         for name in ("psu", "eload"):
             vi = self._read(name, b.instruments[name].measure, now)

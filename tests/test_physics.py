@@ -322,6 +322,17 @@ def test_snapshot_restore_round_trip():
         pack(packs=2).restore(snap)
 
 
+def test_set_pack_soc_keeps_the_spread():
+    phys = pack(packs=2, seed=3, initial_soc=0.5)
+    before = phys.soc.copy()
+    phys.set_pack_soc(1, 0.8)
+    assert phys.soc.mean(axis=1) == pytest.approx([0.5, 0.8], abs=1e-12)
+    assert np.array_equal(phys.soc[0], before[0])
+    ah = (phys.soc[1] - before[1]) * phys.capacity_ah[1]
+    assert ah == pytest.approx(np.full(16, 0.3 * 128.0), rel=1e-3)        # same Ah to every group
+    assert phys.thevenin()[0][1] == pytest.approx(phys.ocv()[1].sum())    # derived values follow
+
+
 def test_sense_offset_faults_readings_not_the_terminals():
     phys = pack()
     vs, ocv, volts = phys.thevenin()[0], phys.ocv(), phys.group_voltages(np.array([-20.0]))

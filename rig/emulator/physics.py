@@ -135,7 +135,9 @@ class PackPhysics:
         self._h[...] = params.hysteresis.initial
         self._x[...] = self.thermal.equilibrium(packs, ambient_c)
 
-        self.soc: np.ndarray = self._soc.view()        #: (packs, groups) SOC fraction, read-only
+        #: (packs, groups) SOC fraction; read-only (use set_group_soc / set_pack_soc: the derived
+        #: voltages and resistances must follow a forced change)
+        self.soc: np.ndarray = self._soc.view()
         self.soc.flags.writeable = False
         self.capacity_ah: np.ndarray = self._capacity.view()  #: (packs, groups) capacity, Ah
         self.capacity_ah.flags.writeable = False
@@ -179,6 +181,7 @@ class PackPhysics:
         # Group resistances (2 cells in parallel: half a cell's), ohm; tables vs T and SOC.
         self._rkg = np.array([res.r1_cell_mohm, res.r2_cell_mohm]) * 1e-3 / n
         self._taus = (res.tau1_s, res.tau2_s)
+        self._rc_share = (self._rkg / self._rkg.sum()).tolist()   # R1, R2 shares of R1 + R2
         self._rt_temp = np.array(res.temperature_c, dtype=np.float64)
         # Complex so one np.interp gives both: real = R0 at T, imaginary = R1 + R2 at T.
         self._rt_table = (res.r0_cell_mohm * 1e-3 / n * np.array(res.r0_factor)
@@ -255,9 +258,9 @@ class PackPhysics:
         c = self._dt_cache.get(dt_s)
         if c is None:
             m1, m2 = math.expm1(-dt_s / self._taus[0]), math.expm1(-dt_s / self._taus[1])
-            share = self._rkg / self._rkg.sum()
+            share1, share2 = self._rc_share
             c = (self.thermal.transition(dt_s), np.array(dt_s), 1.0 + m1, 1.0 + m2,
-                 np.array(-share[0] * m1), np.array(-share[1] * m2),
+                 np.array(-share1 * m1), np.array(-share2 * m2),
                  np.array([0.5 * dt_s, 0.5 * dt_s, dt_s]))
             if len(self._dt_cache) >= _CACHE_LIMIT:
                 self._dt_cache.clear()
@@ -364,6 +367,14 @@ class PackPhysics:
     def set_group_soc(self, pack: int, group: int, soc: float) -> None:
         """Force one group's charge to ``soc`` (fraction; e.g. a weak or 0 V cell: soc <= -0.05)."""
         self._soc[pack, group] = soc
+        self._derive()
+
+    def set_pack_soc(self, pack: int, soc: float) -> None:
+        """Bring a pack's mean SOC to ``soc`` (fraction) at once, as charging it would: every group
+        gets the same Ah, so the spread between groups stays. ``h`` is left as it was."""
+        row = self._soc[pack]
+        inv_cap = 1.0 / self._capacity[pack]
+        row += (soc - row.mean()) / inv_cap.mean() * inv_cap
         self._derive()
 
     def snapshot(self) -> PhysicsSnapshot:

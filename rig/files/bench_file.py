@@ -165,7 +165,7 @@ class Limits(FileModel):
 
 
 class Supervisor(FileModel):
-    period_s: Annotated[float, Field(gt=0.0, le=1.0)]
+    period_s: Annotated[float, Field(gt=0.0, le=5.0)]
 
 
 class Recording(FileModel):
@@ -196,6 +196,12 @@ class BenchFile(FileModel):
             raise ValueError("features.has_chamber is true but there is no [instruments.chamber]")
         if self.features.parallel_packs == 2 and self.rs485 is None:
             raise ValueError("features.parallel_packs = 2 needs an [rs485] section")
+        for name in ("psu", "eload", "io"):
+            wd = getattr(self.instruments, name).watchdog_s
+            if wd is not None and wd < 2 * self.supervisor.period_s:
+                raise ValueError(f"instruments.{name}.watchdog_s ({wd:g} s) must be at least twice "
+                                 f"supervisor.period_s ({self.supervisor.period_s:g} s): the supervisor's "
+                                 "queries are what keeps an idle instrument's watchdog fed")
         scanner = self.instruments.scanner
         if self.features.has_cell_taps and scanner is None:
             raise ValueError("features.has_cell_taps is true but there is no [instruments.scanner]")
