@@ -34,7 +34,7 @@ class Supervisor:
         self.listeners = listeners or []
         self.samples = 0
         self.last: dict[str, float] = {}
-        self._over_since: dict[int, float] = {}      # group index -> above the sustained limit since
+        self._over_since: dict[tuple, float] = {}    # (pack, group) -> above the sustained limit since
         self._answered: dict[str, float] = {}        # instrument -> last good reading at
         self._short_until: float | None = None
         self._task = None
@@ -92,45 +92,32 @@ class Supervisor:
             if vi is not None:
                 values[f"{name}_v"], values[f"{name}_a"] = vi
                 currents.append(vi[1])
-        groups, cases = [], []
+        packs, cases = [], []   # packs: each pack's 16 group voltages
         scanner = b.scanner
         if scanner is not None:
             wiring = b.file.instruments.scanner
-            packs = b.emulator.world.physics.packs if b.emulator else len(wiring.group_channels)
-            for p in range(packs):
+            count = b.emulator.world.physics.packs if b.emulator else len(wiring.group_channels)
+            for p in range(count):
                 v = self._read("scanner", lambda: scanner.voltages(wiring.group_channels[p]), now)
                 t = self._read("scanner", lambda: scanner.temperatures(wiring.thermocouple_channels[p]), now)
-                groups += v or []
+                if v:
+                    packs.append(v)
                 cases += t or []
-        for i, v in enumerate(groups):
-            values[f"group{i + 1}_v"] = v
-        for i, t in enumerate(cases):
-            values[f"case{i + 1}_c"] = t
+        for p, groups in enumerate(packs):
+            prefix = "" if p == 0 else f"pack{p + 1}_"
+            values |= {f"{prefix}group{i + 1}_v": v for i, v in enumerate(groups)}
+        values |= {f"case{i + 1}_c": t for i, t in enumerate(cases)}
         self.samples += 1
         self.last = values
         for listener in self.listeners:
             listener(now, values)
-        self._check(now, pack_v, currents, groups, cases)
+        self._check(now, pack_v, currents, packs, cases)
         return values
 
-    def _check(self, now, pack_v, currents, groups, cases) -> None:
+    def _check(self, now, pack_v, currents, packs, cases) -> None:
         L = self.limits
-        for i, v in enumerate(groups):
-            if v > L.group_max_v:
-                self._trip(f"group {i + 1} voltage (cell tap)", v, f"{L.group_max_v:g} V", now)
-            if v < L.group_min_v:
-                self._trip(f"group {i + 1} voltage (cell tap)", v, f">= {L.group_min_v:g} V", now)
-            if v > L.group_sustained_max_v:
-                since = self._over_since.setdefault(i, now)
-                if now - since >= L.group_sustained_for_s:
-                    self._trip(f"group {i + 1} voltage above {L.group_sustained_max_v:g} V for "
-                               f"{now - since:.1f} s", v, f"{L.group_sustained_for_s:g} s", now)
-            else:
-                self._over_since.pop(i, None)
-        if pack_v is not None and pack_v > L.pack_max_v:
-            self._trip("pack voltage (DMM)", pack_v, f"{L.pack_max_v:g} V", now)
-        if pack_v is not None and L.pack_connected_above_v < pack_v < L.pack_min_v:
-            self._trip("pack voltage while connected (DMM)", pack_v, f">= {L.pack_min_v:g} V", now)
+        for p, groups in enumerate(packs):
+            self._check_pack(now, p, pack_v, groups)
         current = max((abs(a) for a in currents), default=0.0)
         in_short = self._short_until is not None and now <= self._short_until
         limit = L.short_circuit_max_a if in_short else L.current_max_a
@@ -142,6 +129,33 @@ class Supervisor:
             if not L.case_min_c <= t <= L.case_max_c:
                 self._trip(f"case temperature {i + 1} (thermocouple)", t,
                            f"[{L.case_min_c:g}, {L.case_max_c:g}] C", now)
+        if not packs:
+            self._check_pack(now, 0, pack_v, [])
+
+    def _check_pack(self, now, p: int, pack_v, groups) -> None:
+        L = self.limits
+        name = "" if p == 0 else f"pack {p + 1} "
+        for i, v in enumerate(groups):
+            if v > L.group_max_v:
+                self._trip(f"{name}group {i + 1} voltage (cell tap)", v, f"{L.group_max_v:g} V", now)
+            if v < L.group_min_v:
+                self._trip(f"{name}group {i + 1} voltage (cell tap)", v, f">= {L.group_min_v:g} V", now)
+            if v > L.group_sustained_max_v:
+                since = self._over_since.setdefault((p, i), now)
+                if now - since >= L.group_sustained_for_s:
+                    self._trip(f"{name}group {i + 1} voltage above {L.group_sustained_max_v:g} V for "
+                               f"{now - since:.1f} s", v, f"{L.group_sustained_for_s:g} s", now)
+            else:
+                self._over_since.pop((p, i), None)
+        # The pack's own voltage is the sum of its cell taps: the DMM on the terminals shows the
+        # PSU, not the pack, while the relays are open (activation probes up to 60.5 V there).
+        own = sum(groups) if groups else pack_v
+        what = name + ("pack voltage (cell-tap sum)" if groups else "pack voltage (DMM)")
+        if own is not None and own > L.pack_max_v:
+            self._trip(what, own, f"{L.pack_max_v:g} V", now)
+        connected = pack_v is not None and pack_v > L.pack_connected_above_v
+        if own is not None and connected and own < L.pack_min_v:
+            self._trip(what + " while connected", own, f">= {L.pack_min_v:g} V", now)
 
     def _trip(self, condition: str, reading: float, limit: str, now: float) -> None:
         trip = SafetyTrip(condition, reading, limit, now)

@@ -102,7 +102,7 @@ class Faults:
         is told, as it would have counted the charge."""
         bms = self._bms(pack)
         w = self.world
-        w.physics.soc[pack, :] = soc_pct / 100.0
+        w.physics.set_pack_soc(pack, soc_pct / 100.0)
         bms.report.soc_pct = soc_pct
 
     def clear(self) -> None:
