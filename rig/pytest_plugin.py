@@ -107,11 +107,7 @@ def bench_file(pytestconfig: pytest.Config) -> LoadedBench:
 @pytest.fixture(scope="session")
 def spec(pytestconfig: pytest.Config, bench_file: LoadedBench) -> PackSpec:
     """The pack spec (requirements) the tests assert against."""
-    path = pytestconfig.getoption("--pack-spec") or bench_file.pack_spec_path
-    try:
-        return load_pack_spec(Path(path))
-    except ConfigError as exc:
-        raise pytest.UsageError(f"packrig: bad pack spec: {exc}") from None
+    return _spec_for(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -141,18 +137,50 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         report.longrepr = str(call.excinfo.value) if report.longrepr is None else report.longrepr
 
 
+def requirement_of(item: pytest.Item) -> tuple[str, dict] | None:
+    """The requirement a test declares with ``@pytest.mark.requirement("protections.cell_over_voltage",
+    manual="2.2", iec="...")``: a dotted path into the pack spec (its ``id`` is looked up there, so
+    ids live in one place) or a literal ``REQ-...`` id."""
+    mark = item.get_closest_marker("requirement")
+    if mark is None or not mark.args:
+        return None
+    ref = mark.args[0]
+    if not ref.startswith("REQ-"):
+        spec = _spec_for(item.config)
+        node = spec
+        for part in ref.split("."):
+            node = getattr(node, part, None)
+            if node is None:
+                raise pytest.UsageError(f"{item.nodeid}: requirement {ref!r} is not a section of the pack spec")
+        ref = getattr(node, "id", ref)
+    return ref, dict(mark.kwargs)
+
+
+def _spec_for(config: pytest.Config) -> PackSpec:
+    cached = getattr(config, "_packrig_spec", None)
+    if cached is None:
+        path = config.getoption("--pack-spec") or _loaded_bench(config).pack_spec_path
+        try:
+            cached = config._packrig_spec = load_pack_spec(Path(path))
+        except ConfigError as exc:
+            raise pytest.UsageError(f"packrig: bad pack spec: {exc}") from None
+    return cached
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
-    mark = item.get_closest_marker("requirement")
-    if mark is None:
+    """Allure labels and links from the ``requirement`` marker."""
+    found = requirement_of(item)
+    if found is None:
         return
+    req, refs = found
+    item.user_properties.append(("requirement", req))
     try:
         import allure
     except ImportError:
         return
-    req = mark.args[0] if mark.args else mark.kwargs.get("id", "")
     allure.dynamic.label("requirement", req)
     allure.dynamic.tag(req)
-    for key in ("manual", "iec", "ul"):
-        if key in mark.kwargs:
-            allure.dynamic.label(key, str(mark.kwargs[key]))
+    for key, label in (("manual", "manual section"), ("iec", "IEC 62619"), ("ul", "UL 1973")):
+        if key in refs:
+            allure.dynamic.label(label, str(refs[key]))
