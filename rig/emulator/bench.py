@@ -55,7 +55,6 @@ class EmulatedBench:
                  can_transport: str = "virtual", **world_kwargs):
         self.world = World(profile, packs=packs, seed=seed, initial_soc_pct=initial_soc_pct,
                            ambient_c=ambient_c, **world_kwargs)
-        self.faults = Faults(self.world)
         plant = self.world.plant
         wiring = bench.instruments
         self.devices = {
@@ -68,6 +67,7 @@ class EmulatedBench:
         self.world.timed.extend(d for d in self.devices.values() if hasattr(d, "on_time"))
         self.servers = {name: ScpiServer(device).start() for name, device in self.devices.items()}
         self.rs485 = Rs485Bus().start()
+        self.faults = Faults(self.world, self.rs485)
         self.rs485.responders.extend(PackResponder(b) for b in self.world.bms)
         if packs == 2:
             link = ParallelLink(self.world.bms[0], self.world.bms[1], self.rs485)

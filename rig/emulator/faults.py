@@ -23,8 +23,9 @@ SECONDS_PER_MONTH = 30.44 * 86400
 class Faults:
     """The fault-insertion unit of the emulated bench. Packs are numbered 0 and 1, groups 0..15."""
 
-    def __init__(self, world: World):
+    def __init__(self, world: World, line=None):
         self.world = world
+        self.line = line  # the RS485 line between the packs, when the bench has one
 
     def _bms(self, pack: int):
         if not 0 <= pack < len(self.world.bms):
@@ -79,6 +80,12 @@ class Faults:
         self._bms(pack)
         self.world.precharge_ok[pack] = not failed
 
+    def rs485_cut(self, cut: bool = True) -> None:
+        """Cut (or mend) the RS485 cable between the two packs."""
+        if self.line is None:
+            raise ValueError("this emulated bench has no RS485 line")
+        self.line.cut(cut)
+
     def can_silence(self, silent: bool = True) -> None:
         """The pack stops sending CAN frames (a dead transceiver)."""
         self.world.can_silenced = silent
@@ -115,5 +122,7 @@ class Faults:
             stuck.clear()
         w.precharge_ok[:] = [True] * len(w.precharge_ok)
         w.can_silenced = False
+        if self.line is not None:
+            self.line.cut(False)
         for bms in w.bms:
             bms.sensor_faults.clear()
