@@ -55,6 +55,7 @@ class Bench:
 
     :param loaded: the bench file, loaded.
     :param firmware: emulated benches only: the firmware profile (default: the bench file's).
+    :param firmware_path: its file, for an emulator in another process (default: the bench file's).
     :param seed: emulated benches only: overrides the bench file's seed.
     :param packs: emulated benches only: how many packs this test needs (1 or 2).
     :param initial_soc_pct: emulated benches only: the packs' state of charge at start.
@@ -63,9 +64,11 @@ class Bench:
     """
 
     def __init__(self, loaded: LoadedBench, *, firmware: FirmwareProfile | None = None,
-                 seed: int | None = None, packs: int = 1, initial_soc_pct: float | None = None,
+                 firmware_path: str | None = None, seed: int | None = None, packs: int = 1, initial_soc_pct: float | None = None,
                  temperature_c: float | None = None, clock: Clock | None = None):
         self.loaded, self.file = loaded, loaded.file
+        #: packs on this bench for this test: what the emulator was asked for, or the bench's own
+        self.packs = packs if loaded.emulated else loaded.file.features.parallel_packs
         self.features, self.limits = self.file.features, self.file.limits
         self.clock = clock or make_clock(self.file.bench.clock)
         self.trip: SafetyTrip | None = None
@@ -76,28 +79,32 @@ class Bench:
         self._rs485_url: str | None = None
         self._closed = False
         try:
-            self._start(firmware, seed, packs, initial_soc_pct, temperature_c)
+            self._start(firmware, firmware_path, seed, packs, initial_soc_pct, temperature_c)
         except BaseException:
             self.close()
             raise
 
     # --- start ---------------------------------------------------------------------------------
-    def _start(self, firmware, seed, packs, initial_soc_pct, temperature_c) -> None:
+    def _start(self, firmware, firmware_path, seed, packs, initial_soc_pct, temperature_c) -> None:
         f = self.file
         ends = {"instruments": {}, "can": {}, "rs485": None}
         if self.loaded.emulated:
-            from rig.emulator.bench import EmulatedBench  # the emulator only where a bench uses it
             e = f.emulator
-            self.emulator = EmulatedBench(
-                f, firmware or load_firmware_profile(self.loaded.firmware_path), packs=packs,
-                seed=e.seed if seed is None else seed,
-                initial_soc_pct=e.initial_soc_pct if initial_soc_pct is None else initial_soc_pct,
-                ambient_c=e.ambient_c if temperature_c is None else temperature_c)
+            seed = e.seed if seed is None else seed
+            soc = e.initial_soc_pct if initial_soc_pct is None else initial_soc_pct
+            ambient = e.ambient_c if temperature_c is None else temperature_c
+            if e.process == "subprocess":
+                self.emulator = self._remote_emulator(firmware_path, seed, packs, soc, ambient)
+            else:
+                from rig.emulator.bench import EmulatedBench  # the emulator only where a bench uses it
+                self.emulator = EmulatedBench(
+                    f, firmware or load_firmware_profile(firmware_path or self.loaded.firmware_path),
+                    packs=packs, seed=seed, initial_soc_pct=soc, ambient_c=ambient)
+                if not isinstance(self.clock, VirtualClock):
+                    self.emulator.run_in_real_time()
             ends = self.emulator.endpoints()
             if isinstance(self.clock, VirtualClock):
                 self.clock.attach(self.emulator)
-            else:
-                self.emulator.run_in_real_time()
         self.rm = pyvisa.ResourceManager("@py")
         L = self.limits
         limits = {
@@ -114,9 +121,22 @@ class Bench:
         can_kwargs = ends["can"] if f.can.channel == EMULATOR or f.can.interface == EMULATOR else {
             "interface": f.can.interface, "channel": f.can.channel, "bitrate": f.can.bitrate, **f.can.options}
         self.can = can.Bus(**can_kwargs)
+        if hasattr(self.emulator, "attach_bus"):  # an emulator in another process keeps count
+            from rig.emulator.remote import SyncedBus
+            self.can = SyncedBus(self.can)
+            self.emulator.attach_bus(self.can)
         if f.rs485 is not None:
             self._rs485_url = ends["rs485"] if f.rs485.url == EMULATOR else f.rs485.url
         self._protect()
+
+    def _remote_emulator(self, firmware_path, seed, packs, soc, ambient):
+        """``packrig emulate`` in a child process, as another machine would serve the bench."""
+        from rig.emulator.remote import RemoteEmulator
+        args = ["--bench", str(self.loaded.path), "--packs", str(packs), "--seed", str(seed),
+                "--soc", str(soc), "--temperature", str(ambient), "--clock", self.clock.kind]
+        if firmware_path:
+            args += ["--firmware", str(firmware_path)]
+        return RemoteEmulator(args)
 
     def _open(self, name: str, spec, address: str, limits: dict):
         resource = self.rm.open_resource(address, read_termination="\n", write_termination="\n",

@@ -5,6 +5,9 @@
   line is installed (``reports/.allure``, see the README), renders the HTML report.
 - ``packrig check FILE...``: validates bench files, pack specs and firmware profiles and says
   what is wrong (file, field, allowed range) or that they are good.
+- ``packrig emulate``: runs the emulated bench on its own and prints how to reach it (VISA
+  resource strings, the socketcand endpoint, the RS485 serial URL, the control port), so a
+  person can drive it with any VISA client, python-can tool or serial terminal.
 """
 from __future__ import annotations
 
@@ -87,6 +90,58 @@ def run(args: argparse.Namespace) -> int:
     return code
 
 
+def emulate(args: argparse.Namespace) -> int:
+    import json
+    import signal
+    import threading
+
+    from rig.emulator.bench import EmulatedBench
+    from rig.emulator.control import ControlServer
+
+    bench = load_bench(args.bench)
+    if not bench.emulated:
+        print(f"error: {args.bench} is not an emulated bench (it has no [emulator] section)", file=sys.stderr)
+        return 2
+    e = bench.file.emulator
+    profile = load_firmware_profile(args.firmware or bench.firmware_path)
+    emulated = EmulatedBench(bench.file, profile, packs=args.packs or e.packs,
+                             seed=e.seed if args.seed is None else args.seed,
+                             initial_soc_pct=e.initial_soc_pct if args.soc is None else args.soc,
+                             ambient_c=e.ambient_c if args.temperature is None else args.temperature,
+                             can_transport="socketcand")
+    virtual = (args.clock or bench.file.bench.clock) == "virtual"
+    control = ControlServer(emulated, virtual=virtual).start()
+    if not virtual:
+        emulated.run_in_real_time()
+    info = {**emulated.endpoints(), "control": control.port, "clock": "virtual" if virtual else "wall"}
+    if args.endpoints_file:
+        tmp = Path(args.endpoints_file + ".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        tmp.replace(args.endpoints_file)  # appears whole: a reader never sees half a file
+    if not args.quiet:
+        can_info = info["can"]
+        print(f"packrig emulator: {len(emulated.world.bms)} pack(s), firmware {profile.meta.name!r}, "
+              f"{info['clock']} time")
+        for name, resource in info["instruments"].items():
+            print(f"  {name:8} {resource}")
+        print(f"  CAN      python-can: interface='socketcand', host='{can_info['host']}', "
+              f"port={can_info['port']}, channel='{can_info['channel']}'")
+        print(f"  RS485    {info['rs485']}  (pyserial serial_for_url)")
+        print(f"  control  127.0.0.1:{control.port}  (JSON lines: advance, fault, status, shutdown)")
+        print("Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *a: stop.set())
+    try:
+        while not (stop.is_set() or control.stopped.is_set()):
+            stop.wait(0.1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        control.stop()
+        emulated.close()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="packrig", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
     p_check.add_argument("files", nargs="+")
     p_check.add_argument("--kind", choices=sorted(LOADERS), help="file kind (default: guessed)")
     p_check.set_defaults(func=check)
+
+    p_emu = sub.add_parser("emulate", help="run the emulated bench standalone and print how to reach it")
+    p_emu.add_argument("--bench", default=str(EMULATED_BENCH), help="emulated bench file (wiring, defaults)")
+    p_emu.add_argument("--firmware", help="firmware profile (default: the bench file's)")
+    p_emu.add_argument("--packs", type=int, choices=(1, 2), help="one pack, or two in parallel")
+    p_emu.add_argument("--seed", type=int)
+    p_emu.add_argument("--soc", type=float, help="initial state of charge, %%")
+    p_emu.add_argument("--temperature", type=float, help="pack and room temperature, C")
+    p_emu.add_argument("--clock", choices=("virtual", "wall"), help="default: the bench file's")
+    p_emu.add_argument("--endpoints-file", help="write the endpoints here as JSON when ready")
+    p_emu.add_argument("--quiet", action="store_true")
+    p_emu.set_defaults(func=emulate)
 
     args = parser.parse_args(argv)
     return args.func(args)

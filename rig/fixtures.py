@@ -52,7 +52,8 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
     firmware = None
     if bench_file.emulated:
         firmware = request.getfixturevalue("firmware")
-    b = Bench(bench_file, firmware=firmware, seed=pytestconfig.getoption("--seed"),
+    b = Bench(bench_file, firmware=firmware, firmware_path=pytestconfig.getoption("--firmware"),
+              seed=pytestconfig.getoption("--seed"),
               packs=_needs(request.node, "parallel_packs", 1), initial_soc_pct=state.get("soc"),
               temperature_c=state.get("temperature_c"))
     exits.track(b)

@@ -96,8 +96,7 @@ class Supervisor:
         scanner = b.scanner
         if scanner is not None:
             wiring = b.file.instruments.scanner
-            count = b.emulator.world.physics.packs if b.emulator else len(wiring.group_channels)
-            for p in range(count):
+            for p in range(b.packs):
                 v = self._read("scanner", lambda: scanner.voltages(wiring.group_channels[p]), now)
                 t = self._read("scanner", lambda: scanner.temperatures(wiring.thermocouple_channels[p]), now)
                 if v:

@@ -74,7 +74,8 @@ class EmulatedBench:
             self.rs485.on_line = link.on_line
             self.world.timed.append(link)
         self.can_transport = can_transport
-        self.can_sent = 0
+        self.can_sent = 0      # frames the pack put on the bus so far
+        self.can_received = 0  # frames the rig sent that reached the emulator (socketcand)
         if can_transport == "virtual":
             self._channel = f"packrig-emulator-{os.getpid()}-{next(_channels)}"
             self.can_bus = can.Bus(interface="virtual", channel=self._channel, preserve_timestamps=True)
@@ -93,6 +94,7 @@ class EmulatedBench:
     def _received(self, msg: can.Message) -> None:
         with self._inbox_lock:
             self._inbox.append(msg)
+            self.can_received += 1
 
     def _deliver_in(self) -> None:
         """Frames the rig sent since the last advance reach the pack now (when they were sent)."""

@@ -1,0 +1,118 @@
+"""The emulator's control port: time and fault insertion, for a rig in another process.
+
+One JSON object per line over TCP on 127.0.0.1, one reply line per request::
+
+    {"op": "advance", "t_ns": 5000000000, "rig_frames": 12}
+        -> {"ok": true, "t_ns": 5000000000, "can_sent": 70, "rs485_sent": 0}
+    {"op": "fault", "name": "force_group", "args": [0, 5, 3.7]}  -> {"ok": true, "result": null}
+    {"op": "endpoints"}  -> {"ok": true, "instruments": {...}, "can": {...}, "rs485": "socket://..."}
+    {"op": "status"}     -> {"ok": true, "t_ns": ..., "packs": [{"state": "Standby", ...}]}
+    {"op": "shutdown"}   -> {"ok": true}
+
+``advance`` is what keeps the two processes in step: before advancing, the emulator waits
+until it has received the ``rig_frames`` CAN frames the rig says it sent (they travel on the
+socketcand connection, not this one), and the reply says how many frames it has sent in all,
+so the rig reads its CAN port until it has them. No frame races the time channel. An error
+comes back as ``{"ok": false, "error": "..."}``; nothing a client sends crashes the emulator.
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import socketserver
+import threading
+import time
+
+from rig.emulator.bench import EmulatedBench
+from rig.emulator.faults import Faults
+
+#: The fault-insertion calls a remote rig may make: the public methods of Faults.
+FAULTS = {name for name, fn in inspect.getmembers(Faults, inspect.isfunction) if not name.startswith("_")}
+RIG_FRAMES_TIMEOUT_S = 5.0
+
+
+class _Handler(socketserver.StreamRequestHandler):
+    def handle(self) -> None:
+        server: ControlServer = self.server  # type: ignore[assignment]
+        server.clients += 1
+        try:
+            for raw in self.rfile:
+                try:
+                    request = json.loads(raw)
+                    reply = {"ok": True, **server.execute(request)}
+                except Exception as exc:  # noqa: BLE001 - any bad request gets an error reply
+                    reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
+                self.wfile.write(json.dumps(reply).encode() + b"\n")
+                if reply.get("bye"):
+                    return
+        finally:
+            server.clients -= 1
+            server.on_client_gone()
+
+
+class ControlServer(socketserver.ThreadingTCPServer):
+    """Serves the control port of one :class:`EmulatedBench` (see the module docstring)."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, bench: EmulatedBench, *, virtual: bool = True):
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.bench, self.virtual = bench, virtual
+        self.clients = 0
+        self.stopped = threading.Event()
+        self._lock = threading.Lock()  # one advance or fault at a time
+        self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="emulator-control",
+                                        daemon=True)
+
+    @property
+    def port(self) -> int:
+        return self.server_address[1]
+
+    def start(self) -> "ControlServer":
+        self._thread.start()
+        return self
+
+    def on_client_gone(self) -> None:
+        """The rig went away (it may have been killed): its instruments' watchdogs and the SCPI
+        servers' disconnect handling make the bench safe; the emulator keeps running."""
+
+    def execute(self, request: dict) -> dict:
+        op = request.get("op")
+        with self._lock:
+            if op == "advance":
+                return self._advance(int(request["t_ns"]), int(request.get("rig_frames", 0)))
+            if op == "fault":
+                name = request.get("name")
+                if name not in FAULTS:
+                    raise ValueError(f"unknown fault {name!r}; choices: {', '.join(sorted(FAULTS))}")
+                return {"result": getattr(self.bench.faults, name)(*request.get("args", []),
+                                                                    **request.get("kwargs", {}))}
+            if op == "endpoints":
+                return self.bench.endpoints()
+            if op == "status":
+                w = self.bench.world
+                return {"t_ns": w.t_ns, "can_sent": self.bench.can_sent,
+                        "packs": [{"state": b.state, "relays": list(b.relays), "soc_pct": b.report.soc_pct}
+                                  for b in w.bms]}
+            if op == "shutdown":
+                self.stopped.set()
+                return {"bye": True}
+        raise ValueError(f"unknown op {op!r}; choices: advance, fault, endpoints, status, shutdown")
+
+    def _advance(self, t_ns: int, rig_frames: int) -> dict:
+        if not self.virtual:
+            raise ValueError("this emulator runs in wall-clock time; it cannot be advanced")
+        deadline = time.monotonic() + RIG_FRAMES_TIMEOUT_S
+        while self.bench.can_received < rig_frames:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the rig sent {rig_frames} CAN frames, {self.bench.can_received} arrived")
+            time.sleep(0.0002)
+        if t_ns > self.bench.world.t_ns:
+            self.bench.advance_to(t_ns)
+        return {"t_ns": self.bench.world.t_ns, "can_sent": self.bench.can_sent,
+                "rs485_sent": self.bench.rs485.bytes_sent}
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()
