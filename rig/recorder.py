@@ -28,6 +28,8 @@ log's relative times back on the frames' time base.
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import csv
 import hashlib
 import io
@@ -45,6 +47,17 @@ from rig.clock import Clock
 from rig.errors import RigError
 
 #: python-can writer of each format the bench file allows.
+class VirtualTimeAscWriter(can.ASCWriter):
+    """python-can's ASC writer with the header dated at the virtual clock's origin.
+
+    The stock writer dates its header with the wall clock, so two identical runs in virtual time
+    would give different files; dated at time 0 of the run they are byte-identical.
+    """
+
+    def _format_header_datetime(self, dt: datetime) -> str:
+        return super()._format_header_datetime(datetime.fromtimestamp(0))
+
+
 CAN_WRITERS = {"asc": can.ASCWriter, "blf": can.BLFWriter}
 #: columns of ``<test>.samples.csv``; a sample fills name/value, a step name (instrument) to duration_s.
 COLUMNS = ("time_s", "kind", "name", "value", "command", "reply", "error", "duration_s")
@@ -89,7 +102,10 @@ class Recorder:
             can_file = open(self.can_path, "wb", buffering=_BUFFER_BYTES)  # noqa: SIM115 - the writer closes it
         else:
             can_file = open(self.can_path, "w", encoding="ascii", buffering=_BUFFER_BYTES)  # noqa: SIM115
-        self._can = CAN_WRITERS[can_format](can_file)
+        writer = CAN_WRITERS[can_format]
+        if can_format == "asc" and getattr(clock, "kind", "") == "virtual":
+            writer = VirtualTimeAscWriter
+        self._can = writer(can_file)
         self._csv_file = open(self.samples_path, "w", encoding="utf-8", newline="",  # noqa: SIM115
                               buffering=_BUFFER_BYTES)
         self._csv = csv.writer(self._csv_file, lineterminator="\n")
