@@ -138,8 +138,12 @@ class PcsStandIn:
 
     def _tick(self) -> None:
         if not self._silent:
-            self.bus.send(can.Message(timestamp=self.clock.now(), arbitration_id=_HEARTBEAT.arbitration_id,
-                                      is_extended_id=False, data=_HEARTBEAT.data, dlc=_HEARTBEAT.dlc))
+            try:
+                self.bus.send(can.Message(timestamp=self.clock.now(), arbitration_id=_HEARTBEAT.arbitration_id,
+                                          is_extended_id=False, data=_HEARTBEAT.data, dlc=_HEARTBEAT.dlc))
+            except (can.CanError, OSError) as exc:  # the interface (or what serves it) is gone
+                raise RigError(f"CAN interface {self.bus.channel_info}: PCS heartbeat not sent "
+                               f"({type(exc).__name__}: {exc})") from exc
             self.heartbeats_sent += 1
             self.last_heartbeat_at = self.clock.now()
         self.pump()

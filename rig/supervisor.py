@@ -61,11 +61,14 @@ class Supervisor:
 
     # --- one sample -------------------------------------------------------------------------------
     def _read(self, name: str, read: Callable[[], object], now: float):
+        """One reading; an instrument that has not answered for ``instrument_silent_s``, or whose
+        connection is gone (nothing will answer any more), trips the bench."""
         try:
             value = read()
         except InstrumentError as exc:
             silent = now - self._answered.get(name, now)
-            if silent >= self.limits.instrument_silent_s or "no answer" in str(exc):
+            gone = "transport error" in exc.reply
+            if gone or silent >= self.limits.instrument_silent_s:
                 self._trip(f"{name} silent ({exc.reply})", silent, f"{self.limits.instrument_silent_s:g} s", now)
             return None
         self._answered[name] = now

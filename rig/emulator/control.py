@@ -91,14 +91,27 @@ class ControlServer(socketserver.ThreadingTCPServer):
             if op == "endpoints":
                 return self.bench.endpoints()
             if op == "status":
-                w = self.bench.world
-                return {"t_ns": w.t_ns, "can_sent": self.bench.can_sent,
-                        "packs": [{"state": b.state, "relays": list(b.relays), "soc_pct": b.report.soc_pct}
-                                  for b in w.bms]}
+                return self._status()
+            if op == "stop_instrument":  # an instrument that stops answering (its server goes away)
+                self.bench.servers[request["name"]].stop()
+                return {}
             if op == "shutdown":
                 self.stopped.set()
                 return {"bye": True}
-        raise ValueError(f"unknown op {op!r}; choices: advance, fault, endpoints, status, shutdown")
+        raise ValueError(f"unknown op {op!r}; choices: advance, fault, endpoints, status, "
+                         "stop_instrument, shutdown")
+
+    def _status(self) -> dict:
+        """The world as the instruments' far ends see it, and the last commands each one got."""
+        w, p = self.bench.world, self.bench.world.plant
+        with p.lock:
+            outputs = {"psu_on": p.psu.on and not p.psu.tripped, "psu_tripped": p.psu.tripped,
+                       "eload_on": p.eload.on, "eload_short": p.eload.short, "io": dict(p.io.outputs),
+                       "chamber_running": p.chamber.running}
+        return {"t_ns": w.t_ns, "can_sent": self.bench.can_sent, "outputs": outputs,
+                "packs": [{"state": b.state, "relays": list(b.relays), "soc_pct": b.report.soc_pct}
+                          for b in w.bms],
+                "commands": {name: list(d.history)[-30:] for name, d in self.bench.devices.items()}}
 
     def _advance(self, t_ns: int, rig_frames: int) -> dict:
         if not self.virtual:

@@ -85,6 +85,8 @@ class ScpiDevice:
     def __init__(self) -> None:
         self._table: list[tuple[re.Pattern, Handler]] = []
         self.errors: deque[tuple[int, str]] = deque()
+        #: the last command lines received, oldest first (what a bench log would show)
+        self.history: deque[str] = deque(maxlen=100)
         self.lock = threading.RLock()
         self.command("*IDN?", lambda arg: self.idn)
         self.command("*RST", lambda arg: self.reset())
@@ -118,6 +120,7 @@ class ScpiDevice:
         """Execute one line of ``;``-joined commands; return the replies of its queries."""
         replies = []
         with self.lock:
+            self.history.append(line)
             self.touched()
             for cmd in filter(None, (c.strip() for c in line.split(";"))):
                 reply = self._execute(cmd)
