@@ -76,6 +76,7 @@ class World:
         self.precharge_ok = [True] * packs
         self._outputs: dict[str, bool] = {}
         self._truth_key: tuple = ()
+        self._settings_seen: tuple = ()
         self._truth_cache: list[Truth] = []
         self._next_report: int | None = None
         self._sc_at: int | None = None
@@ -214,9 +215,11 @@ class World:
         """Every BMS samples at the step's end; then relays, reports, lights and the rig's view."""
         t = self.t_ns
         truths = self._truths()
+        relays = [self._actual_relays(i) for i in range(len(self.bms))]
         for i, b in enumerate(self.bms):
             b.sample(truths[i], t)
-        self._solution = self._solve()  # the BMS may have switched relays
+        if relays != [self._actual_relays(i) for i in range(len(self.bms))]:
+            self._solution = self._solve()  # the BMS switched relays: the circuit changed
         self._short_circuit()
         for device in self.timed:
             device.on_time(t)
@@ -267,9 +270,19 @@ class World:
                     target = self.bms[pack]
                     (target.on_button if name.endswith("power_button") else target.on_wake)(now, self.t_ns)
         self._outputs = outputs
-        self._solution = self._solve()
-        self._short_circuit()  # armed the instant a short appears, not at the next step's end
-        self._publish()
+        key = self._settings()
+        if key != self._settings_seen:  # a command changed the circuit: solve it again now
+            self._settings_seen = key
+            self._solution = self._solve()
+            self._short_circuit()  # armed the instant a short appears, not at the next step's end
+            self._publish()
+
+    def _settings(self) -> tuple:
+        """Everything an instrument command can change in the circuit."""
+        p = self.plant
+        return (tuple(sorted(self._outputs.items())), p.psu.on, p.psu.tripped, p.psu.voltage_set_v,
+                p.psu.current_set_a, p.eload.on, p.eload.mode, p.eload.setpoint, p.eload.short,
+                p.eload.program_started_ns, len(p.eload.program))
 
     # --- the rig's view ---------------------------------------------------------------------------
     def _publish(self) -> None:

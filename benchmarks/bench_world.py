@@ -1,0 +1,64 @@
+"""Virtual/wall time ratio of the emulated pack (physics + BMS firmware + CAN frames encoded).
+
+Issue goal: a 60-minute idle wait at >= 10,000x. Measured below the transports (the world
+only): the pack on, a PCS heartbeat every second, every CAN frame of the hour encoded through
+the DBC, then a 2-hour 64 A charge the same way.
+
+Run: ``python benchmarks/bench_world.py`` (prints the figures; best of 3 runs).
+"""
+from __future__ import annotations
+
+import time
+
+from rig.clock import VirtualClock
+from rig.emulator.world import World
+from rig.files.firmware_profile import load_firmware_profile
+
+
+def run(packs: int) -> dict[str, float]:
+    world = World(load_firmware_profile(), packs=packs, seed=1, initial_soc_pct=20.0)
+    clock = VirtualClock()
+    clock.attach(world)
+    frames = 0
+
+    def pcs():
+        nonlocal frames
+        world.bms[0].on_pcs_frame(world.t_ns)
+        frames += len(world.take_can_frames())
+
+    clock.every(1.0, pcs, "pcs")
+    with world.plant.lock:
+        for name in ("breaker", "power_button", "pack2_power_button"):
+            world.plant.io.outputs[name] = True
+    clock.sleep(2.0)
+    with world.plant.lock:
+        world.plant.io.outputs["power_button"] = world.plant.io.outputs["pack2_power_button"] = False
+    clock.sleep(40.0)
+    figures = {}
+    for name, seconds, setup in (("idle 60 min", 3600.0, None), ("charge 2 h at 64 A", 7200.0, 64.0)):
+        if setup:
+            with world.plant.lock:
+                world.plant.psu.voltage_set_v, world.plant.psu.current_set_a = 56.0, setup * packs
+                world.plant.psu.on = True
+        frames = 0
+        started = time.perf_counter()
+        clock.sleep(seconds)
+        wall = time.perf_counter() - started
+        figures[name] = (seconds / wall, wall, frames)
+    return figures
+
+
+def main() -> None:
+    for packs in (1, 2):
+        best: dict[str, tuple] = {}
+        for _ in range(3):
+            for name, figure in run(packs).items():
+                if name not in best or figure[0] > best[name][0]:
+                    best[name] = figure
+        for name, (ratio, wall, frames) in best.items():
+            print(f"{packs} pack(s), {name:20}: {ratio:8,.0f}x virtual/wall ({wall:.3f} s wall, "
+                  f"{frames} CAN frames encoded)")
+
+
+if __name__ == "__main__":
+    main()
