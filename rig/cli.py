@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -77,6 +78,11 @@ def run(args: argparse.Namespace) -> int:
         cmd += ["--seed", str(args.seed)]
     if args.markers:
         cmd += ["-m", args.markers]
+    workers = args.workers
+    if workers == "auto" and not load_bench(args.bench).emulated:
+        workers = "0"  # one real bench: one test at a time
+    if workers != "0" and importlib.util.find_spec("xdist") is not None:
+        cmd += ["-n", workers]  # each emulated test has its own bench (own emulator, own ports)
     cmd += args.pytest_args
     print("packrig run:", " ".join(cmd), flush=True)
     code = subprocess.call(cmd, cwd=TESTCASES.parent)
@@ -154,6 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p_run.add_argument("-m", dest="markers", help="pytest marker expression, e.g. 'not slow'")
     p_run.add_argument("--reports", default="reports", help="report folder (default: reports)")
     p_run.add_argument("--no-html", action="store_true", help="skip rendering the HTML report")
+    p_run.add_argument("--workers", default="auto",
+                       help="pytest-xdist workers: 'auto' (default; a real bench always runs one test at a "
+                            "time), a number, or 0")
     p_run.add_argument("pytest_args", nargs="*", help="further pytest arguments (after --)")
     p_run.set_defaults(func=run)
 

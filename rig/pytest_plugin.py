@@ -170,6 +170,11 @@ def _spec_for(config: pytest.Config) -> PackSpec:
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_call(item: pytest.Item) -> None:
     """Allure labels and links from the ``requirement`` marker."""
+    bench = _loaded_bench(item.config)
+    item.user_properties.append(("bench", f"{bench.file.bench.name} ({bench.path})"))
+    firmware = item.config.getoption("--firmware") or (bench.firmware_path if bench.emulated else None)
+    if firmware:
+        item.user_properties.append(("firmware", str(firmware)))
     found = requirement_of(item)
     if found is None:
         return
