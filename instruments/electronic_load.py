@@ -150,7 +150,13 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
 
     def measure(self) -> tuple[float, float]:
         """Measured (voltage V, current A) at the input; current positive into the load."""
-        return self.voltage, self.current
+        # one compound query: both readings from the same instant, in one round trip
+        reply = self.query("MEAS:VOLT?;:MEAS:CURR?")
+        try:
+            volts, amps = (float(x) for x in reply.split(";"))
+        except ValueError:
+            raise InstrumentError(self.name, "MEAS:VOLT?;:MEAS:CURR?", f"unreadable reply {reply!r}") from None
+        return volts, amps
 
     def protect(self, watchdog_s: float | None) -> None:
         """Program the input watchdog: input off when no command arrives for ``watchdog_s``

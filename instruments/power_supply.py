@@ -81,7 +81,13 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
 
     def measure(self) -> tuple[float, float]:
         """Measured (voltage V, current A) at the output; current positive out of the supply."""
-        return self.voltage, self.current
+        # one compound query: both readings from the same instant, in one round trip
+        reply = self.query("MEAS:VOLT?;:MEAS:CURR?")
+        try:
+            volts, amps = (float(x) for x in reply.split(";"))
+        except ValueError:
+            raise InstrumentError(self.name, "MEAS:VOLT?;:MEAS:CURR?", f"unreadable reply {reply!r}") from None
+        return volts, amps
 
     def protect(self, ovp_v: float, ocp: bool, watchdog_s: float | None) -> None:
         """Program OVP (V), OCP on/off and the output watchdog (s; ``None`` turns it off).

@@ -126,7 +126,7 @@ def test_pulse_programs_arms_and_triggers_a_list(load):
 
 
 def test_measure(load):
-    assert load([("MEAS:VOLT?", "50.1"), ("MEAS:CURR?", "96")]).measure() == (50.1, 96.0)
+    assert load([("MEAS:VOLT?;:MEAS:CURR?", "50.1;96")]).measure() == (50.1, 96.0)
 
 
 def test_protect(load):

@@ -94,7 +94,8 @@ def test_make_safe_and_shutdown_twice(psu):
 
 
 def test_measure(psu):
-    assert psu([("MEAS:VOLT?", "+5.20000E+01"), ("MEAS:CURR?", "+3.00000E+01")]).measure() == (52.0, 30.0)
+    # one compound query: both readings of the same instant, IEEE 488.2 ';'-joined reply
+    assert psu([("MEAS:VOLT?;:MEAS:CURR?", "+5.20000E+01;+3.00000E+01")]).measure() == (52.0, 30.0)
 
 
 def test_protect_programs_ovp_ocp_and_watchdog(psu):

@@ -198,8 +198,9 @@ class _Handler(socketserver.StreamRequestHandler):
                         device.queue_error(-223, "Too much data")
                     continue
                 line = raw.decode("ascii", errors="replace").strip()
-                for reply in device.handle_line(line):
-                    self.wfile.write(reply.encode("ascii", errors="replace") + b"\n")
+                replies = device.handle_line(line)
+                if replies:  # IEEE 488.2: the replies of one message go back as one, ';'-separated
+                    self.wfile.write(";".join(replies).encode("ascii", errors="replace") + b"\n")
         except (ConnectionError, OSError):
             return
         finally:
