@@ -42,6 +42,13 @@ class Faults:
         self._bms(pack)
         self.world.sense_forced_v[pack, group] = np.nan if volts is None else volts
 
+    def offset_current(self, pack: int, amps: float) -> None:
+        """Add ``amps`` (+ = charge) to what the BMS's current sense reads while the relays are
+        closed: currents beyond the rig's own limits (charge over-current L3 at 90 A with an
+        80 A supply) reach the BMS this way, as through a fault-insertion unit on the shunt."""
+        self._bms(pack)
+        self.world.sense_offset_a[pack] = amps
+
     def temperature_sensor(self, pack: int, sensor: int, fault: str | None) -> None:
         """Open or short one temperature sensor (0..4; 4 = power stage); None repairs it."""
         bms = self._bms(pack)
@@ -116,6 +123,7 @@ class Faults:
         """Undo every inserted fault."""
         w = self.world
         w.sense_offset_v[:] = 0.0
+        w.sense_offset_a[:] = 0.0
         w.sense_forced_v[:] = np.nan
         w.temp_forced_c[:] = np.nan
         for stuck in w.relay_stuck:

@@ -70,6 +70,7 @@ class World:
         self.listeners: list[Callable[[int], None]] = []  # called after every step (recorders)
         # fault-insertion state, per pack (see rig.emulator.faults)
         self.sense_offset_v = np.zeros((packs, 16))
+        self.sense_offset_a = np.zeros(packs)
         self.sense_forced_v = np.full((packs, 16), np.nan)
         self.temp_forced_c = np.full((packs, 5), np.nan)
         self.relay_stuck: list[dict[int, bool]] = [{} for _ in range(packs)]
@@ -124,7 +125,9 @@ class World:
         groups = np.where(np.isnan(self.sense_forced_v[i]), groups, self.sense_forced_v[i])
         temps = self.physics.temperatures()[i]
         temps = np.where(np.isnan(self.temp_forced_c[i]), temps, self.temp_forced_c[i])
-        return Truth(groups, float(current[i]), temps, self._solution.pack_bus_v, self._actual_relays(i))
+        # an offset on the current sense is seen by the BMS while current can flow (relays closed)
+        sensed = float(current[i]) + (self.sense_offset_a[i] if self.bms[i].relays[0] else 0.0)
+        return Truth(groups, sensed, temps, self._solution.pack_bus_v, self._actual_relays(i))
 
     def light_at(self, name: str, t_ns: int) -> bool:
         """Is this light lit at ``t_ns``? ``run``, ``alm``, ``led1``.. for pack 1, ``pack2_*`` for pack 2."""
