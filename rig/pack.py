@@ -81,7 +81,8 @@ class Pack:
         """One discharge pulse (e-load list mode), e.g. 96 A for 3 s."""
         self.bench.psu.output_off()
         self.close_breaker()
-        self.bench.eload.pulse([(current_a, seconds)])
+        # the load holds a list's last step: end it at 0 A
+        self.bench.eload.pulse([(current_a, seconds), (0.0, 0.1)])
 
     def stop(self) -> None:
         """No current: PSU and e-load off (the breaker stays closed)."""

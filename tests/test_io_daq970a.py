@@ -262,6 +262,7 @@ def test_unknown_header_and_out_of_range_leave_settings(bench):
     assert io.watchdog_s == 2.0
     assert plant.io.outputs == {f: f == "breaker" for f in OUTPUTS}
     res.write("*RST")
+    res.query("*OPC?")  # a write returns before the instrument has acted: wait until it has
     assert not any(plant.io.outputs.values()) and device.next_deadline_ns() is None
 
 

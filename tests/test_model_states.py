@@ -43,10 +43,10 @@ def test_button_held_two_seconds_powers_on_through_precharge():
     m = PackModel()
     m.output("breaker", True)
     m.output("power_button", True)
-    m.sleep(1.8)
+    m.sleep(PROFILE.power_on.button_hold_s + 0.2)
     assert m.bms.state == "Standby" and m.bms.relays == (False, True, True), "pre-charge first"
     m.output("power_button", False)
-    m.sleep(1.0)
+    m.sleep(PROFILE.power_on.precharge_s + 0.2)
     assert m.bms.relays == (True, True, False)
     assert m.lit("run") and not m.lit("alm")
     assert m.plant.dmm.measured_v > 50.0

@@ -67,7 +67,10 @@ class Sensing:
         return np.round(v, 3)  # the AFE reports whole millivolts
 
     def current(self, true_a: float) -> float:
-        return true_a * (1.0 + self.m.current_gain_error) + (self.m.current_offset_a if true_a else 0.0)
+        """The shunt reading; within the firmware's dead band it counts as no current at all (a
+        standing offset would otherwise be counted as charge for hours)."""
+        measured = true_a * (1.0 + self.m.current_gain_error) + self.m.current_offset_a
+        return 0.0 if abs(measured) < self.m.current_deadband_a else measured
 
     def temps(self, true_c: np.ndarray) -> np.ndarray:
         r = self.m.temperature_resolution_c
@@ -426,7 +429,7 @@ class Bms:
             return "alm_on"
         if r.pcs_alarm:
             return p.pcs_loss.light
-        if shown or r.soc_pct <= p.lights.low_soc_alm_max_pct:
+        if shown or round(r.soc_pct) <= p.lights.low_soc_alm_max_pct:  # the SOC as shown and sent
             return shown.pop() if shown else p.lights.low_soc_light
         return ""
 

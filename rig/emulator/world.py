@@ -208,7 +208,9 @@ class World:
     def _advance_physics(self, t1: int) -> None:
         dt = (t1 - self.t_ns) / _NS
         if dt > 0:
-            current = np.array(self._solution.pack_a)
+            # what flows at the terminals, plus the BMS's own supply (not through its shunt)
+            draw = [b.p.bms.standby_draw_a if b.awake else b.p.bms.off_draw_a for b in self.bms]
+            current = np.array(self._solution.pack_a) - np.array(draw)
             self.physics.step(dt, current, self.chamber.air_c)
             self.chamber.advance(dt, self.plant.chamber)
         self.t_ns = t1
@@ -259,7 +261,7 @@ class World:
 
     def _report(self, t: int) -> None:
         self._next_report += ns(self.profile.can.period_s)
-        if not self.can_silenced:
+        if not self.can_silenced and self.bms[0].awake:  # an Off pack says nothing (PACK_SPEC.md 2)
             self.can_out.extend(self.reporter.frames(self.bms, t))
 
     def _inputs_changed(self) -> None:

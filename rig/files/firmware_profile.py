@@ -42,6 +42,7 @@ class Measurement(FileModel):
     group_noise_rms_v: Annotated[float, Field(ge=0.0, le=0.1)]
     current_gain_error: Annotated[float, Field(ge=-0.5, le=0.5)]
     current_offset_a: Annotated[float, Field(ge=-20.0, le=20.0)]
+    current_deadband_a: Annotated[float, Field(ge=0.0, le=5.0)]
     temperature_offset_max_c: Annotated[float, Field(ge=0.0, le=20.0)]
     temperature_resolution_c: Annotated[float, Field(gt=0.0, le=5.0)]
 
