@@ -46,10 +46,21 @@ class Pack:
 
     def power_on(self) -> float:
         """Breaker closed, POWER held for the spec's time; returns the terminal voltage once the
-        relays have closed (the rig's DMM sees the pack)."""
+        pack has connected: the rig's DMM sees it and the pack reports relay 1 and relay 2 closed
+        (the DMM alone would already see it through the pre-charge resistor)."""
         self.close_breaker()
         self.press_power(self.spec.power_on.button_hold_s)
-        return self.wait_terminals_live()
+        volts = self.wait_terminals_live()
+        self.wait_relays_closed()
+        return volts
+
+    def wait_relays_closed(self) -> None:
+        """Wait until the pack reports its main relays closed (pre-charge over)."""
+        address = 2 if self.number == 1 else 3
+        for relay in ("Relay2Closed", "Relay1Closed"):
+            self.pcs.wait_until(relay, 1, within=self.spec.power_on.relays_closed_within_s,
+                                frame="DetailStatus", pack_address=address,
+                                what="closed (pre-charge over, manual 6.2)")
 
     def power_off(self) -> None:
         """POWER held for the spec's time; waits for 0 V at the terminals."""
