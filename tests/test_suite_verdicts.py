@@ -1,0 +1,94 @@
+"""The test suite's verdicts: green on the conforming firmware, the same each run, and red —
+naming the broken requirement — on a firmware broken in that requirement.
+
+Each case edits one line of the conforming firmware profile (a buggy build), runs the test
+cases of that requirement in a pytest subprocess against the emulated bench, and checks that a
+test fails with the requirement's id in its failure message.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from rig.files.firmware_profile import CONFORMING_PROFILE
+
+ROOT = Path(__file__).resolve().parents[1]
+TESTCASES = ROOT / "testcases"
+
+
+def run_testcases(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=900)
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    result = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        verdict = "passed"
+        for child in case:
+            if child.tag in ("failure", "error", "skipped"):
+                verdict = child.tag
+        result[f"{case.get('classname')}::{case.get('name')}"] = verdict
+    return result
+
+
+def test_whole_suite_passes_on_the_conforming_firmware_and_twice_the_same(tmp_path):
+    runs = []
+    for name in ("first", "second"):
+        junit = tmp_path / f"{name}.xml"
+        done = run_testcases(str(TESTCASES), "-n", "2", f"--junitxml={junit}", cwd=tmp_path)
+        assert done.returncode == 0, done.stdout[-3000:]
+        runs.append(outcomes(junit))
+    assert runs[0] == runs[1]
+    assert sum(v == "passed" for v in runs[0].values()) >= 150
+
+
+#: (what is broken: old line -> new line in the profile, the tests to run, the requirement named)
+BROKEN = {
+    "cell OV L2 threshold": (("l2 = { threshold = 3.60, delay_s = 1.0 }", "l2 = { threshold = 3.63, delay_s = 1.0 }"),
+                             ["test_protections.py", "-k", "cell_over_voltage and L2"], "REQ-PROT-COV"),
+    "pack UV L1 defeated": (("l1 = { threshold = 48.0, delay_s = 2.0 }",
+                             "l1 = { threshold = 48.0, delay_s = 2.0, enabled = false }"),
+                            ["test_protections.py", "-k", "pack_under_voltage and L1"], "REQ-PROT-PUV"),
+    "charge OT alarm bit swapped": (('can_alarm = "AlarmHighTemperature"', 'can_alarm = "AlarmLowTemperature"'),
+                                    ["test_protections.py", "-k", "level1 and charge_over_temperature"],
+                                    "REQ-PROT-COT"),
+    "discharge OC L2 slower": (("l2 = { threshold = 96.0, delay_s = 3.0 }", "l2 = { threshold = 96.0, delay_s = 3.6 }"),
+                               ["test_protections.py", "-k", "discharge_over_current and L2"], "REQ-PROT-DOC"),
+    "relay 1 failure missed": (('[failures.relay1]\nfailure_bit = "FailureRelay1"',
+                                '[failures.relay1]\nfailure_bit = "FailureRelay1"\ndetect = false'),
+                               ["test_failures.py", "-k", "relay1"], "REQ-FAIL-R1"),
+    "short circuit never cut": (("[short_circuit]\nenabled = true", "[short_circuit]\nenabled = false"),
+                                ["test_protections.py", "-k", "short_circuit"], "REQ-PROT-SC"),
+    "activation window too wide": (("max_v = 60.0", "max_v = 62.0"), ["test_activation.py"], "REQ-ACT-2.2"),
+    "power-off flickers twice": (("flicker_count = 3", "flicker_count = 2"),
+                                 ["test_power.py", "-k", "turns_the_pack_off"], "REQ-POFF-6.3"),
+    "PCS alarm late": (("alarm_after_s = 30.0", "alarm_after_s = 60.0"),
+                       ["test_power.py", "-k", "raises_alm"], "REQ-PCS-6.3"),
+    "wrong manufacturer": (('manufacturer = "PYLON   "', 'manufacturer = "PYLONTEC"'),
+                           ["test_normal_operation.py", "-k", "manufacturer"], "REQ-CAN-6"),
+    "parallel join flickers thrice": (("success_flicker_count = 5", "success_flicker_count = 3"),
+                                      ["test_parallel.py", "-k", "join"], "REQ-PAR-5"),
+    "ALM flicker too slow": (("alm_flicker_period_s = 1.0", "alm_flicker_period_s = 2.0"),
+                             ["test_lights_soc.py", "-k", "low_soc"], "REQ-LED-6.1"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN))
+def test_a_broken_firmware_fails_naming_its_requirement(tmp_path, case):
+    (old, new), selection, requirement = BROKEN[case]
+    text = CONFORMING_PROFILE.read_text()
+    assert old in text, f"test setup: {old!r} is not in the conforming profile"
+    broken = tmp_path / "broken.toml"
+    broken.write_text(text.replace(old, new, 1))
+    file, *select = selection
+    done = run_testcases(str(TESTCASES / file), *select, "--firmware", str(broken), "-x", cwd=tmp_path)
+    assert done.returncode == 1, f"the suite did not fail on '{case}':\n{done.stdout[-2000:]}"
+    failures = re.findall(r"^E\s+.*$", done.stdout, re.M)
+    assert any(requirement in line for line in failures), \
+        f"no failure names {requirement} for '{case}':\n" + "\n".join(failures[:10])
