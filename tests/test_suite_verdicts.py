@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from rig.files.firmware_profile import CONFORMING_PROFILE
+from rig.recorder import read_samples
 
 ROOT = Path(__file__).resolve().parents[1]
 TESTCASES = ROOT / "testcases"
@@ -92,3 +93,40 @@ def test_a_broken_firmware_fails_naming_its_requirement(tmp_path, case):
     failures = re.findall(r"^E\s+.*$", done.stdout, re.M)
     assert any(requirement in line for line in failures), \
         f"no failure names {requirement} for '{case}':\n" + "\n".join(failures[:10])
+
+
+CHARGE_TEST = '''
+import pytest
+
+@pytest.mark.pack_state(soc=98)
+def test_charge_relies_on_the_bms_to_stop(spec, bench, pack, pcs):
+    """IEC 62619 8.2.2 conditions with nothing but the BMS to stop the charge."""
+    upper = spec.ratings.groups * spec.protections.cell_over_voltage.l3.threshold
+    pack.power_on()
+    pack.charge(spec.ratings.standard_charge_current_a, spec.iec62619.overcharge_voltage_factor * upper)
+    pcs.wait_until("ChargeEnable", 0, within=3600.0, what="the BMS to stop the charge")
+'''
+
+
+def test_a_build_whose_over_voltage_never_cuts_is_stopped_by_the_supervisor(tmp_path):
+    """Every over-voltage level defeated: the charge test fails, the supervisor stopped the charge
+    at the rig's group limit (3.76 V, PACK_SPEC.md 5), and the failure message says so."""
+    text = CONFORMING_PROFILE.read_text()
+    for row in ("cell_over_voltage", "pack_over_voltage"):
+        start = text.index(f"[protections.{row}]")
+        end = text.index("[protections.", start + 1)
+        section = re.sub(r"delay_s = ([0-9.]+) \}", r"delay_s = \1, enabled = false }", text[start:end])
+        text = text[:start] + section + text[end:]
+    broken = tmp_path / "no-over-voltage.toml"
+    broken.write_text(text)
+    (tmp_path / "test_charge.py").write_text(CHARGE_TEST)
+    done = run_testcases(str(tmp_path / "test_charge.py"), "--firmware", str(broken), cwd=tmp_path)
+    assert done.returncode != 0, done.stdout[-2000:]
+    trip = re.search(r"SAFETY TRIP at t=[0-9.]+ s: group (\d+) voltage \(cell tap\) = ([0-9.]+) beyond 3.76 V",
+                     done.stdout)
+    assert trip, f"the failure does not name the supervisor's group limit:\n{done.stdout[-2000:]}"
+    recording = next((ROOT / "reports" / "recordings").glob("*test_charge_relies_on_the_bms_to_stop.samples.csv"))
+    taps = [float(row["value"]) for row in read_samples(recording)
+            if re.fullmatch(r"group\d+_v", str(row["name"]))]
+    # sampled every supervisor period: the excursion it caught is the first sample above the limit
+    assert max(taps) == float(trip.group(2)) and max(taps) < 3.76 + 0.02
