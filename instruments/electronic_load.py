@@ -150,12 +150,7 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
 
     def measure(self) -> tuple[float, float]:
         """Measured (voltage V, current A) at the input; current positive into the load."""
-        # one compound query: both readings from the same instant, in one round trip
-        reply = self.query("MEAS:VOLT?;:MEAS:CURR?")
-        try:
-            volts, amps = (float(x) for x in reply.split(";"))
-        except ValueError:
-            raise InstrumentError(self.name, "MEAS:VOLT?;:MEAS:CURR?", f"unreadable reply {reply!r}") from None
+        volts, amps = self.query_numbers("MEAS:VOLT?;:MEAS:CURR?", 2)
         return volts, amps
 
     def protect(self, watchdog_s: float | None) -> None:

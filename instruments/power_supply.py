@@ -81,12 +81,7 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
 
     def measure(self) -> tuple[float, float]:
         """Measured (voltage V, current A) at the output; current positive out of the supply."""
-        # one compound query: both readings from the same instant, in one round trip
-        reply = self.query("MEAS:VOLT?;:MEAS:CURR?")
-        try:
-            volts, amps = (float(x) for x in reply.split(";"))
-        except ValueError:
-            raise InstrumentError(self.name, "MEAS:VOLT?;:MEAS:CURR?", f"unreadable reply {reply!r}") from None
+        volts, amps = self.query_numbers("MEAS:VOLT?;:MEAS:CURR?", 2)
         return volts, amps
 
     def protect(self, ovp_v: float, ocp: bool, watchdog_s: float | None) -> None:

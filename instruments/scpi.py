@@ -168,6 +168,18 @@ class ScpiInstrument:
         """Send a query and return its reply (stripped); raises ``InstrumentError`` on timeout."""
         return self._io(command, query=True)
 
+    def query_numbers(self, command: str, count: int) -> tuple[float, ...]:
+        """A query answered with ``count`` numbers, ``;``- or ``,``-separated (a compound query:
+        several readings of the same instant in one round trip)."""
+        reply = self.query(command)
+        try:
+            numbers = tuple(float(x) for x in reply.replace(";", ",").split(","))
+        except ValueError:
+            numbers = ()
+        if len(numbers) != count:
+            raise InstrumentError(self.name, command, f"unreadable reply {reply!r} ({count} numbers expected)")
+        return numbers
+
     def check_errors(self) -> None:
         """Read ``SYST:ERR?`` until it is empty; raise if the instrument reported any error."""
         errors = []

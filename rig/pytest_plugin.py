@@ -107,7 +107,7 @@ def bench_file(pytestconfig: pytest.Config) -> LoadedBench:
 @pytest.fixture(scope="session")
 def spec(pytestconfig: pytest.Config, bench_file: LoadedBench) -> PackSpec:
     """The pack spec (requirements) the tests assert against."""
-    return _spec_for(pytestconfig)
+    return spec_for(pytestconfig)
 
 
 @pytest.fixture(scope="session")
@@ -146,7 +146,7 @@ def requirement_of(item: pytest.Item) -> tuple[str, dict] | None:
         return None
     ref = mark.args[0]
     if not ref.startswith("REQ-"):
-        spec = _spec_for(item.config)
+        spec = spec_for(item.config)
         node = spec
         for part in ref.split("."):
             node = getattr(node, part, None)
@@ -156,7 +156,7 @@ def requirement_of(item: pytest.Item) -> tuple[str, dict] | None:
     return ref, dict(mark.kwargs)
 
 
-def _spec_for(config: pytest.Config) -> PackSpec:
+def spec_for(config: pytest.Config) -> PackSpec:
     cached = getattr(config, "_packrig_spec", None)
     if cached is None:
         path = config.getoption("--pack-spec") or _loaded_bench(config).pack_spec_path

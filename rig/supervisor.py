@@ -78,7 +78,7 @@ class Supervisor:
         """Read every watched quantity once and check it; raises :class:`SafetyTrip`."""
         if self.bench.trip is not None:
             return {}
-        b, L, now = self.bench, self.limits, self.bench.clock.now()
+        b, now = self.bench, self.bench.clock.now()
         values: dict[str, float] = {}
         pack_v = self._read("dmm", b.dmm.voltage, now)
         if pack_v is not None:

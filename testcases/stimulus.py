@@ -32,16 +32,6 @@ SOAK_TIMEOUT_S = 8 * 3600.0
 _TEMPERATURES = ("max_temperature", "min_temperature")
 
 
-@pytest.fixture
-def fault_unit(request):
-    """The bench's fault-insertion unit, or None where the rig has none to drive (there the
-    ``faults`` fixture skips; a stimulus then goes through the instruments, or skips itself)."""
-    try:
-        return request.getfixturevalue("faults")
-    except pytest.skip.Exception:
-        return None
-
-
 def margin(spec, row) -> float:
     """Two of the spec's threshold tolerances in the row's unit: how far short of, or past, a
     threshold a test drives the quantity, so that the BMS's measuring error cannot decide."""
@@ -80,7 +70,7 @@ def drive(bench, pack, faults, quantity: str, value: float) -> str:
     """Bring ``quantity`` (a protection row's) to ``value`` as the BMS of ``pack`` sees it;
     returns the means used (:data:`FAULT_INSERTION`, :data:`PSU`, :data:`ELOAD`, :data:`CHAMBER`).
 
-    :param faults: the fault-insertion unit, or None (see :func:`fault_unit`).
+    :param faults: the fault-insertion unit, or None (see the ``fault_unit`` fixture).
     :param value: in the row's unit: V (group or pack), A, C; a group voltage difference in V.
     """
     how = means(bench, faults, quantity)

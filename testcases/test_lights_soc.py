@@ -23,7 +23,8 @@ import pytest
 
 from rig.errors import WaitTimeout
 from rig.light_reader import FLICKER_WINDOW_S, LightState
-from rig.pytest_plugin import _spec_for  # the pack spec of this session, also at collection time
+from rig.pytest_plugin import spec_for  # the pack spec of this session, also at collection time
+from testcases.observe import check_led
 
 
 def _middle(band) -> float:
@@ -39,7 +40,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     names = metafunc.fixturenames
     if not {"idle_band", "charging_band", "low_soc_edge"} & set(names):
         return
-    spec = _spec_for(metafunc.config)
+    spec = spec_for(metafunc.config)
     if "idle_band" in names:
         metafunc.parametrize("idle_band", [
             pytest.param((mode, band), marks=pytest.mark.pack_state(soc=_middle(band)), id=_band_id(mode, band))
@@ -59,18 +60,6 @@ def _small_current(spec) -> float:
     """A current the pack surely counts as charging or discharging, A (the Run threshold plus two
     current tolerances), small enough to leave the SOC in its band during the test."""
     return spec.states.run_current_a + 2 * spec.tolerance.current_a
-
-
-def check_led(measure, req: str, spec, name: str, seen: LightState, want, where: str = "") -> None:
-    """One SOC light against the band's entry: "on", "off" or a flicker period in s."""
-    label = where + name.upper()
-    if want in ("on", "off"):
-        measure(f"{label} light", seen.kind, req=req, equals=want)
-        return
-    measure(f"{label} light", seen.kind, req=req, equals="flickering")
-    period = seen.period_s if seen.period_s is not None else math.nan
-    measure(f"{label} flicker period", period, req=req, unit="s", nominal=want,
-            tolerance=want * spec.tolerance.flicker_period_rel)
 
 
 def _check_run_alm(measure, req: str, spec, soc: float, seen: dict[str, LightState], where: str = "") -> None:

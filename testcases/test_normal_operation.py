@@ -12,11 +12,11 @@ name ``spec.can.id``.
 """
 from __future__ import annotations
 
-import math
 
 import pytest
 
 from rig.protocol import can_frames
+from testcases.observe import check_periods, half_step
 
 #: How long each rating is held, s of clock time: a few minutes, many times the longest
 #: protection delay at those currents (the L1 over-current alarm's 10 s) and long enough for the
@@ -29,23 +29,6 @@ PULSE_READS = 30
 #: 0x359 signals that are alarm or protection bits (ModuleCount and the 'PN' marker are not).
 ALARM_BITS = tuple(s.name for s in can_frames.DATABASE.get_message_by_name("ProtectionsAlarms").signals
                    if s.name.startswith(("Protection", "Alarm")))
-
-
-def half_step(frame: str, signal: str) -> float:
-    """Half the DBC resolution of a signal: how close a reported value can be to the spec's."""
-    return can_frames.DATABASE.get_message_by_name(frame).get_signal_by_name(signal).scale / 2
-
-
-def check_periods(measure, req: str, spec, pcs, frame: str, pack_address: int | None = None,
-                  label: str | None = None) -> None:
-    """Every period between two receptions of ``frame`` is ``can.period_s`` within its tolerance."""
-    can, label = spec.can, label or frame
-    periods = pcs.periods(frame, pack_address)
-    measure(f"{label} periods seen", len(periods), req=req, at_least=2)
-    measure(f"{label} shortest period", min(periods, default=math.nan), req=req, unit="s",
-            nominal=can.period_s, tolerance=can.period_tolerance_s)
-    measure(f"{label} longest period", max(periods, default=math.nan), req=req, unit="s",
-            nominal=can.period_s, tolerance=can.period_tolerance_s)
 
 
 def _hold(clock, pack, seconds: float, every: float) -> list[float]:

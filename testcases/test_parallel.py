@@ -23,8 +23,7 @@ from rig.errors import FrameError
 from rig.light_reader import LightState
 from rig.protocol import rs485
 from rig.protocol.rs485_commands import AnalogValues
-from testcases.test_normal_operation import half_step
-from testcases.test_power import falls, frame_count, frames_since, press_and_watch, terminal_extremes
+from testcases.observe import falls, frame_count, frames_since, half_step, press_and_watch, terminal_extremes
 
 pytestmark = pytest.mark.needs(parallel_packs=2)
 

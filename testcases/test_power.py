@@ -23,11 +23,10 @@ import math
 
 import pytest
 
-from rig.errors import WaitTimeout
-from rig.light_reader import FLICKER_WINDOW_S, LightState, classify
-from rig.pcs import HEARTBEAT_PERIOD_S, CanCheckFailed
-from testcases.test_lights_soc import check_led
-from testcases.test_normal_operation import check_periods
+from rig.light_reader import FLICKER_WINDOW_S, LightState
+from rig.pcs import HEARTBEAT_PERIOD_S
+from testcases.observe import (check_led, check_periods, falls, frame_count, frames_since,
+                               press_and_watch, seconds_until, terminal_extremes)
 
 #: The five lights of the power-off sequence (RUN and LED1-4; the red ALM is not one of them).
 FIVE_LIGHTS = ("run", "led1", "led2", "led3", "led4")
@@ -35,67 +34,6 @@ ALL_LIGHTS = ("run", "alm", "led1", "led2", "led3", "led4")
 #: A "short" press is this fraction of the spec's ``ignore_shorter_than_s``: clearly shorter,
 #: yet well past the IO-box relay's operate and release times (~10 ms) on a real bench.
 SHORT_PRESS_FRACTION = 0.9
-
-
-# --- what the rig watches (also used by the parallel test cases) --------------------------------
-def press_and_watch(bench, lights, buttons: tuple[str, ...], hold_s: float,
-                    after_s: float) -> dict[str, LightState]:
-    """Hold the ``buttons`` (IO outputs: POWER of one or both packs) together for ``hold_s`` watching
-    every light, release them, watch ``after_s`` more; each light classified over the whole time,
-    so nothing that happens at the release is missed."""
-    for button in buttons:
-        bench.output(button, True)
-    try:
-        during = lights.observe(hold_s)
-    finally:
-        for button in buttons:
-            bench.output(button, False)
-    after = lights.observe(after_s)
-    return {name: classify(name, during[name].samples + after[name].samples[1:]) for name in during}
-
-
-def falls(state: LightState) -> list[float]:
-    """Times a light went dark (lit -> dark): one per flicker, whether or not it was lit before."""
-    s = state.samples
-    return [t for (_, before), (t, lit) in zip(s, s[1:]) if before and not lit]
-
-
-def seconds_until(clock, read, until, within: float, poll: float = 0.1) -> float:
-    """Seconds until ``until(read())`` holds, or ``inf`` if it did not within ``within``."""
-    start = clock.now()
-    try:
-        clock.wait_for(read, timeout=within, poll=poll, until=until)
-    except WaitTimeout:
-        return math.inf
-    return clock.now() - start
-
-
-def terminal_extremes(pack, seconds: float, poll: float = 0.1) -> tuple[float, float]:
-    """(lowest, highest) DMM reading on the terminals over the next ``seconds``."""
-    clock, end = pack.clock, pack.clock.now() + seconds
-    readings = [pack.terminal_voltage()]
-    while clock.now() < end - 1e-9:
-        clock.sleep(min(poll, end - clock.now()))
-        readings.append(pack.terminal_voltage())
-    return min(readings), max(readings)
-
-
-# Frame timestamps are the interface's (Unix time on a real bench), not the rig clock's: a test
-# marks "from now on" by how many frames have arrived (the stand-in keeps 10 000 per frame, hours).
-def frame_count(pcs, frame: str, pack_address: int | None = None) -> int:
-    """How many ``frame`` receptions the stand-in holds now (0 if none came yet)."""
-    try:
-        return len(pcs.received(frame, pack_address))
-    except CanCheckFailed:
-        return 0
-
-
-def frames_since(pcs, frame: str, mark: int, pack_address: int | None = None) -> list:
-    """The ``frame`` receptions after the first ``mark`` (a :func:`frame_count` taken earlier)."""
-    try:
-        return pcs.received(frame, pack_address)[mark:]
-    except CanCheckFailed:
-        return []
 
 
 def _normal_panel(measure, req: str, spec, soc: float, seen: dict[str, LightState]) -> None:

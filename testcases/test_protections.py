@@ -39,8 +39,8 @@ import pytest
 from rig.errors import WaitTimeout
 from rig.files.rows import PROTECTIONS
 from rig.pcs import CanCheckFailed
-from testcases.stimulus import (beyond, can_step, drive, fault_unit, flow, margin, power_cycle,  # noqa: F401
-                                power_on)  # fault_unit is a fixture
+from testcases.observe import seconds_until
+from testcases.stimulus import beyond, can_step, drive, flow, margin, power_cycle, power_on
 
 pytestmark = pytest.mark.protection
 
@@ -599,16 +599,6 @@ def _step(bench, pack, pcs, faults, row, value: float, report_after: float) -> S
     return Stimulus(fresh + (before - seen), fresh + (after - seen) + CAN_POLL_S)
 
 
-def _seconds_until(clock, read, until, within: float, poll: float = RIG_POLL_S) -> float:
-    """Seconds until ``until(read())`` holds; infinity if not within ``within``."""
-    start = clock.now()
-    try:
-        clock.wait_for(read, timeout=within, poll=poll, until=until)
-    except WaitTimeout:
-        return math.inf
-    return clock.now() - start
-
-
 def _seconds_until_cut(bench, pack, spec, since: float, flowing: bool, within: float) -> float:
     """Seconds from ``since`` until the rig sees the pack cut off: the current gone on the PSU/e-load
     read-back while a current is driven (once the rig has seen it flow), else 0 V at the terminals
@@ -616,8 +606,8 @@ def _seconds_until_cut(bench, pack, spec, since: float, flowing: bool, within: f
     clock = bench.clock
     if flowing:
         read, limit = (lambda: abs(pack.current())), spec.tolerance.current_a
-        _seconds_until(clock, read, lambda amps: amps > limit, RIG_POLL_S)
+        seconds_until(clock, read, lambda amps: amps > limit, RIG_POLL_S)
     else:
         read, limit = pack.terminal_voltage, spec.power_off.terminals_off_max_v
     already = clock.now() - since
-    return already + _seconds_until(clock, read, lambda x: x <= limit, max(within + RIG_POLL_S - already, 0.0))
+    return already + seconds_until(clock, read, lambda x: x <= limit, max(within + RIG_POLL_S - already, 0.0))
