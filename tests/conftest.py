@@ -49,3 +49,36 @@ def expected_protocol():
     yield make
     for resource in made:
         assert not resource.pairs, f"exchanges never used: {resource.pairs}"
+
+
+@pytest.fixture
+def serve():
+    """``serve(device) -> (server, connect)``: an emulated device behind a real SCPI server, and a
+    function opening pyvisa-py sessions to it (``connect(timeout_ms)``); all closed at teardown."""
+    import pyvisa
+
+    from rig.emulator.scpi import ScpiServer
+
+    manager = pyvisa.ResourceManager("@py")
+    servers, opened = [], []
+
+    def start(device):
+        server = ScpiServer(device).start()
+        servers.append(server)
+
+        def connect(timeout: int = 2000):
+            res = manager.open_resource(server.resource, read_termination="\n", write_termination="\n",
+                                        timeout=timeout)
+            opened.append(res)
+            return res
+
+        return server, connect
+
+    yield start
+    for res in opened:
+        try:
+            res.close()
+        except Exception:  # noqa: BLE001 - already closed by the test
+            pass
+    for server in servers:
+        server.stop()

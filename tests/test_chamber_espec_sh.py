@@ -5,13 +5,11 @@ import socket
 import time
 
 import pytest
-import pyvisa
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.espec_sh import EspecSh
 from rig.emulator.instruments.espec_sh import EmulatedEspecSh
 from rig.emulator.plant import Plant
-from rig.emulator.scpi import ScpiServer
 
 LIMITS = {"temperature": (-25.0, 70.0)}  # PACK_SPEC.md 5
 MINUTE_NS = 60_000_000_000
@@ -134,28 +132,13 @@ def test_interlock_refuses_run_but_standby_goes_through(expected_protocol):
 
 # --- (b) driver against the emulated chamber over TCP --------------------------------------------
 @pytest.fixture
-def bench():
+def bench(serve):
     clock = {"ns": 0}
     plant = Plant()
     plant.now_ns = lambda: clock["ns"]
     device = EmulatedEspecSh(plant)
-    server = ScpiServer(device).start()
-    manager = pyvisa.ResourceManager("@py")
-    opened = []
-
-    def connect(timeout=2000):
-        res = manager.open_resource(server.resource, read_termination="\n", write_termination="\n",
-                                    timeout=timeout)
-        opened.append(res)
-        return res
-
+    server, connect = serve(device)
     yield plant, clock, device, server, connect
-    for res in opened:
-        try:
-            res.close()
-        except Exception:  # noqa: BLE001 - already closed by the test
-            pass
-    server.stop()
 
 
 def test_run_and_standby_reach_the_plant(bench):

@@ -6,13 +6,11 @@ import re
 import socket
 
 import pytest
-import pyvisa
 
 from instruments.errors import InstrumentError, RigError
 from instruments.keysight_34465a import Keysight34465A
 from rig.emulator.instruments.keysight_34465a import Emulated34465A
 from rig.emulator.plant import Plant
-from rig.emulator.scpi import ScpiServer
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 
@@ -118,25 +116,10 @@ def test_interlock_refuses_settings_but_not_readings(expected_protocol):
 
 # --- (b) driver against the emulated DMM over TCP ------------------------------------------------
 @pytest.fixture
-def bench():
+def bench(serve):
     plant = Plant()
-    server = ScpiServer(Emulated34465A(plant)).start()
-    manager = pyvisa.ResourceManager("@py")
-    opened = []
-
-    def connect(timeout=2000):
-        res = manager.open_resource(server.resource, read_termination="\n", write_termination="\n",
-                                    timeout=timeout)
-        opened.append(res)
-        return res
-
+    server, connect = serve(Emulated34465A(plant))
     yield plant, server, connect
-    for res in opened:
-        try:
-            res.close()
-        except Exception:  # noqa: BLE001 - already closed by the test
-            pass
-    server.stop()
 
 
 def test_reads_the_plant(bench):

@@ -5,13 +5,11 @@ import socket
 import time
 
 import pytest
-import pyvisa
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.keysight_daq970a_io import KeysightDaq970AIo
 from rig.emulator.instruments.keysight_daq970a_io import EmulatedDaq970AIo
 from rig.emulator.plant import Plant
-from rig.emulator.scpi import ScpiServer
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 ALL_OPEN = ",".join(["0"] * 20)
@@ -126,7 +124,7 @@ def test_interlock_refuses_closing_but_opening_goes_through(expected_protocol):
 
 # --- (b) driver against the emulated box over TCP ------------------------------------------------
 @pytest.fixture
-def bench():
+def bench(serve):
     clock = {"ns": 0}
     asked: list[tuple[str, int]] = []
 
@@ -142,23 +140,8 @@ def bench():
     plant.now_ns = lambda: clock["ns"]
     plant.io.light_at = light_at
     device = EmulatedDaq970AIo(plant, OUTPUTS, INPUTS)
-    server = ScpiServer(device).start()
-    manager = pyvisa.ResourceManager("@py")
-    opened = []
-
-    def connect(timeout=2000):
-        res = manager.open_resource(server.resource, read_termination="\n", write_termination="\n",
-                                    timeout=timeout)
-        opened.append(res)
-        return res
-
+    server, connect = serve(device)
     yield plant, clock, asked, device, server, connect
-    for res in opened:
-        try:
-            res.close()
-        except Exception:  # noqa: BLE001 - already closed by the test
-            pass
-    server.stop()
 
 
 def io_for(connect):

@@ -5,13 +5,11 @@ import math
 import socket
 
 import pytest
-import pyvisa
 
 from instruments.errors import InstrumentError, RigError
 from instruments.keysight_daq970a import KeysightDaq970A, channel_list, readings
 from rig.emulator.instruments.keysight_daq970a import EmulatedDaq970A, parse_channel_list
 from rig.emulator.plant import Plant
-from rig.emulator.scpi import ScpiServer
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 # the emulated bench's wiring (rig/benches/emulated.toml)
@@ -102,24 +100,12 @@ def test_readings_still_work_after_a_trip(expected_protocol):
 
 # --- (b) driver against the emulated DAQ970A over TCP --------------------------------------------
 @pytest.fixture
-def bench():
+def bench(serve):
     plant = Plant()
     plant.scanner.group_v = [[3.20 + g / 100 for g in range(16)], [3.30 + g / 1000 for g in range(16)]]
     plant.scanner.case_c = [[25.5, 26.0, 26.5, 27.0], [30.25, 31.0, 32.0, 33.0]]
-    server = ScpiServer(EmulatedDaq970A(plant, GROUPS, THERMOCOUPLES)).start()
-    manager = pyvisa.ResourceManager("@py")
-    opened = []
-
-    def connect(timeout=2000):
-        res = manager.open_resource(server.resource, read_termination="\n", write_termination="\n",
-                                    timeout=timeout)
-        opened.append(res)
-        return res
-
+    server, connect = serve(EmulatedDaq970A(plant, GROUPS, THERMOCOUPLES))
     yield plant, server, connect
-    for res in opened:
-        res.close()
-    server.stop()
 
 
 def test_plant_values_arrive_in_channel_order(bench):
