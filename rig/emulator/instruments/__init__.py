@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from rig.emulator.scpi import ScpiError
+from rig.emulator.scpi import ScpiError, parse_bool, parse_number
 
 NS_PER_S = 1_000_000_000
 
@@ -39,6 +39,21 @@ class IoWatchdog:
         if not self.enabled:
             return None
         return self.last_io_ns + round(self.delay_s * NS_PER_S)
+
+    #: the watchdog's range in both dialects: whole seconds, 1 s to an hour
+    RANGE_S = (1.0, 3600.0)
+
+    def declare(self, device, root: str, fmt: Callable[[float], str]) -> None:
+        """Declare the ``<root>:PROTection:WDOG`` commands on ``device`` (state and delay, each
+        with its query; the delay in whole seconds, as the Keysight guide words it)."""
+        device.command(f"{root}:PROTection:WDOG[:STATe]", lambda arg: setattr(self, "enabled", parse_bool(arg)))
+        device.command(f"{root}:PROTection:WDOG[:STATe]?", lambda arg: "1" if self.enabled else "0")
+        device.command(f"{root}:PROTection:WDOG:DELay", self._set_delay)
+        device.command(f"{root}:PROTection:WDOG:DELay?",
+                       lambda arg: fmt(self.delay_s if (b := min_max(arg, *self.RANGE_S)) is None else b))
+
+    def _set_delay(self, arg: str) -> None:
+        self.delay_s = float(round(parse_number(arg, *self.RANGE_S)))
 
     def expired(self, t_ns: int) -> bool:
         """True when armed and ``t_ns`` is at or past the deadline (landing exactly on it fires)."""

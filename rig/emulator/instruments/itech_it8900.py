@@ -46,7 +46,6 @@ TRIGGER_SOURCES = ("MANual", "IMMediate", "EXTernal", "BUS", "HOLD")
 MAX_LIST_STEPS = 84
 LIST_COUNT_RANGE = (1, 65535)
 LIST_WIDTH_RANGE_S = (0.00002, 3600.0)
-WATCHDOG_RANGE_S = (1.0, 3600.0)
 
 
 def number(value: float) -> str:
@@ -108,10 +107,7 @@ class EmulatedIT8900(ScpiDevice):
         self.command("*TRG", self._bus_trigger)
         self.command("TRIGger[:IMMediate]", lambda arg: self._start_list())
         self.command("PROTection:CLEar", self._clear_protection)
-        self.command("INPut:PROTection:WDOG[:STATe]", self._set_watchdog)
-        self.command("INPut:PROTection:WDOG[:STATe]?", lambda arg: "1" if self.watchdog.enabled else "0")
-        self.command("INPut:PROTection:WDOG:DELay", self._set_watchdog_delay)
-        self.command("INPut:PROTection:WDOG:DELay?", self._watchdog_delay)
+        self.watchdog.declare(self, "INPut", number)
         for root in ("MEASure", "FETCh"):
             for quantity, field in (("VOLTage", "measured_v"), ("CURRent", "measured_a"), ("POWer", None)):
                 self.command(f"{root}[:SCALar]:{quantity}[:DC]?", lambda arg, f=field: self._measured(f))
@@ -211,16 +207,6 @@ class EmulatedIT8900(ScpiDevice):
     def _clear_protection(self, arg: str) -> None:
         with self.plant.lock:
             self.tripped = ""  # the input stays off: the controller turns it on again
-
-    def _set_watchdog(self, arg: str) -> None:
-        self.watchdog.enabled = parse_bool(arg)
-
-    def _set_watchdog_delay(self, arg: str) -> None:
-        self.watchdog.delay_s = float(round(parse_number(arg, *WATCHDOG_RANGE_S)))
-
-    def _watchdog_delay(self, arg: str) -> str:
-        bound = min_max(arg, *WATCHDOG_RANGE_S)
-        return number(self.watchdog.delay_s if bound is None else bound)
 
     def _measured(self, field: str | None) -> str:
         with self.plant.lock:

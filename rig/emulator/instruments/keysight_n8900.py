@@ -39,7 +39,6 @@ from rig.emulator.scpi import ScpiDevice, parse_bool, parse_number
 QUES_BITS = {"OV": 1, "OC": 2, "WDOG": 2048}
 #: STATus:OPERation condition bits (guide, status tutorial)
 OPER_CV, OPER_CC, OPER_OFF = 1, 2, 4
-WATCHDOG_RANGE_S = (1.0, 3600.0)
 
 
 def nr3(value: float) -> str:
@@ -76,10 +75,7 @@ class EmulatedN8900(ScpiDevice):
         self.command("OUTPut[:STATe]", self._set_output)
         self.command("OUTPut[:STATe]?", lambda arg: "1" if self.output_programmed else "0")
         self.command("OUTPut:PROTection:CLEar", self._clear_protection)
-        self.command("OUTPut:PROTection:WDOG[:STATe]", self._set_watchdog)
-        self.command("OUTPut:PROTection:WDOG[:STATe]?", lambda arg: "1" if self.watchdog.enabled else "0")
-        self.command("OUTPut:PROTection:WDOG:DELay", self._set_watchdog_delay)
-        self.command("OUTPut:PROTection:WDOG:DELay?", self._watchdog_delay)
+        self.watchdog.declare(self, "OUTPut", nr3)
         self.command("MEASure[:SCALar]:VOLTage[:DC]?", lambda arg: self._measured("measured_v"))
         self.command("MEASure[:SCALar]:CURRent[:DC]?", lambda arg: self._measured("measured_a"))
         self.command("STATus:QUEStionable:CONDition?", self._questionable)
@@ -126,17 +122,6 @@ class EmulatedN8900(ScpiDevice):
         with self.plant.lock:
             self.plant.psu.tripped = ""
             self.plant.psu.on = self.output_programmed
-
-    def _set_watchdog(self, arg: str) -> None:
-        self.watchdog.enabled = parse_bool(arg)
-
-    def _set_watchdog_delay(self, arg: str) -> None:
-        # "in 1 second increments": the instrument keeps whole seconds
-        self.watchdog.delay_s = float(round(parse_number(arg, *WATCHDOG_RANGE_S)))
-
-    def _watchdog_delay(self, arg: str) -> str:
-        bound = min_max(arg, *WATCHDOG_RANGE_S)
-        return nr3(self.watchdog.delay_s if bound is None else bound)
 
     # --- readings ----------------------------------------------------------------------------------
     def _measured(self, field: str) -> str:
