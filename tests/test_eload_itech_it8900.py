@@ -3,16 +3,14 @@ against the emulated IT8900 over real TCP with pyvisa-py (in-process, fake world
 from __future__ import annotations
 
 import socket
-import time
 
 import pytest
-import pyvisa
+from scpi_helpers import FakeClock, eventually
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.itech_it8900 import ItechIT8900
 from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
 from rig.emulator.plant import LoadStep, Plant
-from rig.emulator.scpi import ScpiServer
 
 LIMITS = {"current": (0.0, 160.0)}
 OK = ("SYST:ERR?", '0,"No error"')
@@ -223,42 +221,15 @@ def test_interlock_refuses_all_but_the_safe_commands(load):
 
 
 # --- (b) the driver against the emulated IT8900 over TCP ----------------------------------------------
-class FakeClock:
-    """The world's clock, moved by hand: ``plant.now_ns`` for the watchdog and list start."""
-
-    def __init__(self):
-        self.t_ns = 7_000_000_000
-
-    def __call__(self) -> int:
-        return self.t_ns
-
-
-def open_visa(rm, server):
-    return rm.open_resource(server.resource, read_termination="\n", write_termination="\n", timeout=2000)
-
-
-def eventually(condition, within_s=2.0):
-    """The server answers on its own thread: wait (briefly, on the wall clock) for a condition."""
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 @pytest.fixture
-def bench():
-    """(plant, emulated device, clock, driver, raw resource, server, resource manager)."""
-    plant, clock = Plant(), FakeClock()
+def bench(serve):
+    """(plant, emulated device, clock, driver, raw resource, server, connect)."""
+    plant, clock = Plant(), FakeClock(7_000_000_000)
     plant.now_ns = clock
     device = EmulatedIT8900(plant)
-    server = ScpiServer(device).start()
-    rm = pyvisa.ResourceManager("@py")
-    resource = open_visa(rm, server)
-    try:
-        yield plant, device, clock, ItechIT8900(resource, "eload", LIMITS), resource, server, rm
-    finally:
-        rm.close()
-        server.stop()
+    server, connect = serve(device)
+    resource = connect()
+    yield plant, device, clock, ItechIT8900(resource, "eload", LIMITS), resource, server, connect
 
 
 @pytest.mark.parametrize("mode, value", [("CC", 50.0), ("CV", 45.0), ("CR", 0.5), ("CP", 2500.0)])
@@ -368,13 +339,13 @@ def test_emulated_disconnect_turns_the_input_off(bench):
 
 
 def test_emulated_garbage_does_not_stop_the_server(bench):
-    plant, device, clock, eload, resource, server, rm = bench
+    plant, device, clock, eload, resource, server, connect = bench
     with socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw:
         raw.sendall(b"\x00\xff\xfe\x01 LIST:LEV 1,,\n" + b"B" * 5000 + b"\nLIST:LEV ,\n*TRG;;\n")
         raw.sendall(b"*IDN?\n")
         assert raw.makefile("rb").readline().startswith(b"ITECH")
     assert eload.identify().startswith("ITECH")  # the first client still works
-    with open_visa(rm, server) as other:
+    with connect() as other:
         assert other.query("*IDN?").startswith("ITECH")  # and a new one too
     errors = [resource.query("SYST:ERR?") for _ in range(6)]
     assert any(e.startswith("-102,") for e in errors) and any(e.startswith("-223,") for e in errors)

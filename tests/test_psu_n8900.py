@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import socket
 import threading
-import time
 
 import pytest
-import pyvisa
+from scpi_helpers import FakeClock, eventually
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.keysight_n8900 import KeysightN8900
 from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
 from rig.emulator.plant import Plant
-from rig.emulator.scpi import ScpiServer
 
 LIMITS = {"voltage": (0.0, 64.5), "current": (0.0, 80.0)}
 OK = ("SYST:ERR?", '+0,"No error"')
@@ -190,42 +188,15 @@ def test_interlock_refuses_all_but_output_off(psu):
 
 
 # --- (b) the driver against the emulated N8900 over TCP ------------------------------------------------
-class FakeClock:
-    """The world's clock, moved by hand: ``plant.now_ns`` for the watchdog."""
-
-    def __init__(self):
-        self.t_ns = 5_000_000_000
-
-    def __call__(self) -> int:
-        return self.t_ns
-
-
-def open_visa(rm, server):
-    return rm.open_resource(server.resource, read_termination="\n", write_termination="\n", timeout=2000)
-
-
-def eventually(condition, within_s=2.0):
-    """The server answers on its own thread: wait (briefly, on the wall clock) for a condition."""
-    deadline = time.monotonic() + within_s
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
-
-
 @pytest.fixture
-def bench():
-    """(plant, emulated device, clock, driver, raw resource, server, resource manager)."""
-    plant, clock = Plant(), FakeClock()
+def bench(serve):
+    """(plant, emulated device, clock, driver, raw resource, server, connect)."""
+    plant, clock = Plant(), FakeClock(5_000_000_000)
     plant.now_ns = clock
     device = EmulatedN8900(plant)
-    server = ScpiServer(device).start()
-    rm = pyvisa.ResourceManager("@py")
-    resource = open_visa(rm, server)
-    try:
-        yield plant, device, clock, KeysightN8900(resource, "psu", LIMITS), resource, server, rm
-    finally:
-        rm.close()
-        server.stop()
+    server, connect = serve(device)
+    resource = connect()
+    yield plant, device, clock, KeysightN8900(resource, "psu", LIMITS), resource, server, connect
 
 
 def test_emulated_identify_and_settings_land_in_the_plant(bench):
@@ -349,13 +320,13 @@ def test_emulated_disconnect_turns_the_output_off(bench):
 
 
 def test_emulated_garbage_does_not_stop_the_server(bench):
-    plant, device, clock, psu, resource, server, rm = bench
+    plant, device, clock, psu, resource, server, connect = bench
     with socket.create_connection(("127.0.0.1", server.port), timeout=2) as raw:
         raw.sendall(b"\x00\xff\xfe\x01 VOLT \xff\n" + b"A" * 5000 + b"\n;;;:::\n?\n")
         raw.sendall(b"*IDN?\n")  # the garbage client itself is still answered
         assert raw.makefile("rb").readline().startswith(b"Keysight")
     assert psu.identify().startswith("Keysight")  # the first client still works
-    with open_visa(rm, server) as other:
+    with connect() as other:
         assert other.query("*IDN?").startswith("Keysight")  # and a new one too
     errors = [resource.query("SYST:ERR?") for _ in range(5)]
     assert any(e.startswith("-102,") for e in errors) and any(e.startswith("-223,") for e in errors)
