@@ -266,3 +266,27 @@ def test_light_band_follows_the_profile():
     m = PackModel(modified(PROFILE, "lights.discharging.2.leds", ("on", "off", "off", "off")), soc_pct=50)
     m.power_on()
     assert m.lit("led1") and not m.lit("led2")
+
+
+def test_soc_recalibrates_at_full_and_soh_is_learned_on_the_discharge_that_follows():
+    """Coulomb counting, 100 % at the end of a full charge (tail current below the limit), and the
+    capacity counted out from full to the cell under-voltage alarm as SOH."""
+    m = PackModel(soc_pct=97.0)
+    m.power_on()
+    m.bms.report.soc_pct = 90.0  # a counting error the full charge must correct
+    m.charge(64.0, volts=PROFILE.can.charge_voltage_limit_v)
+    for _ in range(120):
+        m.sleep(60.0)
+        if m.bms.report.soc_pct == 100.0:
+            break
+    assert m.bms.report.soc_pct == 100.0 and m.plant.psu.measured_a < PROFILE.soc.full_tail_current_a
+    m.charge(0.0)
+    m.discharge(85.0)
+    for _ in range(200):
+        m.sleep(60.0)
+        if m.bms.report.levels["cell_under_voltage"]:
+            break
+    m.discharge(0.0)
+    capacity = float(m.world.physics.capacity_ah[0].min())
+    assert m.bms.report.soh_pct == pytest.approx(capacity / m.bms.capacity_ah * 100.0, abs=8.0)
+    assert m.bms.report.soh_pct < 100.0

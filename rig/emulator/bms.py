@@ -124,6 +124,7 @@ class Bms:
         self._panel_key: tuple = ()
         self._reestimate = False                      # re-read SOC from rest voltage at next sample
         self._fault_off = False                       # the power-off under way is a fault power-off
+        self._out_since_full: float | None = None     # Ah discharged since the last full recalibration
         self._measured: tuple = (None, None, None)    # (t_ns, truth, quantities) of the last reading
 
     # --- inputs the world reports as they happen ----------------------------------------------
@@ -394,11 +395,23 @@ class Bms:
         self._reestimate = False
 
     def _count_charge(self, dt: float, q) -> None:
-        """Coulomb counting on the measured current; recalibrate to 100 % at full charge."""
+        """Coulomb counting on the measured current; recalibrate to 100 % at full charge.
+
+        SOH is learned on a full discharge: the charge counted out from a full recalibration down
+        to the cell under-voltage alarm is the capacity the pack still has, against its rating.
+        """
         r = self.report
-        r.soc_pct = min(max(r.soc_pct + r.current_a * dt / 3600.0 / self.capacity_ah * 100.0, 0.0), 100.0)
+        ah = r.current_a * dt / 3600.0
+        r.soc_pct = min(max(r.soc_pct + ah / self.capacity_ah * 100.0, 0.0), 100.0)
         if self._full(q):
             r.soc_pct = 100.0
+        if r.soc_pct >= 100.0:
+            self._out_since_full = 0.0
+        elif self._out_since_full is not None:
+            self._out_since_full -= min(ah, 0.0)
+            if q["min_group_voltage"] <= self.p.protections.cell_under_voltage.l1.threshold:
+                r.soh_pct = min(100.0, self._out_since_full / self.capacity_ah * 100.0)
+                self._out_since_full = None
 
     # --- outputs ---------------------------------------------------------------------------------
     def limits(self) -> tuple[float, float, bool, bool]:
