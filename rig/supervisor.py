@@ -100,8 +100,8 @@ class Supervisor:
         if scanner is not None:
             wiring = b.file.instruments.scanner
             for p in range(b.packs):
-                v = self._read("scanner", lambda: scanner.voltages(wiring.group_channels[p]), now)
-                t = self._read("scanner", lambda: scanner.temperatures(wiring.thermocouple_channels[p]), now)
+                v = self._read("scanner", lambda p=p: scanner.voltages(wiring.group_channels[p]), now)
+                t = self._read("scanner", lambda p=p: scanner.temperatures(wiring.thermocouple_channels[p]), now)
                 if v:
                     packs.append(v)
                 cases += t or []
