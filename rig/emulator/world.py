@@ -17,7 +17,6 @@ Same seed, same commands at the same times → the same run, bit for bit.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
 
 import can
 import numpy as np
@@ -67,7 +66,6 @@ class World:
         self.can_silenced = False
         #: other things in the world's time: emulated instruments with watchdogs, the RS485 link
         self.timed: list = []
-        self.listeners: list[Callable[[int], None]] = []  # called after every step (recorders)
         # fault-insertion state, per pack (see rig.emulator.faults)
         self.sense_offset_v = np.zeros((packs, 16))
         self.sense_offset_a = np.zeros(packs)
@@ -234,8 +232,6 @@ class World:
         self._panels = [b.panel(t) for b in self.bms]
         self._publish()
         self._sampled = sampled
-        for listener in self.listeners:
-            listener(t)
 
     def _short_circuit(self) -> None:
         """The BMS's hardware short-circuit detector: cut after the profile's delay."""
