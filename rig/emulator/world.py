@@ -253,7 +253,10 @@ class World:
         if not master.awake:
             self._next_report = None
         elif self._next_report is None:
-            self._next_report = self.t_ns + ns(self.profile.can.period_s)
+            # the BMS reports on the seconds of its own real-time clock: the first report falls on
+            # the next whole period after it woke, then one every period
+            period = ns(self.profile.can.period_s)
+            self._next_report = (self.t_ns // period + 1) * period
 
     def _report(self, t: int) -> None:
         self._next_report += ns(self.profile.can.period_s)
