@@ -83,9 +83,6 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
     #: the watchdog delay's resolution, s
     WATCHDOG_STEP_S = 1.0
 
-    def _ctl(self, name: str) -> control:
-        return getattr(type(self), name)
-
     def set_mode(self, mode: str, value: float) -> None:
         """Select ``mode`` ("CC" A, "CV" V, "CR" ohm, "CP" W) at ``value``, in fixed mode; the
         input state is unchanged. The set-point is written before the mode switches, so the
@@ -164,11 +161,7 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
         if watchdog_s is None:
             self.watchdog_enabled = False
             return
-        self._check_range(self._ctl("watchdog_delay"), watchdog_s)
-        steps = watchdog_s / self.WATCHDOG_STEP_S
-        if steps != round(steps):
-            raise ValueError(f"{self.name}: watchdog of {watchdog_s:g} s is not a whole multiple of "
-                             f"{self.WATCHDOG_STEP_S:g} s, which is all this model can time")
+        self._check_watchdog(watchdog_s)
         self.watchdog_delay = watchdog_s
         self.watchdog_enabled = True
 
@@ -182,10 +175,3 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
         self._safe_set(self._ctl("input_enabled"), False)
         self._safe_set(self._ctl("short_enabled"), False)
         self._safe_set(self._ctl("function_mode"), "FIX")
-
-    def _safe_set(self, ctl: control, value) -> None:
-        """Set a control with a command that makes the bench safe: past the interlock, then
-        confirmed by read-back (not by the error queue, which may hold a stale error)."""
-        self._check_range(ctl, value)
-        self.write(ctl.set_cmd.format(ctl.fmt(value) if ctl.fmt else value), safe=True)
-        self._confirm(ctl, value)

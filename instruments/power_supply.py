@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from instruments.errors import InstrumentError
 from instruments.roles import PowerSupply
-from instruments.scpi import ScpiInstrument, control
+from instruments.scpi import ScpiInstrument
 
 
 class ScpiPowerSupply(ScpiInstrument, PowerSupply):
@@ -40,9 +40,6 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
     CLEAR_PROTECTION = ""
     #: the watchdog delay's resolution, s (values must be whole multiples of it)
     WATCHDOG_STEP_S = 1.0
-
-    def _ctl(self, name: str) -> control:
-        return getattr(type(self), name)
 
     def apply(self, voltage_v: float, current_a: float) -> None:
         """Program the CV set-point (V) and the CC limit (A); the output state is unchanged.
@@ -96,11 +93,7 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
         self._check_range(self._ctl("ovp_level"), ovp_v)
         self._check_range(self._ctl("ocp_enabled"), ocp)
         if watchdog_s is not None:
-            self._check_range(self._ctl("watchdog_delay"), watchdog_s)
-            steps = watchdog_s / self.WATCHDOG_STEP_S
-            if steps != round(steps):
-                raise ValueError(f"{self.name}: watchdog of {watchdog_s:g} s is not a whole multiple of "
-                                 f"{self.WATCHDOG_STEP_S:g} s, which is all this model can time")
+            self._check_watchdog(watchdog_s)
         self.ovp_level = ovp_v
         self.ocp_enabled = ocp
         if watchdog_s is None:
@@ -126,10 +119,3 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
     def make_safe(self) -> None:
         """Output off (works after a safety trip)."""
         self.output_off()
-
-    def _safe_set(self, ctl: control, value) -> None:
-        """Set a control with a command that makes the bench safe: past the interlock, then
-        confirmed by read-back."""
-        self._check_range(ctl, value)
-        self.write(ctl.set_cmd.format(ctl.fmt(value) if ctl.fmt else value), safe=True)
-        self._confirm(ctl, value)

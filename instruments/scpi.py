@@ -232,6 +232,29 @@ class ScpiInstrument:
             if not lo <= value <= hi:
                 raise LimitRefused(self.name, quantity, value, f"bench hard limit [{lo:g}, {hi:g}]")
 
+    def _ctl(self, name: str) -> control:
+        """The declared control ``name`` of this driver's class."""
+        return getattr(type(self), name)
+
+    def _safe_set(self, ctl: control, value) -> None:
+        """Set a control with a command that makes the bench safe: past the interlock, then
+        confirmed by read-back (not by the error queue, which may hold a stale error)."""
+        self._check_range(ctl, value)
+        self.write(ctl.set_cmd.format(ctl.fmt(value) if ctl.fmt else value), safe=True)
+        self._confirm(ctl, value)
+
+    def _check_watchdog(self, watchdog_s: float) -> None:
+        """A watchdog delay within the ``watchdog_delay`` control's range and a whole number of
+        the model's ``WATCHDOG_STEP_S`` (it times nothing finer); checked before anything is sent.
+
+        :raises LimitRefused: beyond the instrument's range. :raises ValueError: not a whole step.
+        """
+        self._check_range(self._ctl("watchdog_delay"), watchdog_s)
+        steps = watchdog_s / self.WATCHDOG_STEP_S
+        if steps != round(steps):
+            raise ValueError(f"{self.name}: watchdog of {watchdog_s:g} s is not a whole multiple of "
+                             f"{self.WATCHDOG_STEP_S:g} s, which is all this model can time")
+
     def _confirm(self, ctl: control, value) -> None:
         got = self._read(ctl.get_cmd, ctl.cast)
         same = (abs(got - value) <= ctl.tolerance) if ctl.tolerance is not None else got == value

@@ -293,8 +293,7 @@ class World:
         """Write what each instrument would measure into its plant object."""
         s, p = self._solution, self.plant
         p.psu.measured_a = s.psu_a
-        p.psu.measured_v = s.rig_bus_v if (p.psu.on and not p.psu.tripped) else (
-            s.rig_bus_v if self._outputs.get("breaker") else 0.0)
+        p.psu.measured_v = s.rig_bus_v  # the solver gives 0 for an isolated supply that is off
         p.psu.in_cc = s.psu_cc
         p.eload.measured_v = s.rig_bus_v if self._outputs.get("breaker") else 0.0
         p.eload.measured_a = s.load_a
