@@ -56,6 +56,19 @@ def terminal_extremes(pack, seconds: float, poll: float = 0.1) -> tuple[float, f
     return min(readings), max(readings)
 
 
+def check_flickers(measure, req: str, spec, label: str, state: LightState, count: int,
+                   period_s: float) -> list[float]:
+    """A light flickered ``count`` times (counted by its falls) at ``period_s`` within the spec's
+    relative tolerance; returns the times it went dark."""
+    dark_at = falls(state)
+    measure(f"{label} flickers", len(dark_at), req=req, equals=count)
+    if len(dark_at) >= 2:
+        period = (dark_at[-1] - dark_at[0]) / (len(dark_at) - 1)
+        measure(f"{label} flicker period", period, req=req, unit="s", nominal=period_s,
+                tolerance=period_s * spec.tolerance.flicker_period_rel)
+    return dark_at
+
+
 def frame_count(pcs, frame: str, pack_address: int | None = None) -> int:
     """How many ``frame`` receptions the stand-in holds now (0 if none came yet)."""
     try:

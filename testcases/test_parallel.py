@@ -23,7 +23,7 @@ from rig.errors import FrameError
 from rig.light_reader import LightState
 from rig.protocol import rs485
 from rig.protocol.rs485_commands import AnalogValues
-from testcases.observe import falls, frame_count, frames_since, half_step, press_and_watch, terminal_extremes
+from testcases.observe import check_flickers, frame_count, frames_since, half_step, press_and_watch, terminal_extremes
 
 pytestmark = pytest.mark.needs(parallel_packs=2)
 
@@ -83,14 +83,8 @@ def test_both_packs_powered_on_together_join(spec, bench, pack, pack2, pcs, ligh
     flickers_s = par.success_flicker_count * par.success_flicker_period_s
     seen = _power_on_together(bench, pack, lights, spec, flickers_s + spec.power_on.relays_closed_within_s)
     for who, run in RUN_LIGHTS.items():
-        dark_at = falls(seen[run])
-        measure(f"{who} RUN flickers after the parallel power-on", len(dark_at), req=req,
-                equals=par.success_flicker_count)
-        if len(dark_at) >= 2:
-            period = (dark_at[-1] - dark_at[0]) / (len(dark_at) - 1)
-            measure(f"{who} RUN success flicker period", period, req=req, unit="s",
-                    nominal=par.success_flicker_period_s,
-                    tolerance=par.success_flicker_period_s * tol.flicker_period_rel)
+        check_flickers(measure, req, spec, f"{who} RUN after the parallel power-on", seen[run],
+                       par.success_flicker_count, par.success_flicker_period_s)
         measure(f"{who} RUN lit after the success flickers", seen[run].samples[-1][1], req=req, equals=True)
         measure(f"{who} ALM light", seen[ALM_LIGHTS[who]].kind, req=req, equals="off")
 

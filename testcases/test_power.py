@@ -25,7 +25,7 @@ import pytest
 
 from rig.light_reader import FLICKER_WINDOW_S, LightState
 from rig.pcs import HEARTBEAT_PERIOD_S
-from testcases.observe import (check_led, check_periods, falls, frame_count, frames_since,
+from testcases.observe import (check_flickers, check_led, check_periods, frame_count, frames_since,
                                press_and_watch, seconds_until, terminal_extremes)
 
 #: The five lights of the power-off sequence (RUN and LED1-4; the red ALM is not one of them).
@@ -150,14 +150,8 @@ def _check_power_off_sequence(measure, req: str, spec, seen: dict[str, LightStat
     any of the five lights)."""
     po = spec.power_off
     for name in FIVE_LIGHTS:
-        dark_at = falls(seen[name])
-        measure(f"{name.upper()} flickers in the power-off sequence", len(dark_at), req=req,
-                equals=po.flicker_count)
-        if len(dark_at) >= 2:
-            period = (dark_at[-1] - dark_at[0]) / (len(dark_at) - 1)
-            measure(f"{name.upper()} power-off flicker period", period, req=req, unit="s",
-                    nominal=po.flicker_period_s,
-                    tolerance=po.flicker_period_s * spec.tolerance.flicker_period_rel)
+        check_flickers(measure, req, spec, f"{name.upper()} in the power-off sequence", seen[name],
+                       po.flicker_count, po.flicker_period_s)
     if by_button:
         measure("ALM light during a power-off by the button", seen["alm"].kind, req=req, equals="off")
     tail = {name: seen[name].samples[-1][1] for name in ALL_LIGHTS}
