@@ -57,13 +57,13 @@ class Sensing:
         self.m = m
         self.group_offset = rng.uniform(-m.group_offset_max_v, m.group_offset_max_v, groups)
         self.noise = rng.normal(0.0, m.group_noise_rms_v, (4096, groups)) if m.group_noise_rms_v else None
+        # the error at each sample number: offset plus noise, summed once
+        self._error = self.group_offset + (self.noise if self.noise is not None else np.zeros((1, groups)))
         self.temp_offset = rng.uniform(-m.temperature_offset_max_c, m.temperature_offset_max_c, 5)
         self.sample_ns = ns(profile.bms.sample_period_s)
 
     def groups(self, true_v: np.ndarray, t_ns: int) -> np.ndarray:
-        v = true_v + self.group_offset
-        if self.noise is not None:
-            v = v + self.noise[(t_ns // self.sample_ns) % 4096]
+        v = true_v + self._error[(t_ns // self.sample_ns) % len(self._error)]
         return np.round(v, 3)  # the AFE reports whole millivolts
 
     def current(self, true_a: float) -> float:
@@ -122,6 +122,7 @@ class Bms:
         self._poweroff_at: int | None = None
         self._panel_since = 0
         self._panel_key: tuple = ()
+        self._panel_shown: tuple = ((), {})
         self._reestimate = False                      # re-read SOC from rest voltage at next sample
         self._fault_off = False                       # the power-off under way is a fault power-off
         self._out_since_full: float | None = None     # Ah discharged since the last full recalibration
@@ -305,6 +306,8 @@ class Bms:
         return max(q["charge_current"], q["discharge_current"]) >= run
 
     def _level2_cuts(self, q, t_ns: int) -> None:
+        if not self._cut_since and 2 not in self.report.levels.values():
+            return  # no L2 tripped, none timed: nothing to start or stop
         hold = self.p.levels.l2.open_relays_if_current_for_s
         for name, level in self.report.levels.items():
             row = getattr(self.p.protections, name)
@@ -459,8 +462,11 @@ class Bms:
         key = (soc, charging, alm)
         if key != self._panel_key:  # a new band restarts the flicker phase
             self._panel_key, self._panel_since = key, t_ns
-        return lights.panel(self.p, soc_pct=soc, charging=charging, alm=alm,
-                            since_ns=self._panel_since, run_flicker=self.run_pattern)
+        shown = (key, self._panel_since, self.run_pattern)
+        if shown != self._panel_shown[0]:  # the same lights as at the last call: the same patterns
+            self._panel_shown = (shown, lights.panel(self.p, soc_pct=soc, charging=charging, alm=alm,
+                                                     since_ns=self._panel_since, run_flicker=self.run_pattern))
+        return self._panel_shown[1]
 
     def next_deadline_ns(self) -> int | None:
         """The next instant a timer of this BMS falls due."""

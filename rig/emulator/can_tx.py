@@ -9,10 +9,16 @@ The pack on the CAN bus (the master, or a single pack) sends every ``can.period_
 
 Which bit reports what comes from the firmware profile (``can_alarm``, ``can_protection``,
 ``failure_bit``), so a profile with a swapped bit sends the swapped bit. Encoding is cantools'
-(``strict``: a value outside the DBC range raises); identical payloads are reused from a cache
-because a pack at rest repeats most frames.
+(``strict``: a value outside the DBC range raises).
+
+A pack sends ~15 frames a second and at rest most repeat, so a report is built as one tuple of
+values per frame, in the fixed signal order of :data:`SIGNALS`; cantools encodes a tuple it has
+not seen before (the signal dict is made only then) and the payload is kept for the next time.
+The status frames (limits, bits, state, levels) are rebuilt only when a pack's status changes.
 """
 from __future__ import annotations
+
+import math
 
 import can
 
@@ -24,56 +30,114 @@ from rig.protocol.can_frames import encode
 #: detail frame level signal of each protection row, in PACK_SPEC.md 4 order
 LEVEL_SIGNALS = {name: "".join(w.capitalize() for w in name.split("_")) + "Level" for name in PROTECTIONS}
 _LEVEL_NAMES = ("None", "L1", "L2", "L3")
+_ALARM_BITS = tuple(dict.fromkeys(CHOICES["can_protection"] + CHOICES["can_alarm"]))
+_FAILURE_BITS = tuple(CHOICES["failure_bit"])
+_GROUP_FRAMES = ("DetailGroupVoltages1to4", "DetailGroupVoltages5to8", "DetailGroupVoltages9to12",
+                 "DetailGroupVoltages13to16")
+
+#: frame name -> its signals, in the order of the values the report builds for it
+SIGNALS: dict[str, tuple[str, ...]] = {
+    "ChargeLimits": ("ChargeVoltageLimit", "ChargeCurrentLimit", "DischargeCurrentLimit",
+                     "DischargeVoltageLimit"),
+    "StateOfCharge": ("SOC", "SOH"),
+    "PackMeasurements": ("Voltage", "Current", "Temperature"),
+    "ProtectionsAlarms": (*_ALARM_BITS, "ModuleCount"),
+    "ChargeRequest": ("ChargeEnable", "DischargeEnable", "ForceChargeI", "ForceChargeII", "FullChargeRequest"),
+    "ManufacturerName": ("ManufacturerName",),
+    "DetailStatus": ("State", "Relay1Closed", "Relay2Closed", "PrechargeClosed", "SOC", "ParallelRole",
+                     *_FAILURE_BITS),
+    "DetailProtection": tuple(LEVEL_SIGNALS[n] for n in PROTECTIONS),
+    **{name: tuple(f"Group{4 * k + i + 1}Voltage" for i in range(4)) for k, name in enumerate(_GROUP_FRAMES)},
+    "DetailTemperatures": ("Temperature1", "Temperature2", "Temperature3", "Temperature4"),
+    "DetailSummary": ("Temperature5PowerStage", "MinGroupVoltage", "MaxGroupVoltage", "RemainingCapacity"),
+}
+
+
+SYSTEM_FRAMES = ("ChargeLimits", "StateOfCharge", "PackMeasurements", "ProtectionsAlarms", "ChargeRequest",
+                 "ManufacturerName")
+DETAIL_FRAMES = ("DetailStatus", "DetailProtection", *_GROUP_FRAMES, "DetailTemperatures", "DetailSummary")
+Payload = tuple[int, bool, bytes]  # arbitration ID, extended, data
 
 
 class FrameEncoder:
     """cantools encoding, with a cache of the payloads already made (a resting pack repeats them)."""
 
     def __init__(self, size: int = 4096):
-        self._cache: dict[tuple, tuple[int, bool, bytes]] = {}
+        self._cache: dict[tuple, Payload] = {}
         self._size = size
 
-    def __call__(self, name: str, signals: dict, address: int | None, t_ns: int) -> can.Message:
-        key = (name, address, tuple(signals.values()))
+    def __call__(self, name: str, values: tuple, address: int | None) -> Payload:
+        """The payload of frame ``name`` with ``values`` in the order of ``SIGNALS[name]``."""
+        key = (name, address, values)
         hit = self._cache.get(key)
         if hit is None:
-            msg = encode(name, signals, pack_address=address)
+            msg = encode(name, dict(zip(SIGNALS[name], values)), pack_address=address)
             if len(self._cache) >= self._size:
                 self._cache.clear()
             hit = self._cache[key] = (msg.arbitration_id, msg.is_extended_id, bytes(msg.data))
-        return can.Message(timestamp=t_ns / 1e9, arbitration_id=hit[0], is_extended_id=hit[1],
-                           data=hit[2])
+        return hit
 
 
-def system_signals(packs: list[Bms]) -> dict[str, dict]:
-    """Signals of the Pylon frames for the system of ``packs`` (master first)."""
+def status_values(packs: list[Bms]) -> dict[tuple[str, int | None], tuple]:
+    """(frame, pack address) -> values, of the frames that change only with a pack's state,
+    relays, levels, failures, parallel role or SOC % (see :func:`_status_key`)."""
     master = packs[0]
     p = master.p
-    reports = [b.report for b in packs]
     limits = [b.limits() for b in packs]
-    n = len(packs)
-    alarms = dict.fromkeys(CHOICES["can_protection"] + CHOICES["can_alarm"], 0)
-    for b in packs:
-        for sig in _active_bits(b):
-            alarms[sig] = 1
-    return {
-        "ChargeLimits": {
-            "ChargeVoltageLimit": p.can.charge_voltage_limit_v,
-            "ChargeCurrentLimit": round(sum(l[0] for l in limits), 1),
-            "DischargeCurrentLimit": round(sum(l[1] for l in limits), 1),
-            "DischargeVoltageLimit": p.can.discharge_voltage_limit_v},
-        "StateOfCharge": {"SOC": round(sum(r.soc_pct for r in reports) / n),
-                          "SOH": round(sum(r.soh_pct for r in reports) / n)},
-        "PackMeasurements": {
-            "Voltage": round(sum(_known(r.pack_v) for r in reports) / n, 2),
-            "Current": round(sum(r.current_a for r in reports), 1),
-            "Temperature": round(sum(float(r.temps_c[:4].mean()) for r in reports) / n, 1)},
-        "ProtectionsAlarms": alarms | {"ModuleCount": master.modules},
-        "ChargeRequest": {"ChargeEnable": int(all(l[2] for l in limits)),
-                          "DischargeEnable": int(all(l[3] for l in limits)),
-                          "ForceChargeI": 0, "ForceChargeII": 0, "FullChargeRequest": 0},
-        "ManufacturerName": {"ManufacturerName": p.can.manufacturer},
+    active = set().union(*(_active_bits(b) for b in packs))
+    out = {
+        ("ChargeLimits", None): (p.can.charge_voltage_limit_v, round(sum(l[0] for l in limits), 1),
+                                 round(sum(l[1] for l in limits), 1), p.can.discharge_voltage_limit_v),
+        ("ProtectionsAlarms", None): (*(int(bit in active) for bit in _ALARM_BITS), master.modules),
+        ("ChargeRequest", None): (int(all(l[2] for l in limits)), int(all(l[3] for l in limits)), 0, 0, 0),
+        ("ManufacturerName", None): (p.can.manufacturer,),
     }
+    for bms in packs:
+        r = bms.report
+        out["DetailStatus", bms.address] = (
+            bms.state, int(bms.relays[0]), int(bms.relays[1]), int(bms.relays[2]), round(r.soc_pct),
+            bms.parallel_role, *(int(bit in r.failures) for bit in _FAILURE_BITS))
+        out["DetailProtection", bms.address] = tuple(_LEVEL_NAMES[r.levels.get(n, 0)] for n in PROTECTIONS)
+    return out
+
+
+def _status_key(bms: Bms) -> tuple:
+    """Everything :func:`status_values` reads from one pack (the profile aside)."""
+    r = bms.report
+    return (bms.state, bms.relays, bms.parallel_role, bms.modules, r.pcs_alarm, round(r.soc_pct),
+            tuple(r.levels.items()), frozenset(r.failures))
+
+
+def measured_values(packs: list[Bms]) -> dict[tuple[str, int | None], tuple]:
+    """(frame, pack address) -> values, of the frames with what the packs measure."""
+    reports = [b.report for b in packs]
+    n = len(packs)
+    out = {
+        ("StateOfCharge", None): (round(sum(r.soc_pct for r in reports) / n),
+                                  round(sum(r.soh_pct for r in reports) / n)),
+        ("PackMeasurements", None): (round(sum(_known(r.pack_v) for r in reports) / n, 2),
+                                     round(sum(r.current_a for r in reports), 1),
+                                     round(sum(sum(r.temps_c[:4].tolist()) / 4 for r in reports) / n, 1)),
+    }
+    for bms in packs:
+        r = bms.report
+        g = r.groups_v.tolist()
+        lo, hi = min(g), max(g)
+        if not 0.0 <= lo <= hi <= 65.535 or math.isnan(sum(g)):  # out of the DBC's range, or never read
+            g = [min(max(v, 0.0), 65.535) if v == v else 0.0 for v in g]
+            lo, hi = min(g), max(g)
+        t = [round(x, 1) for x in r.temps_c.tolist()]
+        for k, name in enumerate(_GROUP_FRAMES):
+            out[name, bms.address] = tuple(g[4 * k:4 * k + 4])
+        out["DetailTemperatures", bms.address] = tuple(t[:4])
+        out["DetailSummary", bms.address] = (t[4], lo, hi, round(bms.capacity_ah * r.soc_pct / 100.0, 2))
+    return out
+
+
+def report_signals(packs: list[Bms]) -> dict[tuple[str, int | None], dict]:
+    """(frame, pack address) -> signal name -> value, of every frame a report of ``packs`` can have."""
+    values = status_values(packs) | measured_values(packs)
+    return {key: dict(zip(SIGNALS[key[0]], v)) for key, v in values.items()}
 
 
 def _known(value: float) -> float:
@@ -90,57 +154,57 @@ def _active_bits(bms: Bms) -> set[str]:
             row = getattr(p.protections, name)
             kind = getattr(p.levels, f"l{level}").can
             bits.add(row.can_alarm if kind == "alarm" else row.can_protection)
-    failures = r.failures - {p.pcs_loss.failure_bit}
-    if failures:
-        bits.add(p.failure_response.can_protection)
-    for name in FAILURES:
-        f = getattr(p.failures, name)
-        if f.failure_bit in r.failures and f.can_alarm:
-            bits.add(f.can_alarm)
-    if p.short_circuit.failure_bit in r.failures:
-        bits.add(p.short_circuit.can_protection)
+    if r.failures:
+        if r.failures - {p.pcs_loss.failure_bit}:
+            bits.add(p.failure_response.can_protection)
+        for name in FAILURES:
+            f = getattr(p.failures, name)
+            if f.failure_bit in r.failures and f.can_alarm:
+                bits.add(f.can_alarm)
+        if p.short_circuit.failure_bit in r.failures:
+            bits.add(p.short_circuit.can_protection)
     if r.pcs_alarm:
         bits.add(p.pcs_loss.can_alarm)
     return bits
 
 
-def detail_signals(bms: Bms) -> dict[str, dict]:
-    """Signals of one pack's detail frames (the pack's own view, PACK_SPEC.md 6)."""
-    r = bms.report
-    from rig.files.can_names import CHOICES
-    status = {"State": bms.state, "Relay1Closed": int(bms.relays[0]),
-              "Relay2Closed": int(bms.relays[1]), "PrechargeClosed": int(bms.relays[2]),
-              "SOC": round(r.soc_pct), "ParallelRole": bms.parallel_role}
-    status |= {bit: int(bit in r.failures) for bit in CHOICES["failure_bit"]}
-    g = [min(max(_known(float(v)), 0.0), 65.535) for v in r.groups_v]
-    t = [round(float(x), 1) for x in r.temps_c]
-    out = {"DetailStatus": status,
-           "DetailProtection": {LEVEL_SIGNALS[n]: _LEVEL_NAMES[r.levels.get(n, 0)] for n in PROTECTIONS}}
-    for k, name in enumerate(("DetailGroupVoltages1to4", "DetailGroupVoltages5to8",
-                              "DetailGroupVoltages9to12", "DetailGroupVoltages13to16")):
-        out[name] = {f"Group{4 * k + i + 1}Voltage": g[4 * k + i] for i in range(4)}
-    out["DetailTemperatures"] = {f"Temperature{i + 1}": t[i] for i in range(4)}
-    out["DetailSummary"] = {"Temperature5PowerStage": t[4], "MinGroupVoltage": min(g),
-                            "MaxGroupVoltage": max(g),
-                            "RemainingCapacity": round(bms.capacity_ah * r.soc_pct / 100.0, 2)}
-    return out
-
-
 class CanReporter:
-    """Builds and encodes the frames one CAN report (one period) consists of."""
+    """Builds and encodes the frames one CAN report (one period) consists of.
+
+    The status frames are encoded again only when a pack's status changes; the measured ones
+    go through the encoder's cache every time.
+    """
 
     def __init__(self):
         self.encode = FrameEncoder()
+        self._status_key: tuple = ()
+        self._status: dict[tuple[str, int | None], Payload] = {}
+        self._order_key: tuple = ()
+        self._order_list: list[tuple[str, int | None]] = []
 
     def frames(self, packs: list[Bms], t_ns: int) -> list[can.Message]:
         """The burst sent at ``t_ns`` by the pack on the CAN bus, ``packs[0]``."""
-        master = packs[0]
+        master, t_s = packs[0], t_ns / 1e9
+        key = tuple(map(_status_key, packs))
+        if key != self._status_key:
+            self._status_key = key
+            self._status = {k: self.encode(k[0], v, k[1]) for k, v in status_values(packs).items()}
+        measured = measured_values(packs)
+        status, encode, message = self._status, self.encode, can.Message
         out = []
-        for name, signals in system_signals(packs).items():
-            if name in master.p.can.frames:
-                out.append(self.encode(name, signals, None, t_ns))
-        if master.p.can.detail_frames:
-            for bms in packs:
-                for name, signals in detail_signals(bms).items():
-                    out.append(self.encode(name, signals, bms.address, t_ns))
+        for k in self._order(packs):
+            hit = status.get(k) or encode(k[0], measured[k], k[1])
+            out.append(message(timestamp=t_s, arbitration_id=hit[0], is_extended_id=hit[1], data=hit[2]))
         return out
+
+    def _order(self, packs: list[Bms]) -> list[tuple[str, int | None]]:
+        """(frame, pack address) of a burst, in the order sent: the profile's Pylon frames, then
+        each pack's detail frames."""
+        p = packs[0].p
+        key = (p.can.frames, p.can.detail_frames, tuple(b.address for b in packs))
+        if key != self._order_key:
+            order = [(name, None) for name in SYSTEM_FRAMES if name in p.can.frames]
+            if p.can.detail_frames:
+                order += [(name, bms.address) for bms in packs for name in DETAIL_FRAMES]
+            self._order_key, self._order_list = key, order
+        return self._order_list

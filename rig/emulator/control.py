@@ -32,6 +32,7 @@ RIG_FRAMES_TIMEOUT_S = 5.0
 
 
 class _Handler(socketserver.StreamRequestHandler):
+    disable_nagle_algorithm = True  # one small reply per request: send it now
     def handle(self) -> None:
         server: ControlServer = self.server  # type: ignore[assignment]
         server.clients += 1

@@ -36,11 +36,13 @@ class Faults:
         """Add ``volts`` to what the BMS reads for one group."""
         self._bms(pack)
         self.world.sense_offset_v[pack, group] = volts
+        self.world.sensing_changed()
 
     def force_group(self, pack: int, group: int, volts: float | None) -> None:
         """Make the BMS read ``volts`` for one group (None: the real value again)."""
         self._bms(pack)
         self.world.sense_forced_v[pack, group] = np.nan if volts is None else volts
+        self.world.sensing_changed()
 
     def offset_current(self, pack: int, amps: float) -> None:
         """Add ``amps`` (+ = charge) to what the BMS's current sense reads while the relays are
@@ -54,12 +56,14 @@ class Faults:
         bms = self._bms(pack)
         reading = {"open": OPEN_SENSOR_C, "short": SHORTED_SENSOR_C, None: np.nan}[fault]
         self.world.temp_forced_c[pack, sensor] = reading
+        self.world.sensing_changed()
         self._sensor(bms, "temperature_sampling", not np.isnan(self.world.temp_forced_c[pack]).all())
 
     def force_temperature(self, pack: int, sensor: int, celsius: float | None) -> None:
         """Make one sensor read ``celsius`` (a heated / cooled sensor); None: the real value."""
         self._bms(pack)
         self.world.temp_forced_c[pack, sensor] = np.nan if celsius is None else celsius
+        self.world.sensing_changed()
 
     def sensor_failure(self, pack: int, name: str, failed: bool = True) -> None:
         """A BMS-internal failure: voltage_frontend, temperature_sampling, current_sampling or
@@ -126,6 +130,7 @@ class Faults:
         w.sense_offset_a[:] = 0.0
         w.sense_forced_v[:] = np.nan
         w.temp_forced_c[:] = np.nan
+        w.sensing_changed()
         for stuck in w.relay_stuck:
             stuck.clear()
         w.precharge_ok[:] = [True] * len(w.precharge_ok)

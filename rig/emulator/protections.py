@@ -18,6 +18,7 @@ Times are integer nanoseconds of the world's clock.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -56,11 +57,14 @@ def quantity_values(groups_v, pack_v: float, current_a: float, temps_c) -> dict[
     """
     # a voltage front-end that never answered leaves nan: no comparison with nan is true, so
     # nothing trips or releases on readings the BMS does not have
-    hi, lo = float(np.max(groups_v)), float(np.min(groups_v))
+    groups, temps = np.asarray(groups_v).tolist(), np.asarray(temps_c).tolist()  # lists: quicker max/min
+    hi, lo = max(groups), min(groups)
+    if math.isnan(sum(groups)):  # max/min of a list with nan depend on where the nan is
+        hi = lo = math.nan
     return {
         "max_group_voltage": hi, "min_group_voltage": lo, "pack_voltage": pack_v,
         "charge_current": max(current_a, 0.0), "discharge_current": max(-current_a, 0.0),
-        "max_temperature": max(temps_c), "min_temperature": min(temps_c),
+        "max_temperature": max(temps), "min_temperature": min(temps),
         "group_voltage_difference": hi - lo,
     }
 
@@ -85,10 +89,17 @@ class ProtectionEngine:
         # the world can compare two instants cheaply: trip when sign*(v - threshold) > 0,
         # released when sign*(release - v) > 0.
         levels = [(rs, i, lv) for rs in self.rows for i, lv in enumerate(rs.row.levels())]
-        self._names = [rs.row.quantity for rs, _, _ in levels]
+        self._quantities = sorted({rs.row.quantity for rs, _, _ in levels})
+        self._index = np.array([self._quantities.index(rs.row.quantity) for rs, _, _ in levels])
         self._sign = np.array([1.0 if rs.row.trips == "above" else -1.0 for rs, _, _ in levels])
         self._trip = np.array([lv.threshold for _, _, lv in levels])
         self._release = np.array([self._release_threshold(rs.row, lv.threshold) for rs, _, lv in levels])
+        # The world asks for the conditions of one measurement twice (its step check, then the
+        # sample), so the last one is kept; and the timers' state is summed up once per change.
+        self._flags_of: tuple = (None, None, b"")
+        self._busy = False            # a level pending or tripped: update() has work to do
+        self._deadline: int | None = None
+        self._levels: dict[str, int] = {rs.name: 0 for rs in self.rows}
 
     @staticmethod
     def _release_threshold(row: FirmwareProtection, threshold: float) -> float:
@@ -104,10 +115,16 @@ class ProtectionEngine:
     def conditions(self, q: dict[str, float]) -> bytes:
         """The booleans the timers depend on (trip and release of each level), packed; equal at
         two instants means no timer could have started, stopped or released in between."""
-        v = np.array([q[n] for n in self._names])
-        trip = self._sign * (v - self._trip) > 0
-        released = self._sign * (self._release - v) > 0
-        return np.packbits(np.concatenate((trip, released))).tobytes()
+        return self._flags(q)[1]
+
+    def _flags(self, q: dict[str, float]) -> tuple[np.ndarray, bytes]:
+        """(trip condition of each level, the packed trip and release conditions) of ``q``."""
+        if self._flags_of[0] is not q:
+            v = np.array([q[n] for n in self._quantities])[self._index]
+            trip = self._sign * (v - self._trip) > 0
+            released = self._sign * (self._release - v) > 0
+            self._flags_of = (q, trip, np.packbits(np.concatenate((trip, released))).tobytes())
+        return self._flags_of[1:]
 
     def _released(self, rs: RowState, i: int, v: float) -> bool:
         release, row = rs.row.release, rs.row
@@ -123,6 +140,8 @@ class ProtectionEngine:
 
     def update(self, t_ns: int, q: dict[str, float], no_current: bool) -> list[tuple[str, int, str]]:
         """One BMS sample at ``t_ns``; returns the changes as (row, level 1..3, "trip"|"release")."""
+        if not self._busy and not self._flags(q)[0].any():
+            return []  # nothing pending, nothing tripped, no condition holds: nothing can change
         changes = []
         for rs in self.rows:
             v = q[rs.row.quantity]
@@ -142,6 +161,7 @@ class ProtectionEngine:
                 elif self._may_release(rs, i, v, t_ns, no_current):
                     rs.levels[i] = LevelState()
                     changes.append((rs.name, i + 1, "release"))
+        self._timers_changed()
         return changes
 
     def _may_release(self, rs: RowState, i: int, v: float, t_ns: int, no_current: bool) -> bool:
@@ -155,6 +175,15 @@ class ProtectionEngine:
 
     def next_deadline_ns(self) -> int | None:
         """The earliest instant a pending trip or a timed release falls due."""
+        return self._deadline
+
+    def _timers_changed(self) -> None:
+        """Sum the timers up again: busy, next deadline, levels (after update or reset)."""
+        self._busy = any(s.since_ns is not None or s.tripped_ns is not None for rs in self.rows for s in rs.levels)
+        self._deadline = self._earliest_deadline()
+        self._levels = {rs.name: rs.level for rs in self.rows}
+
+    def _earliest_deadline(self) -> int | None:
         times = []
         for rs in self.rows:
             for i, level in enumerate(rs.row.levels()):
@@ -167,9 +196,10 @@ class ProtectionEngine:
 
     def levels(self) -> dict[str, int]:
         """Row name -> highest tripped level (0..3)."""
-        return {rs.name: rs.level for rs in self.rows}
+        return dict(self._levels)
 
     def reset(self) -> None:
         """A power cycle: every timer and latch cleared."""
         for rs in self.rows:
             rs.levels = [LevelState() for _ in range(3)]
+        self._timers_changed()

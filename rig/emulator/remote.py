@@ -115,13 +115,13 @@ class RemoteEmulator:
         self.endpoints_info = json.loads(ready.read_text())
         self._sock = socket.create_connection(("127.0.0.1", self.endpoints_info["control"]), timeout=SYNC_TIMEOUT_S)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self._file = self._sock.makefile("rwb", buffering=0)
+        self._replies = self._sock.makefile("rb")  # buffered: a line in one recv, not one per byte
 
     def call(self, op: str, **fields) -> dict:
         """One request on the control port; raises :class:`RigError` with the emulator's error."""
         try:
-            self._file.write(json.dumps({"op": op, **fields}).encode() + b"\n")
-            reply = json.loads(self._file.readline() or b'{"ok": false, "error": "emulator gone"}')
+            self._sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            reply = json.loads(self._replies.readline() or b'{"ok": false, "error": "emulator gone"}')
         except OSError as exc:
             raise RigError(f"emulator control port: {exc}") from exc
         if not reply.get("ok"):

@@ -71,13 +71,17 @@ class World:
         self.sense_offset_a = np.zeros(packs)
         self.sense_forced_v = np.full((packs, 16), np.nan)
         self.temp_forced_c = np.full((packs, 5), np.nan)
+        self._sensing_faulted = False  # any offset or forced reading above (see sensing_changed)
         self.relay_stuck: list[dict[int, bool]] = [{} for _ in range(packs)]
         self.precharge_ok = [True] * packs
         self._outputs: dict[str, bool] = {}
         self._truth_key: tuple = ()
+        self._groups_key: tuple = ()
+        self._groups_v = np.empty(0)
         self._settings_seen: tuple = ()
         self._truth_cache: list[Truth] = []
         self._next_report: int | None = None
+        self._can_period_ns = ns(profile.can.period_s)
         self._sc_at: int | None = None
         self._panels = [b.panel(0) for b in self.bms]
         self._solution = self._solve()
@@ -117,14 +121,23 @@ class World:
             return 0.0  # the list ran once and ended
         return e.setpoint
 
-    def _truth(self, i: int) -> Truth:
-        current = np.array(self._solution.pack_a)
-        groups = self.physics.group_voltages(current)[i] + self.sense_offset_v[i]
-        groups = np.where(np.isnan(self.sense_forced_v[i]), groups, self.sense_forced_v[i])
-        temps = self.physics.temperatures()[i]
-        temps = np.where(np.isnan(self.temp_forced_c[i]), temps, self.temp_forced_c[i])
+    def sensing_changed(self) -> None:
+        """A fault changed a sense offset or a forced reading: the BMS sees it from now on."""
+        self._sensing_faulted = bool(self.sense_offset_v.any() or not np.isnan(self.sense_forced_v).all()
+                                     or not np.isnan(self.temp_forced_c).all())
+        self._truth_key = ()
+
+    def _truth(self, i: int, groups_v: np.ndarray, temps_c: np.ndarray) -> Truth:
+        """Pack ``i``'s truth from every pack's group voltages and temperatures, with the
+        inserted sensing faults (offsets, forced readings) applied."""
+        groups, temps = groups_v[i], temps_c[i]
+        if self._sensing_faulted:
+            groups = groups + self.sense_offset_v[i]
+            groups = np.where(np.isnan(self.sense_forced_v[i]), groups, self.sense_forced_v[i])
+            temps = np.where(np.isnan(self.temp_forced_c[i]), temps, self.temp_forced_c[i])
         # an offset on the current sense is seen by the BMS while current can flow (relays closed)
-        sensed = float(current[i]) + (self.sense_offset_a[i] if self.bms[i].relays[0] else 0.0)
+        current = self._solution.pack_a[i]
+        sensed = current + (float(self.sense_offset_a[i]) if self.bms[i].relays[0] else 0.0)
         return Truth(groups, sensed, temps, self._solution.pack_bus_v, self._actual_relays(i))
 
     def light_at(self, name: str, t_ns: int) -> bool:
@@ -149,7 +162,7 @@ class World:
         times += [self._next_report, self._sc_at, self._next_load_step(),
                   self.chamber.next_event_ns(self.t_ns, self.plant.chamber)]
         if any(b.awake for b in self.bms):
-            times.append(self.t_ns + ns(self.profile.can.period_s))  # at most a CAN period per step
+            times.append(self.t_ns + self._can_period_ns)  # at most a CAN period per step
         future = [t for t in times if t is not None and t > self.t_ns]
         return min(future, default=self.t_ns + 3600 * _NS)
 
@@ -166,10 +179,20 @@ class World:
 
     def _truths(self) -> list[Truth]:
         """What each BMS's sensors face now (cached until time or the circuit moves)."""
-        key = (self.t_ns, id(self._solution))
-        if self._truth_key != key:
-            self._truth_cache, self._truth_key = [self._truth(i) for i in range(len(self.bms))], key
+        key = (self.t_ns, id(self._solution), self._solution)  # the object kept: its id stays unique
+        if self._truth_key[:2] != key[:2]:
+            groups_v = self._group_voltages()
+            temps_c = self.physics.temperatures()
+            self._truth_cache = [self._truth(i, groups_v, temps_c) for i in range(len(self.bms))]
+            self._truth_key = key
         return self._truth_cache
+
+    def _group_voltages(self) -> np.ndarray:
+        """``(packs, 16)`` true group voltages now (the cell taps; cached like the truths)."""
+        key = (self.t_ns, id(self._solution), self._solution)
+        if self._groups_key[:2] != key[:2]:
+            self._groups_v, self._groups_key = self.physics.group_voltages(np.array(self._solution.pack_a)), key
+        return self._groups_v
 
     def _signature(self) -> tuple:
         truths = self._truths()
@@ -298,8 +321,7 @@ class World:
         p.eload.measured_v = s.rig_bus_v if self._outputs.get("breaker") else 0.0
         p.eload.measured_a = s.load_a
         p.dmm.measured_v = s.pack_bus_v
-        current = np.array(s.pack_a)
-        p.scanner.group_v = self.physics.group_voltages(current).tolist()
+        p.scanner.group_v = self._group_voltages().tolist()
         p.scanner.case_c = np.repeat(self.physics.case_temperature()[:, None], 4, axis=1).tolist()
         p.chamber.air_c = self.chamber.air_c
 
