@@ -24,7 +24,7 @@ def run(packs: int) -> dict[str, float]:
     def pcs():
         nonlocal frames
         world.bms[0].on_pcs_frame(world.t_ns)
-        frames += len(world.take_can_frames())
+        frames += len(world.take_frames())  # encoded records, as the socketcand server takes them
 
     clock.every(1.0, pcs, "pcs")
     with world.plant.lock:

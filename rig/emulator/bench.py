@@ -107,12 +107,12 @@ class EmulatedBench:
             self.world.on_can_frame(msg)
 
     def _deliver_out(self) -> None:
-        frames = self.world.take_can_frames()
+        frames = self.world.take_frames()
         if not frames:
             return
         if self.can_bus is not None:
-            for msg in frames:
-                self.can_bus.send(msg)
+            for frame in frames:
+                self.can_bus.send(frame.message())
         else:
             self.socketcand.broadcast(frames)
         self.can_sent += len(frames)

@@ -19,6 +19,7 @@ The status frames (limits, bits, state, levels) are rebuilt only when a pack's s
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import can
 
@@ -57,6 +58,25 @@ SYSTEM_FRAMES = ("ChargeLimits", "StateOfCharge", "PackMeasurements", "Protectio
                  "ManufacturerName")
 DETAIL_FRAMES = ("DetailStatus", "DetailProtection", *_GROUP_FRAMES, "DetailTemperatures", "DetailSummary")
 Payload = tuple[int, bool, bytes]  # arbitration ID, extended, data
+
+
+class Frame(NamedTuple):
+    """One frame the pack sent, encoded: what a transport puts on the wire. It reads like a
+    python-can message (the attributes a socketcand or log writer looks at); :meth:`message`
+    makes one where a python-can bus needs it (a python-can Message costs ~1 us, a record a
+    third of that, and the socketcand server formats records as they are)."""
+
+    timestamp: float        #: s, the world's (virtual) time
+    arbitration_id: int
+    is_extended_id: bool
+    data: bytes
+    is_error_frame = False  # the pack sends classic data frames only
+    is_remote_frame = False
+    is_fd = False
+
+    def message(self) -> can.Message:
+        return can.Message(timestamp=self.timestamp, arbitration_id=self.arbitration_id,
+                           is_extended_id=self.is_extended_id, data=self.data)
 
 
 class FrameEncoder:
@@ -182,7 +202,7 @@ class CanReporter:
         self._order_key: tuple = ()
         self._order_list: list[tuple[str, int | None]] = []
 
-    def frames(self, packs: list[Bms], t_ns: int) -> list[can.Message]:
+    def frames(self, packs: list[Bms], t_ns: int) -> list[Frame]:
         """The burst sent at ``t_ns`` by the pack on the CAN bus, ``packs[0]``."""
         master, t_s = packs[0], t_ns / 1e9
         key = tuple(map(_status_key, packs))
@@ -190,12 +210,8 @@ class CanReporter:
             self._status_key = key
             self._status = {k: self.encode(k[0], v, k[1]) for k, v in status_values(packs).items()}
         measured = measured_values(packs)
-        status, encode, message = self._status, self.encode, can.Message
-        out = []
-        for k in self._order(packs):
-            hit = status.get(k) or encode(k[0], measured[k], k[1])
-            out.append(message(timestamp=t_s, arbitration_id=hit[0], is_extended_id=hit[1], data=hit[2]))
-        return out
+        status, encode = self._status, self.encode
+        return [Frame(t_s, *(status.get(k) or encode(k[0], measured[k], k[1]))) for k in self._order(packs)]
 
     def _order(self, packs: list[Bms]) -> list[tuple[str, int | None]]:
         """(frame, pack address) of a burst, in the order sent: the profile's Pylon frames, then

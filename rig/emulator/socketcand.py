@@ -186,8 +186,9 @@ class SocketcandServer(socketserver.ThreadingTCPServer):
             if not self._bus.wait_for(lambda: len(self._listeners) >= count, timeout):
                 raise WaitTimeout(f"{count} clients in rawmode", timeout, len(self._listeners), timeout)
 
-    def broadcast(self, messages: list[can.Message]) -> None:
+    def broadcast(self, messages: list) -> None:
         """Put ``messages`` on the bus, in order, each with its own timestamp, to every RAW client.
+        (python-can messages, or the emulated pack's :class:`~rig.emulator.can_tx.Frame` records.)
 
         Returns when the bytes are in every client's socket; a client that is gone, or takes
         nothing for :data:`STALL_S`, is dropped, and the others still get every frame.

@@ -23,7 +23,7 @@ import numpy as np
 
 from rig.emulator import circuit
 from rig.emulator.bms import Bms, Truth, ns
-from rig.emulator.can_tx import CanReporter
+from rig.emulator.can_tx import CanReporter, Frame
 from rig.emulator.chamber_air import ChamberModel
 from rig.emulator.physics import PackPhysics
 from rig.emulator.physics_params import load_physics
@@ -62,7 +62,7 @@ class World:
         self.plant.chamber.air_c = ambient_c
         self.reporter = CanReporter()
         #: CAN frames produced and not yet taken by the transport, in time order
-        self.can_out: list[can.Message] = []
+        self.can_out: list[Frame] = []
         self.can_silenced = False
         #: other things in the world's time: emulated instruments with watchdogs, the RS485 link
         self.timed: list = []
@@ -330,7 +330,11 @@ class World:
         if msg.arbitration_id == PCS_HEARTBEAT_ID and not msg.is_extended_id:
             self.bms[0].on_pcs_frame(self.t_ns)
 
-    def take_can_frames(self) -> list[can.Message]:
-        """The frames produced since the last call, in time order."""
+    def take_frames(self) -> list[Frame]:
+        """The frames produced since the last call, in time order, as encoded records."""
         out, self.can_out = self.can_out, []
         return out
+
+    def take_can_frames(self) -> list[can.Message]:
+        """The frames produced since the last call, in time order, as python-can messages."""
+        return [f.message() for f in self.take_frames()]
