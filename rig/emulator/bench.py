@@ -87,7 +87,7 @@ class EmulatedBench:
         else:
             raise ValueError(f"can_transport {can_transport!r}: 'virtual' or 'socketcand'")
         self._inbox: list[can.Message] = []
-        self._inbox_lock = threading.Lock()
+        self._inbox_lock = threading.Condition()  # the socketcand thread adds, an advance waits and takes
         self._closed = False
 
     # --- the pack's CAN port ------------------------------------------------------------------
@@ -95,6 +95,12 @@ class EmulatedBench:
         with self._inbox_lock:
             self._inbox.append(msg)
             self.can_received += 1
+            self._inbox_lock.notify_all()
+
+    def wait_received(self, count: int, timeout: float) -> bool:
+        """Wait (wall clock) until ``count`` frames from the rig have arrived in all; False on timeout."""
+        with self._inbox_lock:
+            return self._inbox_lock.wait_for(lambda: self.can_received >= count, timeout)
 
     def _deliver_in(self) -> None:
         """Frames the rig sent since the last advance reach the pack now (when they were sent)."""

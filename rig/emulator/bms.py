@@ -64,7 +64,7 @@ class Sensing:
 
     def groups(self, true_v: np.ndarray, t_ns: int) -> np.ndarray:
         v = true_v + self._error[(t_ns // self.sample_ns) % len(self._error)]
-        return np.round(v, 3)  # the AFE reports whole millivolts
+        return v.round(3)  # the AFE reports whole millivolts
 
     def current(self, true_a: float) -> float:
         """The shunt reading; within the firmware's dead band it counts as no current at all (a
@@ -74,7 +74,7 @@ class Sensing:
 
     def temps(self, true_c: np.ndarray) -> np.ndarray:
         r = self.m.temperature_resolution_c
-        return np.round((true_c + self.temp_offset) / r) * r
+        return ((true_c + self.temp_offset) / r).round() * r
 
 
 @dataclass
@@ -175,7 +175,7 @@ class Bms:
         r = self.report
         q = self._quantities(truth, t_ns)
         r.groups_v, r.current_a = self._groups_now, self._current_now
-        r.pack_v, r.temps_c = float(self._groups_now.sum()), self._temps_now
+        r.pack_v, r.temps_c = self._pack_v_now, self._temps_now
         if self._reestimate:
             self._soc_from_rest_voltage()
         self._count_charge(dt, q)
@@ -205,8 +205,9 @@ class Bms:
         temps = self.sense.temps(truth.temps_c)
         if "temperature_sampling" in self.sensor_faults:
             temps = self.report.temps_c  # an open/short sensor is ignored, the last good value held
-        self._groups_now, self._current_now, self._temps_now = groups, current, temps
-        q = quantity_values(groups, float(groups.sum()), current, temps[:4])
+        pack_v = float(np.add.reduce(groups))
+        self._groups_now, self._current_now, self._temps_now, self._pack_v_now = groups, current, temps, pack_v
+        q = quantity_values(groups, pack_v, current, temps[:4])
         self._measured = (t_ns, truth, q)
         return q
 

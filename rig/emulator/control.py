@@ -21,7 +21,6 @@ import inspect
 import json
 import socketserver
 import threading
-import time
 
 from rig.emulator.bench import EmulatedBench
 from rig.emulator.faults import Faults
@@ -117,11 +116,9 @@ class ControlServer(socketserver.ThreadingTCPServer):
     def _advance(self, t_ns: int, rig_frames: int) -> dict:
         if not self.virtual:
             raise ValueError("this emulator runs in wall-clock time; it cannot be advanced")
-        deadline = time.monotonic() + RIG_FRAMES_TIMEOUT_S
-        while self.bench.can_received < rig_frames:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"the rig sent {rig_frames} CAN frames, {self.bench.can_received} arrived")
-            time.sleep(0.0002)
+        if not self.bench.wait_received(rig_frames, RIG_FRAMES_TIMEOUT_S):
+            raise TimeoutError(f"the rig sent {rig_frames} CAN frames, {self.bench.can_received} arrived "
+                               f"within {RIG_FRAMES_TIMEOUT_S:g} s")
         if t_ns > self.bench.world.t_ns:
             self.bench.advance_to(t_ns)
         return {"t_ns": self.bench.world.t_ns, "can_sent": self.bench.can_sent,
