@@ -20,6 +20,7 @@ from can.interfaces.socketcand.socketcand import (convert_ascii_message_to_can_m
                                                   convert_can_message_to_ascii_message)
 
 import rig.emulator.socketcand as socketcand
+from rig.emulator.can_tx import Frame
 from rig.emulator.socketcand import SocketcandServer, format_frame, parse_send, split_commands
 
 TIMEOUT = 2.0
@@ -127,6 +128,16 @@ def test_frames_are_written_as_the_daemon_writes_them(message, line):
 ])
 def test_python_can_reads_our_frames_exactly(message):
     assert same_frame(convert_ascii_message_to_can_message(format_frame(message)), message)
+
+
+@pytest.mark.parametrize("message", [
+    msg(0x18A00302, bytes(range(8)), 3600.5), msg(0x351, bytes.fromhex("3002E803E803D001"), 12.0),
+])
+def test_the_packs_frame_records_go_on_the_wire_as_their_messages_do(message):
+    """The emulated pack hands the server encoded records, not python-can messages: same line."""
+    record = Frame(message.timestamp, message.arbitration_id, message.is_extended_id, bytes(message.data))
+    assert format_frame(record) == format_frame(message)
+    assert same_frame(record.message(), message)
 
 
 @pytest.mark.parametrize("message", [
