@@ -2,7 +2,9 @@
 
 Issue goal: a 60-minute idle wait at >= 10,000x. Measured below the transports (the world
 only): the pack on, a PCS heartbeat every second, every CAN frame of the hour encoded through
-the DBC, then a 2-hour 64 A charge the same way.
+the DBC into the records the transports take (``World.take_frames``: time, ID, payload; the
+socketcand server formats those, a python-can Message is made only for a python-can bus), then
+a 2-hour 64 A charge the same way.
 
 Run: ``python benchmarks/bench_world.py`` (prints the figures; best of 3 runs).
 """
