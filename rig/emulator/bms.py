@@ -56,9 +56,8 @@ class Sensing:
         m = profile.measurement
         self.m = m
         self.group_offset = rng.uniform(-m.group_offset_max_v, m.group_offset_max_v, groups)
-        self.noise = rng.normal(0.0, m.group_noise_rms_v, (4096, groups)) if m.group_noise_rms_v else None
-        # the error at each sample number: offset plus noise, summed once
-        self._error = self.group_offset + (self.noise if self.noise is not None else np.zeros((1, groups)))
+        noise = rng.normal(0.0, m.group_noise_rms_v, (4096, groups)) if m.group_noise_rms_v else np.zeros((1, groups))
+        self._error = self.group_offset + noise  # the error at each sample number, summed once
         self.temp_offset = rng.uniform(-m.temperature_offset_max_c, m.temperature_offset_max_c, 5)
         self.sample_ns = ns(profile.bms.sample_period_s)
 

@@ -154,12 +154,6 @@ def measured_values(packs: list[Bms]) -> dict[tuple[str, int | None], tuple]:
     return out
 
 
-def report_signals(packs: list[Bms]) -> dict[tuple[str, int | None], dict]:
-    """(frame, pack address) -> signal name -> value, of every frame a report of ``packs`` can have."""
-    values = status_values(packs) | measured_values(packs)
-    return {key: dict(zip(SIGNALS[key[0]], v)) for key, v in values.items()}
-
-
 def _known(value: float) -> float:
     """A reading the BMS does not have (its front-end never answered) goes out as 0."""
     return value if value == value else 0.0
@@ -204,7 +198,7 @@ class CanReporter:
 
     def frames(self, packs: list[Bms], t_ns: int) -> list[Frame]:
         """The burst sent at ``t_ns`` by the pack on the CAN bus, ``packs[0]``."""
-        master, t_s = packs[0], t_ns / 1e9
+        t_s = t_ns / 1e9
         key = tuple(map(_status_key, packs))
         if key != self._status_key:
             self._status_key = key

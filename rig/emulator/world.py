@@ -179,7 +179,7 @@ class World:
 
     def _truths(self) -> list[Truth]:
         """What each BMS's sensors face now (cached until time or the circuit moves)."""
-        key = (self.t_ns, id(self._solution), self._solution)  # the object kept: its id stays unique
+        key = self._instant()
         if self._truth_key[:2] != key[:2]:
             groups_v = self._group_voltages()
             temps_c = self.physics.temperatures()
@@ -187,9 +187,14 @@ class World:
             self._truth_key = key
         return self._truth_cache
 
+    def _instant(self) -> tuple:
+        """The key of what the caches above hold: the time and the circuit solution, compared by
+        its id in ``key[:2]`` (the solution object is kept in the key so its id stays unique)."""
+        return self.t_ns, id(self._solution), self._solution
+
     def _group_voltages(self) -> np.ndarray:
         """``(packs, 16)`` true group voltages now (the cell taps; cached like the truths)."""
-        key = (self.t_ns, id(self._solution), self._solution)
+        key = self._instant()
         if self._groups_key[:2] != key[:2]:
             self._groups_v, self._groups_key = self.physics.group_voltages(np.array(self._solution.pack_a)), key
         return self._groups_v
