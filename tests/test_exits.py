@@ -75,9 +75,13 @@ def run(tmp_path):
     class Run:
         def start(self, mode: str) -> subprocess.Popen:
             env = {**os.environ, "EXIT_MODE": mode, "READY_FILE": str(ready)}
+            args = ["-q", "-p", "no:cacheprovider", "--bench", str(bench), str(tmp_path / "test_case.py")]
+            # Ctrl-C as in a terminal: a suite started in the background inherits SIGINT ignored,
+            # and Python then installs no KeyboardInterrupt handler; the run gets one back here.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--bench", str(bench),
-                 str(tmp_path / "test_case.py")], cwd=tmp_path, env=env,
+                [sys.executable, "-c", "import signal, sys, pytest; "
+                 "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                 f"sys.exit(pytest.main({args!r}))"], cwd=tmp_path, env=env,
                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             return self.process
 
