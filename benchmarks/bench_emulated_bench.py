@@ -17,7 +17,8 @@ import can
 import pyvisa
 
 from rig.clock import VirtualClock
-from rig.emulator.remote import RemoteEmulator, SyncedBus
+from rig.emulator.remote import RemoteEmulator
+from rig.emulator.rig_bus import EmulatorBus
 from rig.files.bench_file import BENCHES
 from rig.pcs import PcsStandIn
 from rig.recorder import Recorder, read_can
@@ -29,7 +30,7 @@ def main() -> None:
         ends = emulator.endpoints()
         clock = VirtualClock()
         clock.attach(emulator)
-        bus = SyncedBus(can.Bus(**ends["can"]))
+        bus = EmulatorBus(can.Bus(**ends["can"]), emulator)
         emulator.attach_bus(bus)
         io = pyvisa.ResourceManager("@py").open_resource(ends["instruments"]["io"], read_termination="\n",
                                                          write_termination="\n", timeout=2000)
@@ -39,8 +40,10 @@ def main() -> None:
             pcs.listeners.append(recorder.on_message_received)
             pcs.start()
             io.write("ROUT:CLOS (@102,101)")   # breaker, POWER
+            io.query("*OPC?")                  # done before time moves on (as the rig's drivers wait)
             clock.sleep(2.0)
             io.write("ROUT:OPEN (@101)")
+            io.query("*OPC?")
             clock.sleep(10.0)
             before = pcs.frames_received
             started = time.perf_counter()

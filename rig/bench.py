@@ -121,9 +121,10 @@ class Bench:
         can_kwargs = ends["can"] if f.can.channel == EMULATOR or f.can.interface == EMULATOR else {
             "interface": f.can.interface, "channel": f.can.channel, "bitrate": f.can.bitrate, **f.can.options}
         self.can = can.Bus(**can_kwargs)
-        if hasattr(self.emulator, "attach_bus"):  # an emulator in another process keeps count
-            from rig.emulator.remote import SyncedBus
-            self.can = SyncedBus(self.can)
+        if self.emulator is not None and isinstance(self.clock, VirtualClock):
+            # cyclic frames in the emulator's time, and told when an advance's frames arrived
+            from rig.emulator.rig_bus import EmulatorBus
+            self.can = EmulatorBus(self.can, self.emulator)
             self.emulator.attach_bus(self.can)
         if f.rs485 is not None:
             self._rs485_url = ends["rs485"] if f.rs485.url == EMULATOR else f.rs485.url

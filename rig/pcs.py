@@ -2,15 +2,23 @@
 
 A Pylon-LV pack expects the PCS (the inverter) to answer every second with 0x305; silence is PCS
 loss (PACK_SPEC.md 6). :class:`PcsStandIn` plays that part: it sends the heartbeat every 1 s
-through the rig clock (``silence(True)`` stops it), and decodes every frame the pack sends
-through pack.dbc, keeping per (frame name, pack address) a bounded history of (timestamp,
-signals). The timestamp is the frame's own: virtual seconds on the emulated bench, the
+(``silence(True)`` stops it), and decodes every frame the pack sends through pack.dbc, keeping
+per (frame name, pack address) a bounded history of (timestamp, signals). The timestamp is the frame's own: virtual seconds on the emulated bench, the
 interface's receive time on a real one (python-can: Unix seconds, not the rig clock), so frame
 times are compared with frame times. A frame that breaks the protocol never stops the rig: it
 goes to ``errors`` with the raw frame. Every raw frame goes to the ``listeners`` (the recorder).
 
-Reception is a *pump* that drains what the bus has queued. The 1-s task pumps, and every query
-pumps first, so a query sees everything received up to that instant. Queries speak the pack's
+Two ways to run, chosen by the bus:
+
+- a bus of an emulated bench in virtual time (:class:`~rig.emulator.rig_bus.EmulatorBus`, it
+  has ``on_arrival``): the heartbeat is the bus's ``send_periodic`` job, which the emulator runs
+  in virtual time, and the stand-in pumps whenever the bus says frames arrived. Nothing wakes
+  every virtual second, so a long wait is one advance of the emulator;
+- any other bus: a 1-s task on the rig clock sends the heartbeat and pumps (on a wall clock it
+  runs on its own thread).
+
+Reception is a *pump* that drains what the bus has queued, and every query pumps first, so a
+query sees everything received up to that instant. Queries speak the pack's
 terms: ``signal("SOC")``, ``wait_until("State", "Run", within=30)``, ``periods("ChargeLimits")``.
 """
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, NamedTuple
 
 import can
@@ -51,7 +60,7 @@ class Reception:
     query reads it keeps an emulated hour from spending seconds in cantools.
     """
 
-    __slots__ = ("t", "_msg", "_signals")
+    __slots__ = ("_msg", "_signals", "t")
 
     def __init__(self, t: float, msg: can.Message | None = None, signals: dict | None = None):
         self.t = t                 #: the frame's timestamp, s (virtual, or interface time)
@@ -110,42 +119,99 @@ class PcsStandIn:
         #: frames that broke the protocol: all counted in bad_frames, the first ``history`` kept in errors.
         self.bad_frames = 0
         self.errors: list[BadFrame] = []
-        #: heartbeats sent since start, and the clock time of the last one, s (None: none yet).
-        self.heartbeats_sent = 0
-        self.last_heartbeat_at: float | None = None
+        self._sent = 0                                # heartbeats sent by the 1-s task or stopped jobs
+        self._last_at: float | None = None
         self._silent = False
         self._task: Periodic | None = None
+        # On a bus with cyclic jobs in the rig's time: the heartbeat job and the clock time it started.
+        self._cyclic = hasattr(bus, "on_arrival")
+        self._job: can.broadcastmanager.CyclicSendTaskABC | None = None
+        self._job_started = 0.0
         # Per (frame, pack address): the last ``history`` receptions, and how many ever came.
         self._tracks: dict[tuple[str, int | None], deque[Reception]] = {}
         self._counts: dict[tuple[str, int | None], int] = {}
         # The periodic task (its own thread on the wall clock) and the test both pump.
         self._lock = threading.RLock()
 
+    @property
+    def heartbeats_sent(self) -> int:
+        """Heartbeats sent since start."""
+        return self._sent + self._job_count()[0]
+
+    @property
+    def last_heartbeat_at(self) -> float | None:
+        """The clock time of the last heartbeat, s (None: none yet)."""
+        count, last = self._job_count()
+        return last if count else self._last_at
+
     def start(self) -> None:
-        """Send the heartbeat every 1 s from now on and pump the bus at each tick (no-op if running)."""
-        if self._task is None:
+        """Send the heartbeat every 1 s from now on and pump the bus as frames come (no-op if running)."""
+        if self._cyclic:
+            if self.pump not in self.bus.on_arrival:
+                self.bus.on_arrival.append(self.pump)
+                self._start_job()
+        elif self._task is None:
             self._task = self.clock.every(HEARTBEAT_PERIOD_S, self._tick, "PCS heartbeat and CAN pump")
 
     def silence(self, silent: bool) -> None:
-        """Stop (True) or resume (False) the heartbeat, to provoke PCS loss; reception goes on."""
-        self._silent = bool(silent)
+        """Stop (True) or resume (False) the heartbeat, to provoke PCS loss; reception goes on.
+        A resumed heartbeat starts at once, then every 1 s, as an inverter coming back does."""
+        resume, self._silent = self._silent and not silent, bool(silent)
+        if self._cyclic and self.pump in self.bus.on_arrival:
+            if self._silent:
+                self._stop_job()
+            else:
+                self._start_job()
+        elif resume and self._task is not None:
+            self._task.cancel()
+            self._task = self.clock.every(HEARTBEAT_PERIOD_S, self._tick, "PCS heartbeat and CAN pump")
 
     def stop(self) -> None:
         """Stop the heartbeat and the periodic pump (safe to call twice; the bus stays open)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
+        if self._cyclic and self.pump in self.bus.on_arrival:
+            self.bus.on_arrival.remove(self.pump)
+            self._stop_job()
+
+    def _start_job(self) -> None:
+        if self._job is None and not self._silent:
+            self._job_started = self.clock.now()
+            self._job = self._guard(lambda: self.bus.send_periodic(self._heartbeat(), HEARTBEAT_PERIOD_S))
+
+    def _stop_job(self) -> None:
+        count, last = self._job_count()
+        job, self._job = self._job, None
+        if job is not None:
+            with suppress(can.CanError, OSError, RigError):  # an interface that is gone sends nothing
+                job.stop()
+            self._sent += count
+            self._last_at = last if count else self._last_at
+
+    def _job_count(self) -> tuple[int, float]:
+        """Heartbeats the running job has sent by now (the first at its start), and the time of the last."""
+        if self._job is None:
+            return 0, 0.0
+        count = int((self.clock.now() - self._job_started) / HEARTBEAT_PERIOD_S + 1e-9) + 1
+        return count, self._job_started + (count - 1) * HEARTBEAT_PERIOD_S
+
+    def _heartbeat(self) -> can.Message:
+        return can.Message(timestamp=self.clock.now(), arbitration_id=_HEARTBEAT.arbitration_id,
+                           is_extended_id=False, data=_HEARTBEAT.data, dlc=_HEARTBEAT.dlc)
+
+    def _guard(self, send: Callable[[], Any]) -> Any:
+        try:
+            return send()
+        except (can.CanError, OSError, RigError) as exc:  # the interface (or what serves it) is gone
+            raise RigError(f"CAN interface {self.bus.channel_info}: PCS heartbeat not sent "
+                           f"({type(exc).__name__}: {exc})") from exc
 
     def _tick(self) -> None:
         if not self._silent:
-            try:
-                self.bus.send(can.Message(timestamp=self.clock.now(), arbitration_id=_HEARTBEAT.arbitration_id,
-                                          is_extended_id=False, data=_HEARTBEAT.data, dlc=_HEARTBEAT.dlc))
-            except (can.CanError, OSError) as exc:  # the interface (or what serves it) is gone
-                raise RigError(f"CAN interface {self.bus.channel_info}: PCS heartbeat not sent "
-                               f"({type(exc).__name__}: {exc})") from exc
-            self.heartbeats_sent += 1
-            self.last_heartbeat_at = self.clock.now()
+            self._guard(lambda: self.bus.send(self._heartbeat()))
+            self._sent += 1
+            self._last_at = self.clock.now()
         self.pump()
 
     def pump(self) -> None:
@@ -153,25 +219,32 @@ class PcsStandIn:
 
         :raises: whatever a listener raises (a recorder that cannot write must fail the test)."""
         with self._lock:
-            while (msg := self.bus.recv(timeout=0)) is not None:
+            recv, tracks, counts = self.bus.recv, self._tracks, self._counts
+            while (msg := recv(0)) is not None:
                 self.frames_received += 1
                 # the frame's identity and length are checked now, its signals decoded when read
                 key = _BY_ID.get((msg.arbitration_id, msg.is_extended_id, msg.dlc, len(msg.data)))
                 if key is None or msg.is_remote_frame or msg.is_error_frame:
-                    try:
-                        can_frames.decode(msg)
-                        problem = "undecodable frame"
-                    except ProtocolError as error:
-                        problem = str(error)
-                    self.bad_frames += 1
-                    if len(self.errors) < self.history_size:  # the first ones say most
-                        self.errors.append(BadFrame(msg.timestamp, problem, msg))
+                    self._bad(msg)
                 else:
-                    self._tracks.setdefault(key, deque(maxlen=self.history_size)).append(
-                        Reception(msg.timestamp, msg))
-                    self._counts[key] = self._counts.get(key, 0) + 1
+                    track = tracks.get(key)
+                    if track is None:
+                        track = tracks[key] = deque(maxlen=self.history_size)
+                        counts[key] = 0
+                    track.append(Reception(msg.timestamp, msg))
+                    counts[key] += 1
                 for listener in self.listeners:
                     listener(msg)
+
+    def _bad(self, msg: can.Message) -> None:
+        try:
+            can_frames.decode(msg)
+            problem = "undecodable frame"
+        except ProtocolError as error:
+            problem = str(error)
+        self.bad_frames += 1
+        if len(self.errors) < self.history_size:  # the first ones say most
+            self.errors.append(BadFrame(msg.timestamp, problem, msg))
 
     def latest(self, frame: str, pack_address: int | None = None) -> dict[str, int | float | str]:
         """The signals of the last ``frame`` received (a copy).

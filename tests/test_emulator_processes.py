@@ -17,7 +17,9 @@ import serial
 
 from rig.bench import Bench
 from rig.clock import VirtualClock
-from rig.emulator.remote import RemoteEmulator, SyncedBus
+from rig.emulator.remote import RemoteEmulator
+from rig.emulator.rig_bus import EmulatorBus
+from rig.errors import RigError
 from rig.files.bench_file import BENCHES, load_bench
 from rig.pcs import PcsStandIn
 from rig.protocol import can_frames, rs485
@@ -51,21 +53,34 @@ def test_every_port_answers_through_its_own_transport(emulator):
         assert line.read_until(b"\r") == b""  # an Off pack is silent on RS485 too
 
 
+def test_control_port_refuses_bad_requests_by_name_and_keeps_serving(emulator):
+    with pytest.raises(RigError, match="unknown op 'warp'; choices: advance, fault, cyclic"):
+        emulator.call("warp")
+    with pytest.raises(RigError, match="unknown cyclic action 'pause'; choices: start, stop"):
+        emulator.call("cyclic", action="pause")
+    with pytest.raises(RigError, match="period_s must be positive, got 0"):
+        emulator.call("cyclic", action="start", frames=[[0x305, False, "00" * 8]], period_s=0)
+    emulator.call("cyclic", action="stop", handle=99)  # an unknown job: nothing to stop, as twice
+    assert emulator.call("status")["t_ns"] == 0
+
+
 def test_pack_on_the_bus_reports_on_schedule_and_answers_rs485(emulator):
     ends = emulator.endpoints()
     rm = pyvisa.ResourceManager("@py")
     io = rm.open_resource(ends["instruments"]["io"], read_termination="\n", write_termination="\n", timeout=2000)
     clock = VirtualClock()
     clock.attach(emulator)
-    bus = SyncedBus(can.Bus(**ends["can"]))
+    bus = EmulatorBus(can.Bus(**ends["can"]), emulator)
     emulator.attach_bus(bus)
     pcs = PcsStandIn(bus, clock)
     pcs.start()
     for relay in ("@101", "@105"):  # POWER of both packs (bench wiring: outputs 1 and 5)
         io.write(f"ROUT:CLOS ({relay})")
+    io.query("*OPC?")  # done before time moves (SCPI and time are two channels; the rig's drivers confirm too)
     clock.sleep(2.0)
     for relay in ("@101", "@105"):
         io.write(f"ROUT:OPEN ({relay})")
+    io.query("*OPC?")
     clock.sleep(20.0)
     periods = pcs.periods("ProtectionsAlarms")
     assert periods and all(p == pytest.approx(1.0, abs=1e-6) for p in periods)

@@ -92,8 +92,9 @@ def test_silence_stops_the_heartbeat_and_resume_restarts_it(buses, clock, standi
     clock.sleep(5.0)  # t = 7.5
     assert [m.timestamp for m in _heartbeats(pack_bus)] == [0.0, 1.0, 2.0]
     standin.silence(False)
-    clock.sleep(2.0)  # t = 9.5: back on the 1-s grid
-    assert [m.timestamp for m in _heartbeats(pack_bus)] == [8.0, 9.0]
+    clock.sleep(2.0)  # t = 9.5: at once, then every second
+    assert [m.timestamp for m in _heartbeats(pack_bus)] == [7.5, 8.5, 9.5]
+    assert standin.heartbeats_sent == 6 and standin.last_heartbeat_at == 9.5
 
 
 def test_stop_is_safe_twice_and_ends_the_heartbeat(buses, clock, standin):

@@ -11,7 +11,12 @@ Time: :meth:`EmulatedBench.advance_to` is the clock's advancer. Frames the rig s
 to the world first (at the world's current time, when the rig sent them), the world advances,
 and every frame it produced is on the rig's CAN channel, with its virtual timestamp and in
 order, before the call returns; RS485 bytes are on the line as they are produced. So when a
-virtual sleep returns, the rig has everything the pack said in that interval.
+virtual sleep returns, the rig has everything the pack said in that interval. A long advance
+goes in chunks of :data:`CHUNK_NS` of virtual time, each chunk's frames sent when it is done,
+so that a rig in another process reads and logs them while the world computes the next one.
+
+Cyclic frames the rig asks its bus for (``send_periodic``: the PCS heartbeat) are sent by the
+world in its own time (:meth:`EmulatedBench.start_cyclic`, :mod:`rig.emulator.cyclic`).
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ import time
 
 import can
 
+from rig.emulator.cyclic import CyclicFrames
 from rig.emulator.faults import Faults
 from rig.emulator.instruments.espec_sh import EmulatedEspecSh
 from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
@@ -39,6 +45,9 @@ from rig.files.bench_file import BenchFile
 from rig.files.firmware_profile import FirmwareProfile
 
 _channels = itertools.count()
+#: virtual time per chunk of a long advance (a multiple of the pack's 1-s report period, so a
+#: chunk ends where a step ends anyway while the pack reports)
+CHUNK_NS = 10_000_000_000
 
 
 class EmulatedBench:
@@ -88,6 +97,9 @@ class EmulatedBench:
             raise ValueError(f"can_transport {can_transport!r}: 'virtual' or 'socketcand'")
         self._inbox: list[can.Message] = []
         self._inbox_lock = threading.Condition()  # the socketcand thread adds, an advance waits and takes
+        self._cyclic: dict[int, CyclicFrames] = {}
+        self._cyclic_ids = itertools.count(1)
+        self._rig_bus = None  # the rig's bus in this process, told when frames have arrived
         self._closed = False
 
     # --- the pack's CAN port ------------------------------------------------------------------
@@ -123,12 +135,44 @@ class EmulatedBench:
             self.socketcand.broadcast(frames)
         self.can_sent += len(frames)
 
+    def start_cyclic(self, frames: list[can.Message], period_s: float, duration_s: float | None = None) -> int:
+        """Send ``frames`` to the pack every ``period_s`` in the world's time, the first now, as a
+        CAN interface runs ``send_periodic``; returns the job's handle for :meth:`stop_cyclic`."""
+        if not period_s > 0:
+            raise ValueError(f"period_s must be positive, got {period_s}")
+        with self.world.plant.lock:
+            self._deliver_in()  # what the rig sent before comes first
+            now = self.world.t_ns
+            end = None if duration_s is None else now + round(duration_s * 1e9)
+            job = CyclicFrames(self.world.on_can_frame, frames, round(period_s * 1e9), now, end)
+            job.on_time(now)
+            handle = next(self._cyclic_ids)
+            self._cyclic[handle] = job
+            self.world.timed.append(job)
+        return handle
+
+    def stop_cyclic(self, handle: int) -> None:
+        """Stop a cyclic job (an unknown or stopped handle is ignored, as stopping twice is)."""
+        with self.world.plant.lock:
+            job = self._cyclic.pop(handle, None)
+            if job is not None:
+                job.stop()
+                self.world.timed.remove(job)
+
+    def attach_bus(self, bus) -> None:
+        """The rig's CAN bus (:class:`~rig.emulator.rig_bus.EmulatorBus`), told after each advance
+        that everything the pack said has arrived."""
+        self._rig_bus = bus
+
     # --- time ----------------------------------------------------------------------------------------
     def advance_to(self, t_ns: int) -> None:
         """The clock's advancer: see the module docstring."""
         self._deliver_in()
-        self.world.advance_to(t_ns)
-        self._deliver_out()
+        while self.world.t_ns < t_ns:
+            self.world.advance_to(min(t_ns, (self.world.t_ns // CHUNK_NS + 1) * CHUNK_NS))
+            self._deliver_out()
+        if self._rig_bus is not None:
+            self._rig_bus.arrived()
 
     def run_in_real_time(self, period_s: float = 0.005) -> threading.Thread:
         """Advance in wall-clock time from a thread (a wall-clock emulated bench), until :meth:`close`."""

@@ -5,6 +5,10 @@ One JSON object per line over TCP on 127.0.0.1, one reply line per request::
     {"op": "advance", "t_ns": 5000000000, "rig_frames": 12}
         -> {"ok": true, "t_ns": 5000000000, "can_sent": 70, "rs485_sent": 0}
     {"op": "fault", "name": "force_group", "args": [0, 5, 3.7]}  -> {"ok": true, "result": null}
+    {"op": "cyclic", "action": "start", "frames": [[773, false, "0000000000000000"]], "period_s": 1.0,
+     "duration_s": null, "rig_frames": 12}  -> {"ok": true, "handle": 1}
+    {"op": "cyclic", "action": "stop", "handle": 1}  -> {"ok": true}
+    {"op": "can_listeners", "count": 1}  -> {"ok": true}  (once that many CAN clients hear the bus)
     {"op": "endpoints"}  -> {"ok": true, "instruments": {...}, "can": {...}, "rs485": "socket://..."}
     {"op": "status"}     -> {"ok": true, "t_ns": ..., "packs": [{"state": "Standby", ...}]}
     {"op": "shutdown"}   -> {"ok": true}
@@ -12,7 +16,9 @@ One JSON object per line over TCP on 127.0.0.1, one reply line per request::
 ``advance`` is what keeps the two processes in step: before advancing, the emulator waits
 until it has received the ``rig_frames`` CAN frames the rig says it sent (they travel on the
 socketcand connection, not this one), and the reply says how many frames it has sent in all,
-so the rig reads its CAN port until it has them. No frame races the time channel. An error
+so the rig reads its CAN port until it has them. No frame races the time channel. ``cyclic``
+runs the rig bus's ``send_periodic`` in the emulator's time (the PCS heartbeat); it waits for
+``rig_frames`` the same way, so frames the rig sent before reach the pack first. An error
 comes back as ``{"ok": false, "error": "..."}``; nothing a client sends crashes the emulator.
 """
 from __future__ import annotations
@@ -21,6 +27,8 @@ import inspect
 import json
 import socketserver
 import threading
+
+import can
 
 from rig.emulator.bench import EmulatedBench
 from rig.emulator.faults import Faults
@@ -88,6 +96,11 @@ class ControlServer(socketserver.ThreadingTCPServer):
                     raise ValueError(f"unknown fault {name!r}; choices: {', '.join(sorted(FAULTS))}")
                 return {"result": getattr(self.bench.faults, name)(*request.get("args", []),
                                                                     **request.get("kwargs", {}))}
+            if op == "cyclic":
+                return self._cyclic(request)
+            if op == "can_listeners":  # a frame sent before a client joined would never reach it
+                self.bench.socketcand.wait_for_listeners(int(request.get("count", 1)))
+                return {}
             if op == "endpoints":
                 return self.bench.endpoints()
             if op == "status":
@@ -98,8 +111,8 @@ class ControlServer(socketserver.ThreadingTCPServer):
             if op == "shutdown":
                 self.stopped.set()
                 return {"bye": True}
-        raise ValueError(f"unknown op {op!r}; choices: advance, fault, endpoints, status, "
-                         "stop_instrument, shutdown")
+        raise ValueError(f"unknown op {op!r}; choices: advance, fault, cyclic, can_listeners, endpoints, "
+                         "status, stop_instrument, shutdown")
 
     def _status(self) -> dict:
         """The world as the instruments' far ends see it, and the last commands each one got."""
@@ -113,12 +126,29 @@ class ControlServer(socketserver.ThreadingTCPServer):
                           for b in w.bms],
                 "commands": {name: list(d.history)[-30:] for name, d in self.bench.devices.items()}}
 
-    def _advance(self, t_ns: int, rig_frames: int) -> dict:
-        if not self.virtual:
-            raise ValueError("this emulator runs in wall-clock time; it cannot be advanced")
+    def _cyclic(self, request: dict) -> dict:
+        action = request.get("action")
+        if action == "stop":
+            self.bench.stop_cyclic(int(request["handle"]))
+            return {}
+        if action != "start":
+            raise ValueError(f"unknown cyclic action {action!r}; choices: start, stop")
+        self._wait_rig_frames(int(request.get("rig_frames", 0)))
+        frames = [can.Message(arbitration_id=int(i), is_extended_id=bool(ext), data=bytes.fromhex(data))
+                  for i, ext, data in request["frames"]]
+        duration = request.get("duration_s")
+        return {"handle": self.bench.start_cyclic(frames, float(request["period_s"]),
+                                                  None if duration is None else float(duration))}
+
+    def _wait_rig_frames(self, rig_frames: int) -> None:
         if not self.bench.wait_received(rig_frames, RIG_FRAMES_TIMEOUT_S):
             raise TimeoutError(f"the rig sent {rig_frames} CAN frames, {self.bench.can_received} arrived "
                                f"within {RIG_FRAMES_TIMEOUT_S:g} s")
+
+    def _advance(self, t_ns: int, rig_frames: int) -> dict:
+        if not self.virtual:
+            raise ValueError("this emulator runs in wall-clock time; it cannot be advanced")
+        self._wait_rig_frames(rig_frames)
         if t_ns > self.bench.world.t_ns:
             self.bench.advance_to(t_ns)
         return {"t_ns": self.bench.world.t_ns, "can_sent": self.bench.can_sent,

@@ -7,13 +7,15 @@ reply, then reads the rig's CAN port until every frame the emulator says it sent
 So when a virtual sleep returns, the rig holds everything the pack said, in order, with
 virtual timestamps, exactly as in one process.
 
-:class:`SyncedBus` is the rig's CAN bus in that setup: a python-can bus wrapping the
-socketcand client that counts what goes each way and can be filled up to a frame count.
+While the emulator computes a long advance it streams the frames (a chunk at a time); the rig
+reads them and hands them on (:attr:`~rig.emulator.rig_bus.EmulatorBus.on_arrival`: the PCS
+stand-in decodes and the recorder logs) meanwhile, so the two processes work on two cores.
+The rig's CAN bus in this setup is an :class:`~rig.emulator.rig_bus.EmulatorBus`.
 """
 from __future__ import annotations
 
-import collections
 import json
+import select
 import socket
 import subprocess
 import sys
@@ -24,52 +26,12 @@ from pathlib import Path
 import can
 
 from rig.emulator.control import FAULTS
+from rig.emulator.rig_bus import SYNC_TIMEOUT_S, EmulatorBus
 from rig.errors import RigError
 
 START_TIMEOUT_S = 30.0
-SYNC_TIMEOUT_S = 10.0
-
-
-class SyncedBus(can.BusABC):
-    """A bus around another that counts frames sent and can read ahead to a frame count."""
-
-    def __init__(self, inner: can.BusABC, **kwargs):
-        self.inner = inner
-        self.sent = 0
-        self.received = 0
-        self._ahead: collections.deque[can.Message] = collections.deque()
-        super().__init__(channel=getattr(inner, "channel_info", "synced"), **kwargs)
-        self.channel_info = f"synced {inner.channel_info}"
-
-    def send(self, msg: can.Message, timeout: float | None = None) -> None:
-        self.inner.send(msg, timeout)
-        self.sent += 1
-
-    def _recv_internal(self, timeout):
-        if self._ahead:
-            return self._ahead.popleft(), False
-        msg = self.inner.recv(timeout)
-        if msg is not None:
-            self.received += 1
-        return msg, False
-
-    def fill_until(self, count: int, timeout: float = SYNC_TIMEOUT_S) -> None:
-        """Read from the wire until ``count`` frames have arrived in all (kept for recv)."""
-        waited = 0.0
-        while self.received < count:
-            msg = self.inner.recv(0.05)
-            if msg is None:
-                waited += 0.05
-                if waited >= timeout:
-                    raise RigError(f"CAN: the emulator sent {count} frames, {self.received} arrived "
-                                   f"within {timeout:g} s")
-                continue
-            self.received += 1
-            self._ahead.append(msg)
-
-    def shutdown(self) -> None:
-        super().shutdown()
-        self.inner.shutdown()
+#: s the rig waits on the control port between two looks at the CAN port during an advance
+_LOOK_S = 0.001
 
 
 class _Faults:
@@ -102,7 +64,7 @@ class RemoteEmulator:
             self.close()
             raise
         self.faults = _Faults(self)
-        self.bus: SyncedBus | None = None
+        self.bus: EmulatorBus | None = None
 
     def _wait_ready(self, ready: Path) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -119,8 +81,19 @@ class RemoteEmulator:
 
     def call(self, op: str, **fields) -> dict:
         """One request on the control port; raises :class:`RigError` with the emulator's error."""
+        self._request(op, fields)
+        return self._reply(op)
+
+    def _request(self, op: str, fields: dict) -> None:
+        if self._sock is None:
+            raise RigError(f"emulator control port: closed (no {op})")
         try:
             self._sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+        except OSError as exc:
+            raise RigError(f"emulator control port: {exc}") from exc
+
+    def _reply(self, op: str) -> dict:
+        try:
             reply = json.loads(self._replies.readline() or b'{"ok": false, "error": "emulator gone"}')
         except OSError as exc:
             raise RigError(f"emulator control port: {exc}") from exc
@@ -131,16 +104,47 @@ class RemoteEmulator:
     def endpoints(self) -> dict:
         return {k: self.endpoints_info[k] for k in ("instruments", "can", "rs485")}
 
-    def attach_bus(self, bus: SyncedBus) -> None:
-        """The rig's CAN bus, to keep in step with the emulator's frame count."""
+    def attach_bus(self, bus: EmulatorBus) -> None:
+        """The rig's CAN bus, to keep in step with the emulator's frame count. Returns once the
+        emulator's CAN server has the bus's client listening (a frame before that would be lost)."""
+        self.call("can_listeners", count=1)
         self.bus = bus
+
+    def start_cyclic(self, frames: list[can.Message], period_s: float, duration_s: float | None) -> int:
+        """Have the emulator send ``frames`` to the pack every ``period_s`` of its time (the bus's
+        ``send_periodic``); frames the rig sent before reach the pack first."""
+        reply = self.call("cyclic", action="start", period_s=period_s, duration_s=duration_s,
+                          rig_frames=self.bus.sent if self.bus else 0,
+                          frames=[[f.arbitration_id, f.is_extended_id, bytes(f.data).hex()] for f in frames])
+        return reply["handle"]
+
+    def stop_cyclic(self, handle: int) -> None:
+        """Stop a cyclic job; nothing to do once the emulator is closed."""
+        if self._sock is not None:
+            self.call("cyclic", action="stop", handle=handle)
 
     def advance_to(self, t_ns: int) -> None:
         """The virtual clock's advancer (see the module docstring)."""
-        reply = self.call("advance", t_ns=t_ns, rig_frames=self.bus.sent if self.bus else 0)
+        self._request("advance", {"t_ns": t_ns, "rig_frames": self.bus.sent if self.bus else 0})
+        if self.bus is not None:
+            self._take_frames_until_reply()
+        reply = self._reply("advance")
         if self.bus is not None:
             self.bus.fill_until(reply["can_sent"])
+            self.bus.arrived()
         self.last = reply
+
+    def _take_frames_until_reply(self) -> None:
+        """Until the advance's reply is there: take the frames streaming in and hand them on."""
+        quiet_since, wait = time.monotonic(), 0.0
+        while not select.select([self._sock], [], [], wait)[0]:
+            if self.bus.fill_available():  # the listeners take them while the emulator works on
+                self.bus.arrived()
+                quiet_since, wait = time.monotonic(), 0.0
+            elif time.monotonic() - quiet_since > SYNC_TIMEOUT_S:
+                raise RigError(f"emulator: no reply to advance and no CAN frame for {SYNC_TIMEOUT_S:g} s")
+            else:
+                wait = _LOOK_S
 
     def close(self) -> None:
         """Stop the emulator process (safe to call twice)."""
