@@ -140,6 +140,25 @@ def test_the_packs_frame_records_go_on_the_wire_as_their_messages_do(message):
     assert same_frame(record.message(), message)
 
 
+def test_a_burst_is_the_lines_of_its_frames_in_order():
+    """format_frames shares work across a burst (timestamps, repeated payloads): same text."""
+    burst = [msg(0x351, bytes.fromhex("3002E803E803D001"), 12.0), msg(0x355, b"\x32\x00", 12.0),
+             msg(0x18A00302, bytes(range(8)), 12.0), msg(0x351, bytes.fromhex("3002E803E803D001"), 13.0),
+             msg(0x351, bytes.fromhex("3002E803E803D002"), 13.0), msg(0x7, b"", 0.0),
+             msg(0x5, b"", 0.0, is_extended_id=True), msg(0x351, b"\xff", 12345.9999996)]
+    records = [Frame(m.timestamp, m.arbitration_id, m.is_extended_id, bytes(m.data)) for m in burst]
+    expected = "".join(format_frame(m) for m in burst)
+    assert socketcand.format_frames(burst) == socketcand.format_frames(records) == expected
+    assert socketcand.format_frames(burst) == expected  # again, from what it kept
+
+
+def test_a_burst_with_a_frame_socketcand_cannot_carry_raises():
+    with pytest.raises(ValueError):
+        socketcand.format_frames([msg(0x123, b"\x01", 1.0), msg(0x123, b"\x01", 1.0, is_remote_frame=True)])
+    with pytest.raises(ValueError):
+        socketcand.format_frames([msg(0x123, b"\x01", 1.0), msg(0x123, b"\x01", -1.0)])
+
+
 @pytest.mark.parametrize("message", [
     msg(0x800, b"", 1.0, is_extended_id=False), msg(0x20000000, b"", 1.0),
     msg(0x123, b"", -0.5), msg(0x123, b"", math.nan), msg(0x123, b"", math.inf),
