@@ -133,7 +133,7 @@ def emulate(args: argparse.Namespace) -> int:
         print(f"  CAN      python-can: interface='socketcand', host='{can_info['host']}', "
               f"port={can_info['port']}, channel='{can_info['channel']}'")
         print(f"  RS485    {info['rs485']}  (pyserial serial_for_url)")
-        print(f"  control  127.0.0.1:{control.port}  (JSON lines: advance, fault, status, shutdown)")
+        print(f"  control  127.0.0.1:{control.port}  (JSON lines: advance, fault, cyclic, status, shutdown)")
         print("Ctrl-C to stop.", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *a: stop.set())
