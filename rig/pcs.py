@@ -3,10 +3,11 @@
 A Pylon-LV pack expects the PCS (the inverter) to answer every second with 0x305; silence is PCS
 loss (PACK_SPEC.md 6). :class:`PcsStandIn` plays that part: it sends the heartbeat every 1 s
 (``silence(True)`` stops it), and decodes every frame the pack sends through pack.dbc, keeping
-per (frame name, pack address) a bounded history of (timestamp, signals). The timestamp is the frame's own: virtual seconds on the emulated bench, the
-interface's receive time on a real one (python-can: Unix seconds, not the rig clock), so frame
-times are compared with frame times. A frame that breaks the protocol never stops the rig: it
-goes to ``errors`` with the raw frame. Every raw frame goes to the ``listeners`` (the recorder).
+per (frame name, pack address) a bounded history of (timestamp, signals). The timestamp is the
+frame's own: virtual seconds on the emulated bench, the interface's receive time on a real one
+(python-can: Unix seconds, not the rig clock), so frame times are compared with frame times. A
+frame that breaks the protocol never stops the rig: it goes to ``errors`` with the raw frame.
+Every raw frame goes to the ``listeners`` (the recorder).
 
 Two ways to run, chosen by the bus:
 
@@ -18,8 +19,8 @@ Two ways to run, chosen by the bus:
   runs on its own thread).
 
 Reception is a *pump* that drains what the bus has queued, and every query pumps first, so a
-query sees everything received up to that instant. Queries speak the pack's
-terms: ``signal("SOC")``, ``wait_until("State", "Run", within=30)``, ``periods("ChargeLimits")``.
+query sees everything received up to that instant. Queries speak the pack's terms:
+``signal("SOC")``, ``wait_until("State", "Run", within=30)``, ``periods("ChargeLimits")``.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ class Reception:
     query reads it keeps an emulated hour from spending seconds in cantools.
     """
 
-    __slots__ = ("_msg", "_signals", "t")
+    __slots__ = ("t", "_msg", "_signals")
 
     def __init__(self, t: float, msg: can.Message | None = None, signals: dict | None = None):
         self.t = t                 #: the frame's timestamp, s (virtual, or interface time)
