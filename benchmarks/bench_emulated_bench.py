@@ -16,6 +16,7 @@ from pathlib import Path
 import can
 import pyvisa
 
+from rig.bench import quiet_socketcand_fragments
 from rig.clock import VirtualClock
 from rig.emulator.remote import RemoteEmulator
 from rig.emulator.rig_bus import EmulatorBus
@@ -30,6 +31,7 @@ def main() -> None:
         ends = emulator.endpoints()
         clock = VirtualClock()
         clock.attach(emulator)
+        quiet_socketcand_fragments()  # as the rig's Bench does
         bus = EmulatorBus(can.Bus(**ends["can"]), emulator)
         emulator.attach_bus(bus)
         io = pyvisa.ResourceManager("@py").open_resource(ends["instruments"]["io"], read_termination="\n",

@@ -16,6 +16,7 @@ It owns the safety of the bench:
 """
 from __future__ import annotations
 
+import logging
 import socket
 from contextlib import suppress
 
@@ -30,6 +31,21 @@ from rig.files.bench_file import LoadedBench
 from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
 
 EMULATOR = "emulator"
+
+
+class _NoFragmentWarnings(logging.Filter):
+    """python-can's socketcand client logs a warning each time a TCP read ends inside a frame
+    (it then waits for the rest, correctly); in a burst that is every read, thousands an hour."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Got incomplete message")
+
+
+def quiet_socketcand_fragments() -> None:
+    """Drop python-can's socketcand warnings about a frame split between two reads (only those)."""
+    log = logging.getLogger("can.interfaces.socketcand.socketcand")
+    if not any(isinstance(f, _NoFragmentWarnings) for f in log.filters):
+        log.addFilter(_NoFragmentWarnings())
 
 
 def _tcp_no_delay(resource) -> None:
@@ -120,6 +136,8 @@ class Bench:
             self.instruments[name] = self._open(name, spec, address, limits.get(name, {}))
         can_kwargs = ends["can"] if f.can.channel == EMULATOR or f.can.interface == EMULATOR else {
             "interface": f.can.interface, "channel": f.can.channel, "bitrate": f.can.bitrate, **f.can.options}
+        if can_kwargs.get("interface") == "socketcand":
+            quiet_socketcand_fragments()
         self.can = can.Bus(**can_kwargs)
         if self.emulator is not None and isinstance(self.clock, VirtualClock):
             # cyclic frames in the emulator's time, and told when an advance's frames arrived

@@ -7,6 +7,7 @@ operation has a timeout of a few seconds, so a failure fails, never hangs.
 """
 from __future__ import annotations
 
+import logging
 import math
 import socket
 import subprocess
@@ -20,6 +21,7 @@ from can.interfaces.socketcand.socketcand import (convert_ascii_message_to_can_m
                                                   convert_can_message_to_ascii_message)
 
 import rig.emulator.socketcand as socketcand
+from rig.bench import quiet_socketcand_fragments
 from rig.emulator.can_tx import Frame
 from rig.emulator.socketcand import SocketcandServer, format_frame, parse_send, split_commands
 
@@ -420,3 +422,17 @@ def test_stop_closes_every_client_and_is_safe_twice():
     raw.close()
     srv.stop()
     SocketcandServer().stop()  # never started
+
+
+def test_the_rig_drops_only_pythoncans_split_frame_warnings(caplog):
+    """python-can warns for every TCP read that ends inside a frame (thousands an hour on a busy
+    bus); the rig drops those and keeps its other socketcand warnings."""
+    quiet_socketcand_fragments()
+    quiet_socketcand_fragments()  # twice: one filter
+    log = logging.getLogger("can.interfaces.socketcand.socketcand")
+    assert len(log.filters) == 1
+    with caplog.at_level(logging.WARNING, logger=log.name):
+        log.warning("Got incomplete message => waiting for more data")
+        log.warning("Bad data: No opening < found => discarding entire buffer 'xyz'")
+    assert [r.getMessage() for r in caplog.records] == [
+        "Bad data: No opening < found => discarding entire buffer 'xyz'"]

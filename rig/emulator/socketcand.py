@@ -33,7 +33,8 @@ a RAW client joins the bus :data:`JOIN_DELAY_S` after its ``< ok >`` (a frame in
 fails ``Bus()``: 1 connect in 5 on a busy bus). It splits a frame on spaces into 4 parts at most
 (hence the unspaced data, the two spaces), takes 3 ID digits as standard and other counts as
 extended, reads ``< error`` as an error frame (text there makes ``recv`` raise), misses EOF, and
-logs a warning for each read that ends mid-frame, common in bursts (the rig may silence it).
+logs a warning for each read that ends mid-frame, common in bursts (the rig drops those:
+:func:`rig.bench.quiet_socketcand_fragments`).
 """
 from __future__ import annotations
 
