@@ -1,8 +1,7 @@
 """The rig's side of an emulator in another process (``packrig emulate``).
 
-:class:`RemoteEmulator` starts ``packrig emulate`` as a child process (or attaches to one
-already running), reads where its ports are from the control port, and is the virtual clock's
-advancer: an advance tells the emulator how many CAN frames the rig has sent, waits for its
+:class:`RemoteEmulator` starts ``packrig emulate`` as a child process, reads where its ports
+are from the endpoints file the child publishes, and is the virtual clock's advancer: an advance tells the emulator how many CAN frames the rig has sent, waits for its
 reply, then reads the rig's CAN port until every frame the emulator says it sent has arrived.
 So when a virtual sleep returns, the rig holds everything the pack said, in order, with
 virtual timestamps, exactly as in one process.
