@@ -443,12 +443,14 @@ class Bms:
     def alm(self) -> str:
         """The ALM light: "", "alm_on" or "alm_flicker" (manual 7.4, PACK_SPEC.md 3)."""
         p, r = self.p, self.report
-        latched = r.failures - {p.pcs_loss.failure_bit}
-        if p.short_circuit.failure_bit in latched:
-            return p.short_circuit.light
-        if latched:
-            return p.failure_response.light
-        shown = {getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2}
+        if r.failures:
+            latched = r.failures - {p.pcs_loss.failure_bit}
+            if p.short_circuit.failure_bit in latched:
+                return p.short_circuit.light
+            if latched:
+                return p.failure_response.light
+        shown = ({getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2}
+                 if max(r.levels.values(), default=0) >= 2 else set())
         if "alm_on" in shown:
             return "alm_on"
         if r.pcs_alarm:

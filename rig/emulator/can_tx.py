@@ -244,27 +244,34 @@ def _active_bits(bms: Bms) -> set[str]:
 class CanReporter:
     """Builds and encodes the frames one CAN report (one period) consists of.
 
-    The status frames are encoded again only when a pack's status changes; the measured ones
-    go through their frame's cache every time.
+    The burst is planned when a pack's status (or the frame list) changes: the status frames are
+    encoded then, once; the measured ones go through their frame's cache at every report.
     """
 
     def __init__(self):
         self._codecs: dict[tuple[str, int | None], FrameCodec] = {}
         self._status_key: tuple = ()
-        self._status: dict[tuple[str, int | None], Payload] = {}
-        self._order_key: tuple = ()
+        self._planned_order: list | None = None
+        #: per frame of the burst, in order: (frame, pack address), then the payload of a status
+        #: frame, or None and the codec of a measured frame
+        self._plan: list[tuple[tuple[str, int | None], Payload | None, FrameCodec | None]] = []
+        self._order_key: tuple = (None, ())
         self._order_list: list[tuple[str, int | None]] = []
 
     def frames(self, packs: list[Bms], t_ns: int) -> list[Frame]:
         """The burst sent at ``t_ns`` by the pack on the CAN bus, ``packs[0]``."""
         t_s = t_ns / 1e9
-        key = tuple(map(_status_key, packs))
-        if key != self._status_key:
-            self._status_key = key
-            self._status = {k: self._codec(k).payload(v) for k, v in status_values(packs).items()}
-        codecs, codec = self._codecs, self._codec
-        payloads = self._status | {k: (codecs.get(k) or codec(k)).payload(v) for k, v in measured_values(packs).items()}
-        return [_frame((t_s,) + payloads[k]) for k in self._order(packs)]
+        values = measured_values(packs)
+        return [_frame((t_s,) + (payload or codec.payload(values[key]))) for key, payload, codec in self._planned(packs)]
+
+    def _planned(self, packs: list[Bms]) -> list[tuple[tuple[str, int | None], Payload | None, FrameCodec | None]]:
+        key, order = tuple(map(_status_key, packs)), self._order(packs)
+        if key != self._status_key or order is not self._planned_order:
+            self._status_key, self._planned_order = key, order
+            status = status_values(packs)
+            self._plan = [(k, self._codec(k).payload(status[k]), None) if k in status else (k, None, self._codec(k))
+                          for k in order]
+        return self._plan
 
     def _codec(self, key: tuple[str, int | None]) -> FrameCodec:
         codec = self._codecs.get(key)
@@ -276,8 +283,8 @@ class CanReporter:
         """(frame, pack address) of a burst, in the order sent: the profile's Pylon frames, then
         each pack's detail frames."""
         p = packs[0].p
-        key = (p.can.frames, p.can.detail_frames, tuple(b.address for b in packs))
-        if key != self._order_key:
+        key = (p, tuple([b.address for b in packs]))
+        if key[0] is not self._order_key[0] or key[1] != self._order_key[1]:  # a profile is immutable
             order = [(name, None) for name in SYSTEM_FRAMES if name in p.can.frames]
             if p.can.detail_frames:
                 order += [(name, bms.address) for bms in packs for name in DETAIL_FRAMES]

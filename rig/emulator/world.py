@@ -100,9 +100,9 @@ class World:
     def _solve(self) -> circuit.Solution:
         vs, r = self.physics.thevenin()
         branches = []
-        for i in range(len(self.bms)):
+        for i, (source_v, ohm) in enumerate(zip(vs.tolist(), r.tolist())):
             r1, r2, pre = self._actual_relays(i)
-            branches.append(circuit.PackBranch(float(vs[i]), float(r[i]), main=r1 and r2,
+            branches.append(circuit.PackBranch(source_v, ohm, main=r1 and r2,
                                                precharge=r2 and pre, precharge_ok=self.precharge_ok[i]))
         p, out = self.plant, self._outputs
         src = circuit.Sources(
