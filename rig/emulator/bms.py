@@ -491,7 +491,7 @@ class Bms:
                       self._precharge_since + ns(self.p.power_on.precharge_timeout_s)]
         if self._poweroff_at is not None:
             times.append(self._poweroff_at)
-        if self._cut_hold_ns is not None:
+        if self._cut_hold_ns is not None and self._cut_since:
             times += [since + self._cut_hold_ns for since in self._cut_since.values()]
         if self.awake and self._pcs_watched:
             times += [self._pcs_seen + self._pcs_alarm_ns, self._pcs_seen + self._pcs_off_ns]

@@ -159,14 +159,14 @@ class World:
                 self._inputs_changed()
 
     def _next_event(self) -> int:
+        now = self.t_ns
         times = [b.next_deadline_ns() for b in self.bms]
         times += [d.next_deadline_ns() for d in self.timed]
         times += [self._next_report, self._sc_at, self._next_load_step(),
-                  self.chamber.next_event_ns(self.t_ns, self.plant.chamber)]
-        if any(b.awake for b in self.bms):
-            times.append(self.t_ns + self._can_period_ns)  # at most a CAN period per step
-        future = [t for t in times if t is not None and t > self.t_ns]
-        return min(future, default=self.t_ns + 3600 * _NS)
+                  self.chamber.next_event_ns(now, self.plant.chamber)]
+        if any([b.awake for b in self.bms]):
+            times.append(now + self._can_period_ns)  # at most a CAN period per step
+        return min([t for t in times if t is not None and t > now], default=now + 3600 * _NS)
 
     def _next_load_step(self) -> int | None:
         e = self.plant.eload
@@ -196,13 +196,13 @@ class World:
     def _group_voltages(self) -> np.ndarray:
         """``(packs, 16)`` true group voltages now (the cell taps; cached like the truths)."""
         if not self._is_now(self._groups_key):
-            self._groups_v = self.physics.group_voltages(np.array(self._solution.pack_a))
+            self._groups_v = self.physics.group_voltages(self._solution.pack_a)
             self._groups_key = (self.t_ns, self._solution)
         return self._groups_v
 
     def _signature(self) -> tuple:
-        truths = self._truths()
-        return tuple(b.conditions(truths[i], self.t_ns) for i, b in enumerate(self.bms))
+        t = self.t_ns
+        return tuple([b.conditions(truth, t) for b, truth in zip(self.bms, self._truths())])
 
     def _step(self, t1: int) -> None:
         before = self._signature()
