@@ -92,6 +92,8 @@ class World:
 
     # --- what the instruments and the BMS see ------------------------------------------------
     def _actual_relays(self, i: int) -> tuple[bool, bool, bool]:
+        if not self.relay_stuck[i]:
+            return self.bms[i].relays
         commanded = list(self.bms[i].relays)
         for k, closed in self.relay_stuck[i].items():
             commanded[k] = closed
@@ -267,7 +269,7 @@ class World:
     def _short_circuit(self) -> None:
         """The BMS's hardware short-circuit detector: cut after the profile's delay."""
         sc = self.profile.short_circuit
-        over = any(abs(a) >= sc.threshold_a for a in self._solution.pack_a)
+        over = any([abs(a) >= sc.threshold_a for a in self._solution.pack_a])
         if not (sc.enabled and over):
             self._sc_at = None
         elif self._sc_at is None:
@@ -286,11 +288,11 @@ class World:
         elif self._next_report is None:
             # the BMS reports on the seconds of its own real-time clock: the first report falls on
             # the next whole period after it woke, then one every period
-            period = ns(self.profile.can.period_s)
+            period = self._can_period_ns
             self._next_report = (self.t_ns // period + 1) * period
 
     def _report(self, t: int) -> None:
-        self._next_report += ns(self.profile.can.period_s)
+        self._next_report += self._can_period_ns
         if not self.can_silenced and self.bms[0].awake:  # an Off pack says nothing (PACK_SPEC.md 2)
             self.can_out.extend(self.reporter.frames(self.bms, t))
 
