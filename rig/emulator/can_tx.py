@@ -266,7 +266,8 @@ class CanReporter:
         """The burst sent at ``t_ns`` by the pack on the CAN bus, ``packs[0]``."""
         t_s = t_ns / 1e9
         values = measured_values(packs)
-        return [_frame((t_s,) + (payload or codec.payload(values[key]))) for key, payload, codec in self._planned(packs)]
+        return [_frame((t_s,) + (payload or codec.payload(values[key])))
+                for key, payload, codec in self._planned(packs)]
 
     def _planned(self, packs: list[Bms]) -> list[tuple[tuple[str, int | None], Payload | None, FrameCodec | None]]:
         key, order = tuple(map(_status_key, packs)), self._order(packs)
