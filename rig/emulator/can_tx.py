@@ -171,10 +171,11 @@ def status_values(packs: list[Bms]) -> dict[tuple[str, int | None], tuple]:
 
 
 def _status_key(bms: Bms) -> tuple:
-    """Everything :func:`status_values` reads from one pack (the profile aside)."""
+    """Everything :func:`status_values` reads from one pack (the profile aside); compared, never
+    hashed, so the levels and failures go in as copies."""
     r = bms.report
     return (bms.state, bms.relays, bms.parallel_role, bms.modules, r.pcs_alarm, round(r.soc_pct),
-            tuple(r.levels.items()), frozenset(r.failures))
+            r.levels.copy(), r.failures.copy())
 
 
 def measured_values(packs: list[Bms]) -> dict[tuple[str, int | None], tuple]:
