@@ -126,6 +126,14 @@ class Bms:
         self._fault_off = False                       # the power-off under way is a fault power-off
         self._out_since_full: float | None = None     # Ah discharged since the last full recalibration
         self._measured: tuple = (None, None, None)    # (t_ns, truth, quantities) of the last reading
+        # timers looked at every sample, in ns once (a profile is immutable)
+        self._pcs_alarm_ns = ns(profile.pcs_loss.alarm_after_s)
+        self._pcs_off_ns = ns(profile.pcs_loss.power_off_after_s)
+        self._pcs_watched = profile.pcs_loss.enabled and address == 2  # only the pack on the CAN bus hears the PCS
+        hold = profile.levels.l2.open_relays_if_current_for_s
+        self._cut_hold_ns = None if hold is None else ns(hold)
+        self._relay_checks = [(i, getattr(profile.failures, name).failure_bit)
+                              for i, name in enumerate(("relay1", "relay2")) if getattr(profile.failures, name).detect]
 
     # --- inputs the world reports as they happen ----------------------------------------------
     def on_button(self, pressed: bool, t_ns: int) -> None:
@@ -319,9 +327,9 @@ class Bms:
                 self._cut_since.pop(name, None)
 
     def _open_reasons(self) -> bool:
-        lv = self.report.levels
-        return bool(self._cut_rows or any(v == 3 for v in lv.values()) or self.report.failures
-                    - {self.p.pcs_loss.failure_bit})
+        failures = self.report.failures
+        return bool(self._cut_rows or 3 in self.report.levels.values()
+                    or (failures and failures - {self.p.pcs_loss.failure_bit}))
 
     def _open(self, t_ns: int) -> None:
         self.relays = (False, False, False)
@@ -367,22 +375,22 @@ class Bms:
             if fault in FAILURES and getattr(f, fault).detect:
                 self.report.failures.add(getattr(f, fault).failure_bit)
         # relay feedback disagreeing with the command: stuck open or welded
-        for i, name in enumerate(("relay1", "relay2")):
-            if truth.relays_closed[i] != self.relays[i] and getattr(f, name).detect:
-                self.report.failures.add(getattr(f, name).failure_bit)
+        for i, failure_bit in self._relay_checks:
+            if truth.relays_closed[i] != self.relays[i]:
+                self.report.failures.add(failure_bit)
 
     # --- PCS communication --------------------------------------------------------------------------
     def _pcs(self, t_ns: int) -> None:
-        pl = self.p.pcs_loss
-        if not pl.enabled or self.address != 2:
-            return  # only the pack on the CAN bus hears the PCS
+        if not self._pcs_watched:
+            return
+        bit = self.p.pcs_loss.failure_bit
         silent = t_ns - self._pcs_seen
-        self.report.pcs_alarm = silent >= ns(pl.alarm_after_s)
+        self.report.pcs_alarm = silent >= self._pcs_alarm_ns
         if self.report.pcs_alarm:
-            self.report.failures.add(pl.failure_bit)
+            self.report.failures.add(bit)
         else:
-            self.report.failures.discard(pl.failure_bit)
-        if silent >= ns(pl.power_off_after_s):
+            self.report.failures.discard(bit)
+        if silent >= self._pcs_off_ns:
             self._start_power_off(t_ns)
 
     # --- SOC ---------------------------------------------------------------------------------------
@@ -435,12 +443,14 @@ class Bms:
     def alm(self) -> str:
         """The ALM light: "", "alm_on" or "alm_flicker" (manual 7.4, PACK_SPEC.md 3)."""
         p, r = self.p, self.report
-        latched = r.failures - {p.pcs_loss.failure_bit}
-        if p.short_circuit.failure_bit in latched:
-            return p.short_circuit.light
-        if latched:
-            return p.failure_response.light
-        shown = {getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2}
+        if r.failures:
+            latched = r.failures - {p.pcs_loss.failure_bit}
+            if p.short_circuit.failure_bit in latched:
+                return p.short_circuit.light
+            if latched:
+                return p.failure_response.light
+        shown = ({getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2}
+                 if max(r.levels.values(), default=0) >= 2 else set())
         if "alm_on" in shown:
             return "alm_on"
         if r.pcs_alarm:
@@ -481,11 +491,9 @@ class Bms:
                       self._precharge_since + ns(self.p.power_on.precharge_timeout_s)]
         if self._poweroff_at is not None:
             times.append(self._poweroff_at)
-        hold = self.p.levels.l2.open_relays_if_current_for_s
-        if hold is not None:
-            times += [since + ns(hold) for since in self._cut_since.values()]
-        if self.awake and self.p.pcs_loss.enabled and self.address == 2:
-            times += [self._pcs_seen + ns(self.p.pcs_loss.alarm_after_s),
-                      self._pcs_seen + ns(self.p.pcs_loss.power_off_after_s)]
-        times = [t for t in times if t is not None and (self._t_last is None or t > self._t_last)]
-        return min(times, default=None)
+        if self._cut_hold_ns is not None and self._cut_since:
+            times += [since + self._cut_hold_ns for since in self._cut_since.values()]
+        if self.awake and self._pcs_watched:
+            times += [self._pcs_seen + self._pcs_alarm_ns, self._pcs_seen + self._pcs_off_ns]
+        last = self._t_last
+        return min([t for t in times if t is not None and (last is None or t > last)], default=None)

@@ -30,10 +30,13 @@ class ChamberModel:
         self._target = room_c
 
     def _plan(self, plant: ChamberAir) -> None:
-        self._target = plant.setpoint_c if plant.running else self.room_c
+        if not plant.running:  # standby: drifting to the room, no ramp
+            self._target, self._rate = self.room_c, 0.0
+            return
+        self._target = plant.setpoint_c
         rate = (plant.ramp_c_per_min or MAX_RATE_C_PER_MIN) / 60.0
         gap = self._target - self.working_c
-        self._rate = math.copysign(rate, gap) if plant.running and gap else 0.0
+        self._rate = math.copysign(rate, gap) if gap else 0.0
 
     def next_event_ns(self, t_ns: int, plant: ChamberAir) -> int | None:
         """When the ramp reaches the set-point (the air changes course there)."""

@@ -73,7 +73,7 @@ def solve(packs: list[PackBranch], s: Sources) -> Solution:
     """Bus voltages and branch currents at one instant."""
     g = [b.conductance() for b in packs]
     g_sum = sum(g)
-    i_src = sum(gi * b.source_v for gi, b in zip(g, packs))  # Norton current of the packs
+    i_src = sum([gi * b.source_v for gi, b in zip(g, packs)])  # Norton current of the packs
     g_fixed = 1.0 / SHORT_CIRCUIT_OHM if s.short_circuit else 0.0
     rig = s.breaker
     load_on = rig and s.load_on

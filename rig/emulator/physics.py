@@ -161,6 +161,13 @@ class PackPhysics:
         # Per pack: source voltage at the step's start and end, and R_series I (energy counter).
         self._volts = np.zeros((3, p))
         self._vs = self._volts[1]
+        # Rows of the arrays above as views made once (a view costs as much as a small ufunc call)
+        self._heat_w, self._i_squared, self._air_c = self._u[0], self._u[1], self._u[2]
+        self._pack_c = self._x[PACK]
+        self._i_dt, self._abs_i_dt, self._rrc_i = self._per_pack
+        self._dz, self._k_abs_dz, self._rrc_i_groups = self._per_group
+        self._mul_h, self._add_h, self._add_rc = self._mul[0], self._add[0], self._add[1:]
+        self._volts_start, self._volts_series = self._volts[0], self._volts[2]
         self._dt_cache: dict[float, tuple] = {}
         self._dt = None                           # the step length the constants below are for
         self._derive()
@@ -208,70 +215,65 @@ class PackPhysics:
         i[...] = current_a                       # also checks the shape
         if dt_s != self._dt:
             self._set_dt(dt_s)
-        f, g, mul, add, tmp = self._per_pack, self._per_group, self._mul, self._add, self._tmp
-
         # Heat over the step from the start state (I^2 x the cells' DC resistance; I^2 for the
         # path, whose resistance is a gain inside the thermal network), then the exact update.
-        u = self._u
-        np.multiply(i, i, out=u[1])
-        np.multiply(u[1], self._rcell, out=u[0])
-        u[2] = ambient_c
+        np.multiply(i, i, out=self._i_squared)
+        np.multiply(self._i_squared, self._rcell, out=self._heat_w)
+        self._air_c[...] = ambient_c
         self.thermal.advance(self._z, self._transition, self._xs)
         self._temperature_factors()
 
         # What each group needs from its pack's current, copied to the groups by one product:
         # dz = I dt / (3600 C) and -k |dz| (scaled per group), and R_rc(T) I.
-        np.multiply(i, self._dt_array, out=f[0])
-        np.abs(f[0], out=f[1])
-        np.multiply(self._rrc, i, out=f[2])
-        np.dot(f, self._expand, out=g)
+        np.multiply(i, self._dt_array, out=self._i_dt)
+        np.abs(self._i_dt, out=self._abs_i_dt)
+        np.multiply(self._rrc, i, out=self._rrc_i)
+        np.dot(self._per_pack, self._expand, out=self._per_group)
         self._charge_rows *= self._charge_scale
-        dz = g[0]
+        dz = self._dz
 
         # SOC by integration. h, v1, v2 by their exact solutions, x <- x mul + add:
         # h -> s + (h - s) exp(-k |dz|), s = sign(I), so add = sign(dz) (1 - exp(-k |dz|)), 0 at
         # rest; the RC pairs toward R_k I with the end-of-step resistances: v e + fs R_k I (1 - e).
         self._soc_f += dz
-        np.exp(g[1], out=mul[0])
-        np.expm1(g[1], out=add[0])
-        np.copysign(add[0], dz, out=add[0])
+        np.exp(self._k_abs_dz, out=self._mul_h)
+        np.expm1(self._k_abs_dz, out=self._add_h)
+        np.copysign(self._add_h, dz, out=self._add_h)
         self._soc_factors()
-        np.multiply(self._fs, g[2], out=tmp)
-        np.multiply(tmp, self._gain1, out=add[1])
-        np.multiply(tmp, self._gain2, out=add[2])
-        self._hv *= mul
-        self._hv += add
+        np.multiply(self._fs, self._rrc_i_groups, out=self._tmp)
+        np.multiply(self._tmp, self._gains, out=self._add_rc)     # gain1, gain2 as a column
+        self._hv *= self._mul
+        self._hv += self._add
 
         # Terminal energy: I dt x (source voltage by the trapezoid rule + R_series I).
-        volts = self._volts
-        volts[0] = volts[1]
+        self._volts_start[...] = self._vs
         self._voltages()
-        np.multiply(self._rser, i, out=volts[2])
-        e = np.dot(self._energy_weights, volts)
+        np.multiply(self._rser, i, out=self._volts_series)
+        e = np.dot(self._energy_weights, self._volts)
         e *= i
         self._energy_ws += e
 
     def _set_dt(self, dt_s: float) -> None:
         """Load the constants of a step of ``dt_s`` (cached per distinct dt): the thermal
-        transition; e_k = exp(-dt/tau_k) and gain_k = R_k / (R1 + R2) x (1 - e_k) of the RC pairs;
-        the weights of the energy step. Scalars are 0-d arrays (numpy's fastest operand)."""
+        transition; e_k = exp(-dt/tau_k) and gain_k = R_k / (R1 + R2) x (1 - e_k) of the RC pairs
+        (a column: one product scales both RC rows); the weights of the energy step. Scalars are
+        0-d arrays (numpy's fastest operand)."""
         c = self._dt_cache.get(dt_s)
         if c is None:
             m1, m2 = math.expm1(-dt_s / self._taus[0]), math.expm1(-dt_s / self._taus[1])
             share1, share2 = self._rc_share
             c = (self.thermal.transition(dt_s), np.array(dt_s), 1.0 + m1, 1.0 + m2,
-                 np.array(-share1 * m1), np.array(-share2 * m2),
-                 np.array([0.5 * dt_s, 0.5 * dt_s, dt_s]))
+                 np.array([[-share1 * m1], [-share2 * m2]]), np.array([0.5 * dt_s, 0.5 * dt_s, dt_s]))
             if len(self._dt_cache) >= _CACHE_LIMIT:
                 self._dt_cache.clear()
             self._dt_cache[dt_s] = c
-        (self._transition, self._dt_array, self._mul[1], self._mul[2], self._gain1, self._gain2,
+        (self._transition, self._dt_array, self._mul[1], self._mul[2], self._gains,
          self._energy_weights) = c
         self._dt = dt_s
 
     def _temperature_factors(self) -> None:
         """Group R0 and R1 + R2 at the present pack temperature, ohm."""
-        rt = self._rt = _interp_complex(self._x[PACK], self._rt_temp, self._rt_table, None, None)
+        rt = self._rt = _interp_complex(self._pack_c, self._rt_temp, self._rt_table, None, None)
         self._r0t, self._rrc = rt.real, rt.imag
 
     def _soc_factors(self) -> None:

@@ -19,6 +19,7 @@ Times are integer nanoseconds of the world's clock.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -85,18 +86,36 @@ class ProtectionEngine:
     def __init__(self, profile: FirmwareProfile):
         self.profile = profile
         self.rows = [RowState(name, getattr(profile.protections, name)) for name in PROTECTIONS]
-        # The same conditions as update() decides on, as arrays (one entry per row and level), so
-        # the world can compare two instants cheaply: trip when sign*(v - threshold) > 0,
-        # released when sign*(release - v) > 0.
-        levels = [(rs, i, lv) for rs in self.rows for i, lv in enumerate(rs.row.levels())]
-        self._quantities = sorted({rs.row.quantity for rs, _, _ in levels})
-        self._index = np.array([self._quantities.index(rs.row.quantity) for rs, _, _ in levels])
-        self._sign = np.array([1.0 if rs.row.trips == "above" else -1.0 for rs, _, _ in levels])
-        self._trip = np.array([lv.threshold for _, _, lv in levels])
-        self._release = np.array([self._release_threshold(rs.row, lv.threshold) for rs, _, lv in levels])
+        # The same conditions as update() decides on, for the world to compare two instants
+        # cheaply. Each is "v > threshold" (trip of a row that trips above, release of one that
+        # trips below) or "v < threshold" (the other two), so for each quantity the conditions
+        # are all told by how many of its ">" thresholds lie below v and how many of its "<"
+        # thresholds lie at or below v: two bisections (nan counts as below none and above all,
+        # as every comparison with it is false).
+        over: dict[str, list[float]] = {}         # quantity -> thresholds of its "v > t" conditions
+        under: dict[str, list[float]] = {}        # quantity -> thresholds of its "v < t" conditions
+        trip_over: dict[str, list[float]] = {}    # the same, of the trip conditions only
+        trip_under: dict[str, list[float]] = {}
+        for rs in self.rows:
+            q = rs.row.quantity
+            for lv in rs.row.levels():
+                trip, release = lv.threshold, self._release_threshold(rs.row, lv.threshold)
+                if rs.row.trips == "above":  # trips when v > trip, released when v < release
+                    over.setdefault(q, []).append(trip)
+                    trip_over.setdefault(q, []).append(trip)
+                    under.setdefault(q, []).append(release)
+                else:                        # trips when v < trip, released when v > release
+                    under.setdefault(q, []).append(trip)
+                    trip_under.setdefault(q, []).append(trip)
+                    over.setdefault(q, []).append(release)
+        names = sorted(over.keys() | under.keys())
+        self._watch = [(q, sorted(over.get(q, [])), sorted(under.get(q, []))) for q in names]
+        # any trip condition holds: v above the lowest ">" trip threshold or below the highest "<" one
+        self._trip_bounds = [(q, min(trip_over.get(q, [math.inf])), max(trip_under.get(q, [-math.inf])))
+                             for q in sorted(trip_over.keys() | trip_under.keys())]
         # The world asks for the conditions of one measurement twice (its step check, then the
         # sample), so the last one is kept; and the timers' state is summed up once per change.
-        self._flags_of: tuple = (None, None, b"")
+        self._conditions_of: tuple = (None, ())
         self._busy = False            # a level pending or tripped: update() has work to do
         self._deadline: int | None = None
         self._levels: dict[str, int] = {rs.name: 0 for rs in self.rows}
@@ -112,19 +131,17 @@ class ProtectionEngine:
             return threshold
         return -np.inf if row.trips == "above" else np.inf  # power cycle: never by value
 
-    def conditions(self, q: dict[str, float]) -> bytes:
-        """The booleans the timers depend on (trip and release of each level), packed; equal at
-        two instants means no timer could have started, stopped or released in between."""
-        return self._flags(q)[1]
+    def conditions(self, q: dict[str, float]) -> tuple[tuple[int, int], ...]:
+        """What the timers depend on (the trip and release condition of each level), summed up;
+        equal at two instants means no timer could have started, stopped or released in between."""
+        if self._conditions_of[0] is not q:
+            self._conditions_of = (q, tuple([(bisect_left(over, q[name]), bisect_right(under, q[name]))
+                                             for name, over, under in self._watch]))
+        return self._conditions_of[1]
 
-    def _flags(self, q: dict[str, float]) -> tuple[np.ndarray, bytes]:
-        """(trip condition of each level, the packed trip and release conditions) of ``q``."""
-        if self._flags_of[0] is not q:
-            v = np.array([q[n] for n in self._quantities])[self._index]
-            trip = self._sign * (v - self._trip) > 0
-            released = self._sign * (self._release - v) > 0
-            self._flags_of = (q, trip, np.packbits(np.concatenate((trip, released))).tobytes())
-        return self._flags_of[1:]
+    def _any_trips(self, q: dict[str, float]) -> bool:
+        """A trip condition of some level holds."""
+        return any([q[name] > lowest or q[name] < highest for name, lowest, highest in self._trip_bounds])
 
     def _released(self, rs: RowState, i: int, v: float) -> bool:
         release, row = rs.row.release, rs.row
@@ -140,7 +157,7 @@ class ProtectionEngine:
 
     def update(self, t_ns: int, q: dict[str, float], no_current: bool) -> list[tuple[str, int, str]]:
         """One BMS sample at ``t_ns``; returns the changes as (row, level 1..3, "trip"|"release")."""
-        if not self._busy and not self._flags(q)[0].any():
+        if not self._busy and not self._any_trips(q):
             return []  # nothing pending, nothing tripped, no condition holds: nothing can change
         changes = []
         for rs in self.rows:

@@ -75,13 +75,15 @@ class World:
         self.relay_stuck: list[dict[int, bool]] = [{} for _ in range(packs)]
         self.precharge_ok = [True] * packs
         self._outputs: dict[str, bool] = {}
-        self._truth_key: tuple = ()
-        self._groups_key: tuple = ()
+        self._outputs_key: tuple = ()   # _outputs as sorted items, for _settings
+        self._truth_key: tuple = (None, None)   # (time, solution) of the caches: see _is_now
+        self._groups_key: tuple = (None, None)
         self._groups_v = np.empty(0)
         self._settings_seen: tuple = ()
         self._truth_cache: list[Truth] = []
         self._next_report: int | None = None
         self._can_period_ns = ns(profile.can.period_s)
+        self._tick_ns = ns(profile.bms.sample_period_s)
         self._sc_at: int | None = None
         self._panels = [b.panel(0) for b in self.bms]
         self._solution = self._solve()
@@ -90,6 +92,8 @@ class World:
 
     # --- what the instruments and the BMS see ------------------------------------------------
     def _actual_relays(self, i: int) -> tuple[bool, bool, bool]:
+        if not self.relay_stuck[i]:
+            return self.bms[i].relays
         commanded = list(self.bms[i].relays)
         for k, closed in self.relay_stuck[i].items():
             commanded[k] = closed
@@ -98,9 +102,9 @@ class World:
     def _solve(self) -> circuit.Solution:
         vs, r = self.physics.thevenin()
         branches = []
-        for i in range(len(self.bms)):
+        for i, (source_v, ohm) in enumerate(zip(vs.tolist(), r.tolist())):
             r1, r2, pre = self._actual_relays(i)
-            branches.append(circuit.PackBranch(float(vs[i]), float(r[i]), main=r1 and r2,
+            branches.append(circuit.PackBranch(source_v, ohm, main=r1 and r2,
                                                precharge=r2 and pre, precharge_ok=self.precharge_ok[i]))
         p, out = self.plant, self._outputs
         src = circuit.Sources(
@@ -125,7 +129,7 @@ class World:
         """A fault changed a sense offset or a forced reading: the BMS sees it from now on."""
         self._sensing_faulted = bool(self.sense_offset_v.any() or not np.isnan(self.sense_forced_v).all()
                                      or not np.isnan(self.temp_forced_c).all())
-        self._truth_key = ()
+        self._truth_key = (None, None)
 
     def _truth(self, i: int, groups_v: np.ndarray, temps_c: np.ndarray) -> Truth:
         """Pack ``i``'s truth from every pack's group voltages and temperatures, with the
@@ -157,14 +161,14 @@ class World:
                 self._inputs_changed()
 
     def _next_event(self) -> int:
+        now = self.t_ns
         times = [b.next_deadline_ns() for b in self.bms]
         times += [d.next_deadline_ns() for d in self.timed]
         times += [self._next_report, self._sc_at, self._next_load_step(),
-                  self.chamber.next_event_ns(self.t_ns, self.plant.chamber)]
-        if any(b.awake for b in self.bms):
-            times.append(self.t_ns + self._can_period_ns)  # at most a CAN period per step
-        future = [t for t in times if t is not None and t > self.t_ns]
-        return min(future, default=self.t_ns + 3600 * _NS)
+                  self.chamber.next_event_ns(now, self.plant.chamber)]
+        if any([b.awake for b in self.bms]):
+            times.append(now + self._can_period_ns)  # at most a CAN period per step
+        return min([t for t in times if t is not None and t > now], default=now + 3600 * _NS)
 
     def _next_load_step(self) -> int | None:
         e = self.plant.eload
@@ -179,34 +183,33 @@ class World:
 
     def _truths(self) -> list[Truth]:
         """What each BMS's sensors face now (cached until time or the circuit moves)."""
-        key = self._instant()
-        if self._truth_key[:2] != key[:2]:
+        if not self._is_now(self._truth_key):
             groups_v = self._group_voltages()
             temps_c = self.physics.temperatures()
             self._truth_cache = [self._truth(i, groups_v, temps_c) for i in range(len(self.bms))]
-            self._truth_key = key
+            self._truth_key = (self.t_ns, self._solution)
         return self._truth_cache
 
-    def _instant(self) -> tuple:
-        """The key of what the caches above hold: the time and the circuit solution, compared by
-        its id in ``key[:2]`` (the solution object is kept in the key so its id stays unique)."""
-        return self.t_ns, id(self._solution), self._solution
+    def _is_now(self, key: tuple) -> bool:
+        """``key``, the (time, circuit solution) a cache above was filled at, is the present: the
+        same time and the very same solution object (a new one is made at every solve)."""
+        return key[0] == self.t_ns and key[1] is self._solution
 
     def _group_voltages(self) -> np.ndarray:
         """``(packs, 16)`` true group voltages now (the cell taps; cached like the truths)."""
-        key = self._instant()
-        if self._groups_key[:2] != key[:2]:
-            self._groups_v, self._groups_key = self.physics.group_voltages(np.array(self._solution.pack_a)), key
+        if not self._is_now(self._groups_key):
+            self._groups_v = self.physics.group_voltages(self._solution.pack_a)
+            self._groups_key = (self.t_ns, self._solution)
         return self._groups_v
 
     def _signature(self) -> tuple:
-        truths = self._truths()
-        return tuple(b.conditions(truths[i], self.t_ns) for i, b in enumerate(self.bms))
+        t = self.t_ns
+        return tuple([b.conditions(truth, t) for b, truth in zip(self.bms, self._truths())])
 
     def _step(self, t1: int) -> None:
         before = self._signature()
         t0 = self.t_ns
-        tick = ns(self.profile.bms.sample_period_s)
+        tick = self._tick_ns
         if before != self._sampled:
             # an input changed since the last sample (a command, an inserted fault): the BMS
             # sees it at its next sample instant, not at the end of a long step
@@ -235,8 +238,8 @@ class World:
         dt = (t1 - self.t_ns) / _NS
         if dt > 0:
             # what flows at the terminals, plus the BMS's own supply (not through its shunt)
-            draw = [b.p.bms.standby_draw_a if b.awake else b.p.bms.off_draw_a for b in self.bms]
-            current = np.array(self._solution.pack_a) - np.array(draw)
+            current = [a - (b.p.bms.standby_draw_a if b.awake else b.p.bms.off_draw_a)
+                       for a, b in zip(self._solution.pack_a, self.bms)]
             self.physics.step(dt, current, self.chamber.air_c)
             self.chamber.advance(dt, self.plant.chamber)
         self.t_ns = t1
@@ -246,11 +249,13 @@ class World:
         """Every BMS samples at the step's end; then relays, reports, lights and the rig's view."""
         t = self.t_ns
         truths = self._truths()
-        relays = [self._actual_relays(i) for i in range(len(self.bms))]
+        commanded = [b.relays for b in self.bms]
         for i, b in enumerate(self.bms):
             b.sample(truths[i], t)
-        if relays != [self._actual_relays(i) for i in range(len(self.bms))]:
-            self._solution = self._solve()  # the BMS switched relays: the circuit changed
+        if commanded != [b.relays for b in self.bms]:
+            # the BMS switched relays: the circuit changed (unless a stuck relay ignored it, and
+            # then solving again gives the same solution)
+            self._solution = self._solve()
         self._short_circuit()
         for device in self.timed:
             device.on_time(t)
@@ -264,7 +269,7 @@ class World:
     def _short_circuit(self) -> None:
         """The BMS's hardware short-circuit detector: cut after the profile's delay."""
         sc = self.profile.short_circuit
-        over = any(abs(a) >= sc.threshold_a for a in self._solution.pack_a)
+        over = any([abs(a) >= sc.threshold_a for a in self._solution.pack_a])
         if not (sc.enabled and over):
             self._sc_at = None
         elif self._sc_at is None:
@@ -283,25 +288,27 @@ class World:
         elif self._next_report is None:
             # the BMS reports on the seconds of its own real-time clock: the first report falls on
             # the next whole period after it woke, then one every period
-            period = ns(self.profile.can.period_s)
+            period = self._can_period_ns
             self._next_report = (self.t_ns // period + 1) * period
 
     def _report(self, t: int) -> None:
-        self._next_report += ns(self.profile.can.period_s)
+        self._next_report += self._can_period_ns
         if not self.can_silenced and self.bms[0].awake:  # an Off pack says nothing (PACK_SPEC.md 2)
             self.can_out.extend(self.reporter.frames(self.bms, t))
 
     def _inputs_changed(self) -> None:
         """Relay outputs of the IO box act on the packs at the instant they change."""
-        outputs = dict(self.plant.io.outputs)
-        for name in ("power_button", "wake", "pack2_power_button", "pack2_wake"):
-            now = outputs.get(name, False)
-            if now != self._outputs.get(name, False):
-                pack = 1 if name.startswith("pack2_") else 0
-                if pack < len(self.bms):
-                    target = self.bms[pack]
-                    (target.on_button if name.endswith("power_button") else target.on_wake)(now, self.t_ns)
-        self._outputs = outputs
+        outputs = self.plant.io.outputs
+        if outputs != self._outputs:
+            for name in ("power_button", "wake", "pack2_power_button", "pack2_wake"):
+                now = outputs.get(name, False)
+                if now != self._outputs.get(name, False):
+                    pack = 1 if name.startswith("pack2_") else 0
+                    if pack < len(self.bms):
+                        target = self.bms[pack]
+                        (target.on_button if name.endswith("power_button") else target.on_wake)(now, self.t_ns)
+            self._outputs = dict(outputs)
+            self._outputs_key = tuple(sorted(self._outputs.items()))
         key = self._settings()
         if key != self._settings_seen:  # a command changed the circuit: solve it again now
             self._settings_seen = key
@@ -312,7 +319,7 @@ class World:
     def _settings(self) -> tuple:
         """Everything an instrument command can change in the circuit."""
         p = self.plant
-        return (tuple(sorted(self._outputs.items())), p.psu.on, p.psu.tripped, p.psu.voltage_set_v,
+        return (self._outputs_key, p.psu.on, p.psu.tripped, p.psu.voltage_set_v,
                 p.psu.current_set_a, p.eload.on, p.eload.mode, p.eload.setpoint, p.eload.short,
                 p.eload.program_started_ns, len(p.eload.program))
 
@@ -327,7 +334,7 @@ class World:
         p.eload.measured_a = s.load_a
         p.dmm.measured_v = s.pack_bus_v
         p.scanner.group_v = self._group_voltages().tolist()
-        p.scanner.case_c = np.repeat(self.physics.case_temperature()[:, None], 4, axis=1).tolist()
+        p.scanner.case_c = [[c] * 4 for c in self.physics.case_temperature().tolist()]  # 4 thermocouples a pack
         p.chamber.air_c = self.chamber.air_c
 
     def on_can_frame(self, msg: can.Message) -> None:

@@ -118,6 +118,14 @@ def _message(name_or_id: str | int, pack_address: int | None) -> DbcMessage:
     return message
 
 
+def dbc_message(name: str, pack_address: int | None = None) -> DbcMessage:
+    """The cantools message of frame ``name`` (``pack_address`` as for :func:`encode`).
+
+    :raises ValueError: unknown frame, missing or extra ``pack_address``.
+    """
+    return _message(name, pack_address)
+
+
 def encode(name_or_id: str | int, signals: dict, *, pack_address: int | None = None) -> can.Message:
     """Encode a frame from physical signal values (units as in the DBC) into a python-can message.
 
