@@ -67,48 +67,53 @@ def format_frame(msg: can.Message, timestamp: float | None = None) -> str:
     :raises ValueError: for an error, remote, CAN FD or over-long frame (the emulated pack sends
         classic data frames only), an ID beyond its width, or a negative or non-finite time.
     """
-    ts = msg.timestamp if timestamp is None else timestamp
-    if not (math.isfinite(ts) and ts >= 0):
-        raise ValueError(f"timestamp {ts!r} is not a time >= 0 s")
-    if msg.is_error_frame or msg.is_remote_frame or msg.is_fd or len(msg.data) > 8:
-        raise ValueError(f"CAN ID 0x{msg.arbitration_id:X}: only classic data frames (<= 8 bytes) are served")
-    sec, usec = divmod(round(ts * 1_000_000), 1_000_000)
-    limit, width = (0x1FFFFFFF, 8) if msg.is_extended_id else (0x7FF, 3)
-    if not 0 <= msg.arbitration_id <= limit:
-        raise ValueError(f"CAN ID 0x{msg.arbitration_id:X} beyond 0x{limit:X}")
-    return f"< frame {msg.arbitration_id:0{width}X} {sec}.{usec:06d} {msg.data.hex().upper()} >"
+    stamp = _stamp(msg.timestamp if timestamp is None else timestamp)
+    ident, data = _id_and_data(msg)
+    return f"< frame {ident} {stamp} {data} >"
 
 
 def format_frames(messages: list) -> str:
     """The RAW-mode text of ``messages`` in order: :func:`format_frame` of each, with the work
-    shared (a pack sends ~14 frames per timestamp and mostly the same payloads again), so a
-    frame costs a dictionary lookup instead of a formatting.
+    shared (a pack sends ~14 frames per timestamp and mostly the same payloads again): a
+    timestamp is written once for the frames that share it, a frame's ID and data once.
 
     :raises ValueError: as :func:`format_frame`, for the first frame socketcand cannot carry.
     """
-    lines, bodies = [], _BODIES
+    lines, known = [], _ID_AND_DATA
     last_ts, stamp = None, ""
     for m in messages:
         if m.timestamp != last_ts:
-            last_ts = m.timestamp
-            stamp = format_frame(_STAMP_PROBE, last_ts)[_STAMP_AT:-_STAMP_TAIL]
+            last_ts, stamp = m.timestamp, _stamp(m.timestamp)
         key = (m.arbitration_id, m.is_extended_id, bytes(m.data), m.is_error_frame, m.is_remote_frame, m.is_fd)
-        body = bodies.get(key)
-        if body is None:
-            line = format_frame(m, 0.0)  # validates the frame; its text around the time is kept
-            cut = line.index(" 0.000000 ")
-            body = (line[:cut + 1], line[cut + 9:])
-            if len(bodies) >= _BODY_CACHE:
-                bodies.clear()
-            bodies[key] = body
-        lines.append(f"{body[0]}{stamp}{body[1]}")
+        parts = known.get(key)
+        if parts is None:
+            if len(known) >= _ID_AND_DATA_CACHE:
+                known.clear()
+            parts = known[key] = _id_and_data(m)
+        lines.append(f"< frame {parts[0]} {stamp} {parts[1]} >")
     return "".join(lines)
 
 
-_BODIES: dict[tuple, tuple[str, str]] = {}  # frame -> its line before and after the timestamp
-_BODY_CACHE = 4096
-_STAMP_PROBE = can.Message(arbitration_id=0, is_extended_id=False)  # "< frame 000 <time>  >"
-_STAMP_AT, _STAMP_TAIL = len("< frame 000 "), len("  >")
+_ID_AND_DATA: dict[tuple, tuple[str, str]] = {}  # frame -> its ID and data as written (format_frames)
+_ID_AND_DATA_CACHE = 4096
+
+
+def _stamp(ts: float) -> str:
+    """A frame time as the daemon writes it: seconds with 6 decimals."""
+    if not (math.isfinite(ts) and ts >= 0):
+        raise ValueError(f"timestamp {ts!r} is not a time >= 0 s")
+    sec, usec = divmod(round(ts * 1_000_000), 1_000_000)
+    return f"{sec}.{usec:06d}"
+
+
+def _id_and_data(msg: can.Message) -> tuple[str, str]:
+    """A frame's ID (3 digits standard, 8 extended) and data (one unspaced hex string) as written."""
+    if msg.is_error_frame or msg.is_remote_frame or msg.is_fd or len(msg.data) > 8:
+        raise ValueError(f"CAN ID 0x{msg.arbitration_id:X}: only classic data frames (<= 8 bytes) are served")
+    limit, width = (0x1FFFFFFF, 8) if msg.is_extended_id else (0x7FF, 3)
+    if not 0 <= msg.arbitration_id <= limit:
+        raise ValueError(f"CAN ID 0x{msg.arbitration_id:X} beyond 0x{limit:X}")
+    return f"{msg.arbitration_id:0{width}X}", msg.data.hex().upper()
 
 
 def parse_send(command: str) -> can.Message:

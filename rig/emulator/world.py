@@ -17,7 +17,6 @@ Same seed, same commands at the same times → the same run, bit for bit.
 """
 from __future__ import annotations
 
-
 import can
 import numpy as np
 
