@@ -21,7 +21,7 @@ from rig import exits
 from rig.bench import Bench
 from rig.files.bench_file import LoadedBench
 from rig.light_reader import LightReader
-from rig.measure import Measurements
+from rig.measure import MEASUREMENTS, Measurements
 from rig.pack import Pack
 from rig.pcs import PcsStandIn
 from rig.recorder import Recorder
@@ -62,6 +62,8 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
                           flush_s=f.flush_s, clock=b.clock)
     for driver in b.instruments.values():
         driver.listeners.append(b.recorder.record_step)
+    # the test's measurements live on the bench, so the stimulus helpers can note what they did
+    b.measurements = request.node.stash[MEASUREMENTS] = Measurements(b.clock, b.recorder)
     b.supervisor = Supervisor(b, listeners=[lambda t, values: b.recorder.record_sample(t, **values)])
     b.pcs = PcsStandIn(b.can, b.clock)
     b.pcs.listeners.append(b.recorder.on_message_received)
@@ -134,8 +136,9 @@ def faults(bench):
 
 @pytest.fixture
 def measure(bench) -> Measurements:
-    """``measure(name, value, req=..., unit=..., at_least=/at_most=/nominal=+tolerance=/equals=)``."""
-    return Measurements(bench.clock, bench.recorder)
+    """``measure(name, value, req=..., unit=..., at_least=/at_most=/nominal=+tolerance=/equals=)``;
+    ``with measure.together():`` for checks that do not depend on each other (see rig.measure)."""
+    return bench.measurements
 
 
 def _condition(request, bench: Bench, pack: Pack) -> None:

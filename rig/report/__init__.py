@@ -1,0 +1,1 @@
+"""What a run leaves for people: margins and the traceability matrix."""
