@@ -183,6 +183,9 @@ def main(argv: list[str] | None = None) -> int:
     p_emu.add_argument("--quiet", action="store_true")
     p_emu.set_defaults(func=emulate)
 
+    from rig.report.commands import add_parsers  # compare, trend: run folders only
+    add_parsers(sub)
+
     args = parser.parse_args(argv)
     return args.func(args)
 
