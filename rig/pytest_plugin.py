@@ -19,6 +19,9 @@ from rig.files.bench_file import EMULATED_BENCH, LoadedBench, load_bench
 from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
 from rig.files.pack_spec import PackSpec, load_pack_spec
 
+#: titles, failure messages first and no fixture noise in the Allure report (rig/report/allure_outcomes.py)
+pytest_plugins = ["rig.report.allure_outcomes"]
+
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("packrig", "packrig battery-pack test rig")
