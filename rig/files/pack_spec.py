@@ -9,8 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 
+from rig.errors import ConfigError
 from rig.files.can_names import check_can_names
 from rig.files.loader import FileModel, load_toml
 from rig.files.rows import (FAILURES, PROTECTIONS, AlmLight, LightBand, Levels, Percent,
@@ -28,6 +29,15 @@ DEFAULT_PACK_SPEC = Path(__file__).resolve().parents[2] / "testcases" / "pack_sp
 class Meta(FileModel):
     name: str
     manual: str
+
+
+class Clauses(FileModel):
+    """Where a requirement comes from and which certification tests check the same thing: the
+    traceability matrix's columns (``[traceability]`` of the pack spec)."""
+
+    manual: str | None = None  # section(s) of the pack's manual
+    iec: str | None = None     # IEC 62619 clause(s)
+    ul: str | None = None      # UL 1973 test(s)
 
 
 class Ratings(FileModel):
@@ -211,6 +221,8 @@ class PackSpec(FileModel):
     """The whole pack spec (PACK_SPEC.md as data)."""
 
     meta: Meta
+    #: requirement id -> its manual section and IEC 62619 / UL 1973 clauses
+    traceability: dict[ReqId, Clauses] = Field(default_factory=dict)
     ratings: Ratings
     tolerance: Tolerance
     states: States
@@ -240,4 +252,25 @@ def load_pack_spec(path: str | Path = DEFAULT_PACK_SPEC) -> PackSpec:
     """
     loaded = load_toml(path, PackSpec)
     check_can_names(loaded, path)
+    ids = requirement_ids(loaded)
+    for req in loaded.traceability:
+        if req not in ids:
+            raise ConfigError(path, f"traceability.{req}", "not the id of a requirement in this pack spec "
+                                                           f"(ids: {', '.join(ids)})")
     return loaded
+
+
+def requirement_ids(section: BaseModel, path: str = "") -> dict[str, str]:
+    """Every requirement ``id`` in a pack spec (or one of its sections) with the dotted path of
+    the section that holds it, in file order: ``{"REQ-PROT-COV": "protections.cell_over_voltage"}``."""
+    found: dict[str, str] = {}
+    for name in type(section).model_fields:
+        if name == "traceability":
+            continue
+        value, where = getattr(section, name), f"{path}.{name}" if path else name
+        if name == "id" and isinstance(value, str):
+            found.setdefault(value, path)
+        for item in (value if isinstance(value, (tuple, list)) else (value,)):
+            if isinstance(item, BaseModel):
+                found.update({k: v for k, v in requirement_ids(item, where).items() if k not in found})
+    return found
