@@ -7,7 +7,9 @@ per (frame name, pack address) a bounded history of (timestamp, signals). The ti
 frame's own: virtual seconds on the emulated bench, the interface's receive time on a real one
 (python-can: Unix seconds, not the rig clock), so frame times are compared with frame times. A
 frame that breaks the protocol never stops the rig: it goes to ``errors`` with the raw frame.
-Every raw frame goes to the ``listeners`` (the recorder).
+Every raw frame goes to the ``listeners`` (the recorder), and so does every heartbeat the
+stand-in sent, marked ``is_rx = False`` (a log shows it as Tx), stamped on the received frames'
+clock and handed over in time order among them.
 
 Two ways to run, chosen by the bus:
 
@@ -24,7 +26,9 @@ query sees everything received up to that instant. Queries speak the pack's term
 """
 from __future__ import annotations
 
+import math
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
@@ -37,6 +41,8 @@ from rig.errors import ProtocolError, RigError
 from rig.protocol import can_frames
 
 HEARTBEAT_PERIOD_S = 1.0  #: s; PACK_SPEC.md 6: "The PCS answers every second with 0x305"
+#: Unix time of 1990-01-01: a frame stamped earlier carries rig-clock (or emulator) time.
+UNIX_1990 = 631152000.0
 MASTER_ADDRESS = 2  #: the master's (or a single pack's) address: the default for detail frames
 
 _HEARTBEAT = can_frames.encode("PcsHeartbeat", {})  # 8 zero bytes, standard ID 0x305
@@ -113,7 +119,8 @@ class PcsStandIn:
         if history < 2:
             raise ValueError(f"history must keep at least 2 receptions, got {history}")
         self.bus, self.clock, self.history_size = bus, clock, history
-        #: callables given every raw frame received, good or bad, in order (the CAN recorder).
+        #: callables given every raw frame received, good or bad, and every heartbeat sent
+        #: (``is_rx`` False), in time order (the CAN recorder).
         self.listeners: list[Callable[[can.Message], Any]] = []
         #: frames taken from the bus, good and bad.
         self.frames_received = 0
@@ -128,6 +135,13 @@ class PcsStandIn:
         self._cyclic = hasattr(bus, "on_arrival")
         self._job: can.broadcastmanager.CyclicSendTaskABC | None = None
         self._job_started = 0.0
+        # The heartbeats handed to the listeners: the job's (counted; they are due at exact
+        # times) and the 1-s task's (their rig-clock send times, queued until the first frame
+        # received says which clock the frames carry: the rig's, or Unix time).
+        self._job_logged = 0
+        self._tx_queue: deque[float] = deque()
+        self._tx_base: float | None = 0.0 if self._cyclic else None  # frame time - rig time of our frames
+        self._tx_next = math.inf  # frame time of the next heartbeat to hand over
         # Per (frame, pack address): the last ``history`` receptions, and how many ever came.
         self._tracks: dict[tuple[str, int | None], deque[Reception]] = {}
         self._counts: dict[tuple[str, int | None], int] = {}
@@ -159,31 +173,41 @@ class PcsStandIn:
         A resumed heartbeat starts at once, then every 1 s, as an inverter coming back does."""
         resume, self._silent = self._silent and not silent, bool(silent)
         if self._cyclic and self.pump in self.bus.on_arrival:
-            if self._silent:
-                self._stop_job()
-            else:
-                self._start_job()
+            with self._lock:
+                if self._silent:
+                    self._stop_job()
+                else:
+                    self._start_job()
         elif resume and self._task is not None:
             self._task.cancel()
             self._task = self.clock.every(HEARTBEAT_PERIOD_S, self._tick, "PCS heartbeat and CAN pump")
 
     def stop(self) -> None:
-        """Stop the heartbeat and the periodic pump (safe to call twice; the bus stays open)."""
+        """Stop the heartbeat and the periodic pump (safe to call twice; the bus stays open);
+        the heartbeats sent and not yet handed to the listeners are handed over now."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-        if self._cyclic and self.pump in self.bus.on_arrival:
-            self.bus.on_arrival.remove(self.pump)
-            self._stop_job()
+        with self._lock:
+            if self._cyclic and self.pump in self.bus.on_arrival:
+                self.bus.on_arrival.remove(self.pump)
+                self._stop_job()
+            if self._tx_base is None:  # no frame ever came: the frames' clock is taken as the rig's
+                self._tx_base = 0.0
+            self._log_own(math.inf)
 
     def _start_job(self) -> None:
         if self._job is None and not self._silent:
-            self._job_started = self.clock.now()
+            self._job_started, self._job_logged = self.clock.now(), 0
             self._job = self._guard(lambda: self.bus.send_periodic(self._heartbeat(), HEARTBEAT_PERIOD_S))
+            self._tx_next = self._own_next()
 
     def _stop_job(self) -> None:
         count, last = self._job_count()
+        if count:
+            self._log_own(last)  # the job's heartbeats up to its last one, before it is gone
         job, self._job = self._job, None
+        self._tx_next = self._own_next()
         if job is not None:
             with suppress(can.CanError, OSError, RigError):  # an interface that is gone sends nothing
                 job.stop()
@@ -213,6 +237,9 @@ class PcsStandIn:
             self._guard(lambda: self.bus.send(self._heartbeat()))
             self._sent += 1
             self._last_at = self.clock.now()
+            with self._lock:
+                self._tx_queue.append(self._last_at)
+                self._tx_next = self._own_next()
         self.pump()
 
     def pump(self) -> None:
@@ -221,8 +248,14 @@ class PcsStandIn:
         :raises: whatever a listener raises (a recorder that cannot write must fail the test)."""
         with self._lock:
             recv, tracks, counts = self.bus.recv, self._tracks, self._counts
+            last = -math.inf
             while (msg := recv(0)) is not None:
                 self.frames_received += 1
+                last = msg.timestamp
+                if self._tx_base is None:
+                    self._frames_clock(msg)
+                if last >= self._tx_next:  # our heartbeats sent before this frame go first
+                    self._log_own(last)
                 # the frame's identity and length are checked now, its signals decoded when read
                 key = _BY_ID.get((msg.arbitration_id, msg.is_extended_id, msg.dlc, len(msg.data)))
                 if key is None or msg.is_remote_frame or msg.is_error_frame:
@@ -236,6 +269,38 @@ class PcsStandIn:
                     counts[key] += 1
                 for listener in self.listeners:
                     listener(msg)
+            if self._tx_base is not None:
+                self._log_own(max(last, self.clock.now() + self._tx_base))
+
+    def _frames_clock(self, msg: can.Message) -> None:
+        """The first frame received says which clock the frames carry: Unix time (a real
+        interface) or the rig's (an emulator's); our queued heartbeats are stamped on it."""
+        self._tx_base = time.time() - self.clock.now() if msg.timestamp >= UNIX_1990 else 0.0
+        self._tx_next = self._own_next()
+
+    def _own_next(self) -> float:
+        """Frame time of the next heartbeat not yet handed to the listeners (inf: none)."""
+        t = math.inf
+        if self._job is not None:
+            t = self._job_started + self._job_logged * HEARTBEAT_PERIOD_S
+        if self._tx_queue and self._tx_base is not None:
+            t = min(t, self._tx_queue[0] + self._tx_base)
+        return t
+
+    def _log_own(self, until: float) -> None:
+        """Hand the listeners every heartbeat sent up to frame time ``until``, oldest first, as
+        the frames a log marks Tx."""
+        while self._tx_next <= until and self._tx_next != math.inf:
+            t = self._tx_next
+            if self._job is not None and t == self._job_started + self._job_logged * HEARTBEAT_PERIOD_S:
+                self._job_logged += 1
+            else:
+                self._tx_queue.popleft()
+            sent = can.Message(timestamp=t, arbitration_id=_HEARTBEAT.arbitration_id, is_extended_id=False,
+                               data=_HEARTBEAT.data, dlc=_HEARTBEAT.dlc, is_rx=False)
+            for listener in self.listeners:
+                listener(sent)
+            self._tx_next = self._own_next()
 
     def _bad(self, msg: can.Message) -> None:
         try:

@@ -119,8 +119,13 @@ def test_frames_are_decoded_with_their_timestamps_and_passed_to_listeners(buses,
     assert standin.signal("State") == "Run"
     assert [r.t for r in standin.received("StateOfCharge")] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert standin.periods("PackMeasurements") == [1.0, 1.0, 1.0, 1.0]
-    assert standin.frames_received == 15 and len(raw) == 15 and standin.errors == []
+    received = [m for m in raw if m.is_rx]
+    assert standin.frames_received == 15 and len(received) == 15 and standin.errors == []
     assert all(isinstance(m, can.Message) for m in raw)
+    # the stand-in's own heartbeats go to the listeners too, marked Tx, in time order among the frames
+    sent = [m for m in raw if not m.is_rx]
+    assert [(m.arbitration_id, m.timestamp) for m in sent] == [(0x305, float(t)) for t in range(5)]
+    assert [m.timestamp for m in raw] == sorted(m.timestamp for m in raw)
 
 
 def test_a_frame_never_received_is_named(standin):
