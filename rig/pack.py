@@ -6,7 +6,9 @@ instruments (terminal voltage on the DMM, current on the PSU/e-load read-backs, 
 voltages on the cell taps, lights on the light sensors). What the BMS *says* is read through
 the PCS stand-in (:attr:`Pack.pcs`); test cases compare the two.
 
-Every wait has a timeout from the pack spec and says what it waited for.
+Every wait has a timeout from the pack spec and says what it waited for. Every stimulus is
+noted on the test's measurements (:func:`rig.measure.note_stimulus`): a failure message names
+the stimulus the rig applied last, and the test's plot marks it.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from rig.bench import Bench
 from rig.errors import RigError
 from rig.files.pack_spec import PackSpec
 from rig.light_reader import LightReader
+from rig.measure import note_mark, note_stimulus
 from rig.pcs import PcsStandIn
 
 
@@ -24,10 +27,15 @@ class Pack:
         self.bench, self.spec, self.pcs, self.lights, self.number = bench, spec, pcs, lights, number
         self.clock = bench.clock
         self._prefix = "" if number == 1 else "pack2_"
+        self._who = "" if number == 1 else f"pack {number}: "
+
+    def _stimulus(self, text: str) -> None:
+        note_stimulus(self.bench, self._who + text)
 
     # --- what the engineer does ---------------------------------------------------------------
     def press_power(self, seconds: float) -> None:
         """Hold the POWER button for ``seconds`` (manual 6.2, 6.3)."""
+        self._stimulus(f"POWER held {seconds:g} s")
         self.bench.output(self._prefix + "power_button", True)
         try:
             self.clock.sleep(seconds)
@@ -36,13 +44,16 @@ class Pack:
 
     def wake(self, active: bool = True) -> None:
         """Drive the PCS wake signal (WAKE+/WAKE-)."""
+        self._stimulus("WAKE driven" if active else "WAKE released")
         self.bench.output(self._prefix + "wake", active)
 
     def close_breaker(self) -> None:
         self.bench.output("breaker", True)
+        note_mark(self.bench, "breaker closed")
 
     def open_breaker(self) -> None:
         self.bench.output("breaker", False)
+        self._stimulus("breaker opened")
 
     def power_on(self) -> float:
         """Breaker closed, POWER held for the spec's time; returns the terminal voltage once the
@@ -72,14 +83,16 @@ class Pack:
         self.close_breaker()
         self.bench.psu.apply(volts, current_limit_a)
         self.bench.psu.output_on()
+        self._stimulus(f"PSU at {volts:g} V ({current_limit_a:g} A limit) on P+/P-")
 
     def charge(self, current_a: float, voltage_v: float | None = None) -> None:
         """Charge at ``current_a`` (CC) up to ``voltage_v`` (CV; default: the CAN charge voltage limit)."""
         self.bench.eload.input_off()
         self.close_breaker()
-        self.bench.psu.apply(voltage_v if voltage_v is not None else self.spec.can.charge_voltage_limit_v,
-                             current_a)
+        volts = voltage_v if voltage_v is not None else self.spec.can.charge_voltage_limit_v
+        self.bench.psu.apply(volts, current_a)
         self.bench.psu.output_on()
+        self._stimulus(f"charge at {current_a:g} A up to {volts:g} V (PSU)")
 
     def discharge(self, current_a: float) -> None:
         """Discharge at ``current_a`` (e-load CC)."""
@@ -87,6 +100,7 @@ class Pack:
         self.close_breaker()
         self.bench.eload.set_mode("CC", current_a)
         self.bench.eload.input_on()
+        self._stimulus(f"discharge at {current_a:g} A (e-load)")
 
     def pulse(self, current_a: float, seconds: float) -> None:
         """One discharge pulse (e-load list mode), e.g. 96 A for 3 s."""
@@ -94,11 +108,13 @@ class Pack:
         self.close_breaker()
         # the load holds a list's last step: end it at 0 A
         self.bench.eload.pulse([(current_a, seconds), (0.0, 0.1)])
+        self._stimulus(f"discharge pulse of {current_a:g} A for {seconds:g} s (e-load)")
 
     def stop(self) -> None:
         """No current: PSU and e-load off (the breaker stays closed)."""
         self.bench.psu.output_off()
         self.bench.eload.input_off()
+        self._stimulus("current stopped (PSU and e-load off)")
 
     def rest(self, seconds: float) -> None:
         """No current for ``seconds``."""

@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import pytest
 
+from rig.measure import note_stimulus
+
 FAULT_INSERTION, PSU, ELOAD, CHAMBER = "fault insertion", "PSU", "e-load", "climate chamber"
 
 #: A climate chamber soaks a 58 kg pack in hours; a soak that has not arrived in 8 h has failed.
@@ -83,7 +85,29 @@ def drive(bench, pack, faults, quantity: str, value: float) -> str:
     else:
         for group, volts in enumerate(_group_voltages(pack.spec, quantity, value)):
             faults.force_group(pack.number - 1, group, volts)
+    note_stimulus(bench, described(bench, pack, quantity, value, how))
     return how
+
+
+def described(bench, pack, quantity: str, value: float, how: str) -> str:
+    """What :func:`drive` did, in the pack's terms: "every group driven to 3.63 V (fault insertion)"."""
+    who = "" if pack.number == 1 else f"pack {pack.number}: "
+    if quantity in ("charge_current", "discharge_current"):
+        limit = bench.limits.psu_max_current_a if quantity == "charge_current" else bench.limits.eload_max_current_a
+        real = min(value, limit)
+        extra = f", {value - real:g} A more through {FAULT_INSERTION}" if value > real else ""
+        return f"{who}{quantity.replace('_', ' ')} driven to {value:g} A ({how} {real:g} A{extra})"
+    if how == CHAMBER:
+        return f"{who}{CHAMBER} soaked the pack at {value:g} C"
+    if quantity in _TEMPERATURES:
+        return f"{who}temperature sensor T1 driven to {value:g} C ({how})"
+    volts = _group_voltages(pack.spec, quantity, value)
+    if quantity == "pack_voltage":
+        return f"{who}pack voltage driven to {value:g} V, every group at {volts[0]:.4g} V ({how})"
+    if quantity == "group_voltage_difference":
+        return (f"{who}group difference driven to {value:g} V: group 1 at {volts[0]:.4g} V, group 2 at "
+                f"{volts[1]:.4g} V ({how})")
+    return f"{who}every group driven to {value:g} V ({how})"
 
 
 def flow(pack, direction: str) -> float:
