@@ -11,9 +11,10 @@ is an error, e.g. ``NA:DATA OUT OF RANGE``), and ``akaeba/ATWG`` (SH-641: ``OK:T
 
 This is not SCPI: every command, settings included, is answered on its own line (``OK:<the
 command>`` or ``NA:<reason>``) and there is no ``SYST:ERR?`` queue. So this driver overrides
-the base class's transport: :meth:`write` reads the acknowledgement and raises
-:class:`~instruments.errors.InstrumentError` on ``NA:``, :meth:`query` raises on ``NA:`` too, and
-:meth:`check_errors` has nothing to read. The declared set-point still goes through the
+the base class's transport: a setting reads its acknowledgement and raises
+:class:`~instruments.errors.InstrumentError` on ``NA:``, a query raises on ``NA:`` too, and
+:meth:`check_errors` has nothing to read. Raw lines (:meth:`write`, :meth:`query`) may only be
+queries (a ``?`` before the first comma: ``TEMP?``, ``CONSTANT SET?,TEMP``). The declared set-point still goes through the
 base's gates (instrument range, bench hard limit ``"temperature"``, interlock) and is confirmed
 by reading it back. On a real chamber's LAN port the replies end in CR LF: open the resource
 with ``read_termination="\\r\\n"`` (``"\\n"`` works as well; the CR is stripped).
@@ -25,7 +26,9 @@ holds the target when the program ends in CONSTANT.
 """
 from __future__ import annotations
 
-from instruments.errors import InstrumentError, LimitRefused
+import numbers
+
+from instruments.errors import InstrumentError, LimitRefused, SetpointTypeError
 from instruments.roles import Chamber
 from instruments.scpi import ScpiInstrument, control, measurement
 
@@ -62,18 +65,25 @@ class EspecSh(ScpiInstrument, Chamber):
     mode = measurement("MODE?", "Operating mode: OFF, STANDBY, CONSTANT or RUN (program).", cast=str)
     air_c = measurement("TEMP?", "Measured air temperature, C.", unit="C", cast=field(0))
 
+    #: no IEEE 488.2 common commands: a raw line may only be a query
+    RAW_WRITES = frozenset()
+
     # --- ESPEC's transport: every line answered, errors in the answer ------------------------------
-    def query(self, command: str) -> str:
+    def _headers(self, line: str) -> list[str]:
+        """One command per line; its header is what comes before the first comma."""
+        return [line.split(",", 1)[0].strip().upper()]
+
+    def _query(self, command: str) -> str:
         """Send a command and return its reply.
 
         :raises InstrumentError: ``NA:<reason>``, no answer, or a transport error.
         """
-        reply = super().query(command)
+        reply = super()._query(command)
         if reply.startswith("NA:"):
             raise InstrumentError(self.name, command, reply)
         return reply
 
-    def write(self, command: str, *, safe: bool = False) -> None:
+    def _write(self, command: str, *, safe: bool = False) -> None:
         """Send a setting and check its acknowledgement (``OK:...``). ``safe=True`` passes the
         interlock (standby); everything else is refused once the supervisor has tripped.
 
@@ -81,7 +91,7 @@ class EspecSh(ScpiInstrument, Chamber):
         """
         if not safe:
             self.interlock()
-        reply = self.query(command)
+        reply = self._query(command)
         if not reply.startswith("OK:"):
             raise InstrumentError(self.name, command, f"no acknowledgement: {reply!r}")
 
@@ -90,7 +100,7 @@ class EspecSh(ScpiInstrument, Chamber):
 
     def identify(self) -> str:
         """The controller's model code and ROM version (``ROM?``)."""
-        return self.query("ROM?")
+        return self._query("ROM?")
 
     # --- the Chamber role ------------------------------------------------------------------------
     def air_temperature(self) -> float:
@@ -108,16 +118,18 @@ class EspecSh(ScpiInstrument, Chamber):
         :raises InstrumentError: the chamber refused a command (``NA:...``) or did not answer.
         """
         setpoint = type(self).temperature_setpoint
-        self._check_range(setpoint, setpoint_c)
+        setpoint_c = self._check_range(setpoint, setpoint_c)
         if ramp_c_per_min is not None:
             lo, hi = self.RAMP_RANGE
-            if not lo <= ramp_c_per_min <= hi:
+            if isinstance(ramp_c_per_min, bool) or not isinstance(ramp_c_per_min, numbers.Real):
+                raise SetpointTypeError(self.name, "ramp [C/min]", ramp_c_per_min, "a real number")
+            if not lo <= ramp_c_per_min <= hi:  # NaN fails this too
                 raise LimitRefused(self.name, "ramp [C/min]", ramp_c_per_min,
                                    f"driver range [{lo:g}, {hi:g}]")
         self.interlock()  # before the first byte: a tripped bench sends nothing at all
         if ramp_c_per_min is None:
             self.temperature_setpoint = setpoint_c
-            self.write("MODE,CONSTANT")
+            self._write("MODE,CONSTANT")
             return
         # the program starts from the air temperature: that is a set-point too, so it must be
         # inside the bench limit before anything is set
@@ -125,11 +137,11 @@ class EspecSh(ScpiInstrument, Chamber):
         self._check_range(setpoint, start_c)
         self.temperature_setpoint = setpoint_c
         minutes = min(99 * 60 + 59, max(1, round(abs(setpoint_c - start_c) / ramp_c_per_min)))
-        self.write(f"RUN PRGM, TEMP{start_c:.1f} TIME{minutes // 60}:{minutes % 60} GOTEMP{setpoint_c:.1f}")
+        self._write(f"RUN PRGM, TEMP{start_c:.1f} TIME{minutes // 60}:{minutes % 60} GOTEMP{setpoint_c:.1f}")
 
     def standby(self) -> None:
         """Stop regulating (``MODE,STANDBY``); allowed after a safety trip."""
-        self.write("MODE,STANDBY", safe=True)
+        self._write("MODE,STANDBY", safe=True)
 
     def make_safe(self) -> None:
         """Standby."""

@@ -7,6 +7,13 @@ rev. 2, 2018), the electronic-load SCPI the IT8900 series shares: ``FUNC``, ``CU
 ``LIST:LEV <step>,<A>``, ``LIST:WID <step>,<s>``, ``TRIG:SOUR BUS`` + ``*TRG``, ``PROT:CLE``,
 ``MEAS:VOLT?``/``MEAS:CURR?``.
 
+**Over-current protection.** ITECH's loads have a software OCP: with it on, a current above the
+level turns the input off and latches OC until ``PROT:CLE`` (*IT8800 User Manual* 3.17.2;
+the SCPI ``[SOURce:]CURRent:PROTection[:LEVel]`` / ``:STATe`` as the IT8500+ and IT8600
+programming guides of the same family word it). The guide gives CV mode no current limit of its
+own, so this OCP, at the bench's current limit, is what bounds CV (see
+:mod:`instruments.electronic_load`). Its delay is left at the ``*RST`` value, MINimum.
+
 **The watchdog is not ITECH's.** The guide documents no communication watchdog; the rig's
 emulation offers a vendor-style one worded after Keysight's (``INP:PROT:WDOG``,
 ``INP:PROT:WDOG:DEL`` 1 to 3600 s; see :mod:`rig.emulator.instruments.itech_it8900`). A real
@@ -43,7 +50,8 @@ TRIGGER_SOURCES = ("MAN", "IMM", "EXT", "BUS", "HOLD")
 class ItechIT8900(ScpiElectronicLoad):
     """ITECH IT8900 series load (150 V / 240 A / 12 kW) on a SCPI resource.
 
-    ``ItechIT8900(resource, name, limits={"current": (lo, hi)}, interlock=None)``
+    ``ItechIT8900(resource, name, limits={"current": .., "voltage": .., "watchdog": ..},
+    interlock=None, short_permit=None)``
     """
 
     model = "IT89"
@@ -62,8 +70,9 @@ class ItechIT8900(ScpiElectronicLoad):
     short_enabled = switch("INP:SHOR?", "INP:SHOR {}", "Short-circuit mode on/off.")
     function_mode = control("FUNC:MODE?", "FUNC:MODE {}", "FIX (fixed set-point) or LIST.",
                             values={"FIX", "LIST"}, cast=_keyword("FIX", "LIST"), tolerance=None)
-    list_range = control("LIST:RANG?", "LIST:RANG {:g}", "Current range of the list, A (0 to 240).",
-                         unit="A", values=(0.0, 240.0), tolerance=1e-3)
+    list_range = control("LIST:RANG?", "LIST:RANG {:g}", "Current range of the list, A (0 to 240), "
+                         "within the bench's current limit.", unit="A", values=(0.0, 240.0),
+                         limit="current", tolerance=1e-3)
     list_count = control("LIST:COUN?", "LIST:COUN {:d}", "Runs of the list (1 to 65535).",
                          values=(1, 65535), cast=_whole, tolerance=0)
     list_steps = control("LIST:STEP?", "LIST:STEP {:d}", "Steps in the list (1 to 84).",
@@ -75,11 +84,17 @@ class ItechIT8900(ScpiElectronicLoad):
                                  unit="s", values=(0.00002, 3600.0), tolerance=1e-3)
     trigger_source = control("TRIG:SOUR?", "TRIG:SOUR {}", "Trigger source: MAN, IMM, EXT, BUS or HOLD.",
                              values=set(TRIGGER_SOURCES), cast=_keyword(*TRIGGER_SOURCES), tolerance=None)
+    ocp_enabled = switch("CURR:PROT:STAT?", "CURR:PROT:STAT {}",
+                         "Over-current protection on/off: input off (latched) above ocp_level.")
+    ocp_level = control("CURR:PROT?", "CURR:PROT {:g}", "Over-current protection level, A (0 to 240), "
+                        "within the bench's current limit.", unit="A", values=(0.0, 240.0),
+                        limit="current", tolerance=1e-3)
     watchdog_enabled = switch("INP:PROT:WDOG?", "INP:PROT:WDOG {}",
                               "I/O watchdog on/off (vendor-style, see the module docstring).")
     watchdog_delay = control("INP:PROT:WDOG:DEL?", "INP:PROT:WDOG:DEL {:g}",
-                             "I/O watchdog delay, s (1 to 3600, whole seconds).",
-                             unit="s", values=(1.0, 3600.0), tolerance=1e-3)
+                             "I/O watchdog delay, s (1 to 3600, whole seconds), at most the "
+                             "bench's watchdog.", unit="s", values=(1.0, 3600.0), limit="watchdog",
+                             tolerance=1e-3)
     voltage = measurement("MEAS:VOLT?", "Input voltage as measured, V.", unit="V")
     current = measurement("MEAS:CURR?", "Input current as measured, A (positive into the load).", unit="A")
 

@@ -71,7 +71,7 @@ class Keysight34465A(ScpiInstrument, Voltmeter):
         """
         for ctl, value in ((type(self).range_v, range_v), (type(self).nplc, nplc)):
             self._check_range(ctl, value)
-        self.write(f"CONF:VOLT:DC {range_v:g}")
+        self._write(f"CONF:VOLT:DC {range_v:g}")
         self.check_errors()
         self.nplc = nplc
         got = self.range_v

@@ -95,7 +95,7 @@ class KeysightDaq970A(ScpiInstrument, Scanner):
     def _scan(self, command: str, order: list[int], channels: Sequence[int]) -> list[float]:
         """Run one MEASure? over ``order`` and return the values in the order of ``channels``."""
         try:
-            reply = self.query(command)
+            reply = self._query(command)
         except InstrumentError:
             self.check_errors()  # a refused MEASure? has no reply: name the DAQ's error if any
             raise
@@ -132,7 +132,7 @@ class KeysightDaq970A(ScpiInstrument, Scanner):
         order = self._sorted(channels)
         listed = channel_list(order)
         if not set(order) <= self._celsius_set:
-            self.write(f"UNIT:TEMP C,{listed}", safe=True)
+            self._write(f"UNIT:TEMP C,{listed}", safe=True)
             self.check_errors()
             self._celsius_set.update(order)
         return self._scan(f"MEAS:TEMP? TC,{self.thermocouple},{listed}", order, channels)

@@ -13,7 +13,12 @@ port ``s02`` of the input slot. The driver knows channels, not what is wired to 
 
 Closing a relay can energise the pack, so it is refused once the supervisor has tripped;
 opening one makes the bench safer and always goes through. Every change is confirmed: the
-error queue is read and the relay state read back.
+error queue is read and the relay state read back. ``closed`` must be a bool (``"yes"`` is
+refused, not taken as true). A relay given a *permit* (the bench gives the short-circuit
+contactor's relay one: its supervisor's short-circuit step) closes only while the permit says
+so. On a bench that gives the box a watchdog (``limits={"watchdog": (0, s)}``) a relay closes
+only while the watchdog reads armed within that value, and the watchdog is turned off only while
+every relay reads open; a bench without one (a stock DAQ970A) sends no watchdog command at all.
 
 **Watchdog: an extension, not a DAQ970A feature.** :meth:`protect` sends
 ``SYSTem:COMMunicate:WDOG <s>``, which the rig's emulated box implements (every relay opens
@@ -24,9 +29,9 @@ DAQM907A line the rig toggles) and do not ask this box for one.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 
-from instruments.errors import InstrumentError
+from instruments.errors import InstrumentError, LimitRefused, SetpointTypeError
 from instruments.keysight_daq970a import channel_list
 from instruments.roles import IoBox
 from instruments.scpi import ScpiInstrument, control
@@ -43,6 +48,8 @@ class KeysightDaq970AIo(ScpiInstrument, IoBox):
     :param input_slot: slot of the DAQM907A, 1-3.
     :param output_channels: the relays :meth:`outputs` reports (default all 20).
     :param input_channels: the lines :meth:`inputs` reports (default all 16).
+    :param permits: output channel -> says whether that relay may close now (the bench gives
+        the short-circuit contactor's relay its short-circuit step); other relays need none.
     :raises ValueError: a slot or channel the modules do not have.
     """
 
@@ -50,14 +57,17 @@ class KeysightDaq970AIo(ScpiInstrument, IoBox):
     RELAYS, LINES = 20, 16
 
     watchdog_s = control("SYST:COMM:WDOG?", "SYST:COMM:WDOG {:g}",
-                         "Relay watchdog, s, 0 (off) to 60: every relay opens when no command "
-                         "arrives for that long (rig extension, see the module docstring).",
-                         unit="s", values=(0.0, 60.0), tolerance=1e-3)
+                         "Relay watchdog, s, 0 (off) to 60, at most the bench's watchdog: every "
+                         "relay opens when no command arrives for that long (rig extension, see "
+                         "the module docstring).", unit="s", values=(0.0, 60.0), limit="watchdog",
+                         tolerance=1e-3)
 
     def __init__(self, resource, name: str, limits=None, interlock=None, *, relay_slot: int = 1,
                  input_slot: int = 2, output_channels: Sequence[int] = tuple(range(1, 21)),
-                 input_channels: Sequence[int] = tuple(range(1, 17))):
+                 input_channels: Sequence[int] = tuple(range(1, 17)),
+                 permits: Mapping[int, Callable[[], bool]] | None = None):
         super().__init__(resource, name, limits, interlock)
+        self.permits = dict(permits or {})
         if relay_slot == input_slot or not {relay_slot, input_slot} <= {1, 2, 3}:
             raise ValueError(f"{name}: relay slot {relay_slot}, input slot {input_slot}: two of 1-3")
         self.relay_slot, self.input_slot = relay_slot, input_slot
@@ -69,31 +79,47 @@ class KeysightDaq970AIo(ScpiInstrument, IoBox):
 
     def _relay(self, channel: int) -> int:
         """Output channel -> the DAQ's channel number (``2`` -> ``102``)."""
+        if isinstance(channel, bool) or not isinstance(channel, int):
+            raise SetpointTypeError(self.name, "output channel", channel, f"a whole number 1..{self.RELAYS}")
         if not 1 <= channel <= self.RELAYS:
             raise ValueError(f"{self.name}: output channel {channel} not in 1..{self.RELAYS}")
         return self.relay_slot * 100 + channel
 
     def _closed(self, relays: Sequence[int]) -> list[bool]:
         command = f"ROUT:CLOS? {channel_list(relays)}"
-        reply = self.query(command)
+        reply = self._query(command)
         states = reply.split(",")
         if len(states) != len(relays) or any(s.strip() not in ("0", "1") for s in states):
             raise InstrumentError(self.name, command, f"unreadable reply {reply!r}")
         return [s.strip() == "1" for s in states]
 
     def set_output(self, channel: int, closed: bool) -> None:
-        """Close (True) or open relay ``channel`` (1-20), then confirm it.
+        """Close (True) or open relay ``channel`` (1-20), then confirm it by reading it back.
 
         :raises ValueError: no such channel (nothing sent).
+        :raises SetpointTypeError: ``closed`` is not a bool, ``channel`` not an int (nothing sent).
+        :raises LimitRefused: closing a relay without its permit, or (on a bench that gives the
+            box a watchdog) while the watchdog reads off or longer than the bench's value.
         :raises InstrumentError: an instrument error, or the relay reads back otherwise.
         """
         relay = self._relay(channel)
+        if not isinstance(closed, bool):
+            raise SetpointTypeError(self.name, f"relay {channel} closed", closed, "True or False")
+        if closed:
+            self.interlock()  # before the read-backs below: a tripped bench is sent nothing
+            permit = self.permits.get(channel)
+            if permit is not None and not permit():
+                raise LimitRefused(self.name, f"relay {channel} closed", True, "this relay closes only "
+                                   "while the bench permits it (inside the supervisor's short-circuit step)")
+            if "watchdog" in self.limits:
+                armed = self.watchdog_s
+                self._check_watchdog_armed(armed > 0, armed, f"closing relay {channel}")
         command = f"ROUT:{'CLOS' if closed else 'OPEN'} (@{relay})"
-        self.write(command, safe=not closed)  # opening is what the supervisor itself does
+        self._write(command, safe=not closed)  # opening is what the supervisor itself does
         self.check_errors()
-        if self._closed([relay]) != [closed]:
-            state = "open" if closed else "closed"
-            raise InstrumentError(self.name, command, f"relay {relay} reads back {state}")
+        got = self._closed([relay])[0]
+        if got != closed:
+            raise InstrumentError(self.name, command, f"relay {relay} reads back {'closed' if got else 'open'}")
 
     def outputs(self) -> dict[int, bool]:
         """State of every output channel, True = closed (one ``ROUT:CLOS?``)."""
@@ -106,7 +132,7 @@ class KeysightDaq970AIo(ScpiInstrument, IoBox):
         :raises InstrumentError: no answer or not a 16-bit value.
         """
         command = f"SENS:DIG:DATA:WORD? (@{self.input_slot}01)"
-        reply = self.query(command)
+        reply = self._query(command)
         try:
             word = float(reply)
         except ValueError:
@@ -116,21 +142,41 @@ class KeysightDaq970AIo(ScpiInstrument, IoBox):
         return {ch: bool(int(word) >> (ch - 1) & 1) for ch in self.input_channels}
 
     def protect(self, watchdog_s: float | None) -> None:
-        """Open every relay when no command arrives for ``watchdog_s`` s (None: off).
+        """Open every relay when no command arrives for ``watchdog_s`` s (None: off, only while
+        every relay reads open). On a bench that gives the box no watchdog, ``None`` sends
+        nothing (there is none to turn off) and a delay is refused.
 
-        :raises LimitRefused: beyond 60 s (nothing sent).
+        :raises LimitRefused: beyond 60 s or the bench's ``"watchdog"``, a delay on a bench
+            without one, or off while a relay is closed (nothing sent).
         :raises InstrumentError: the box has no watchdog (a real DAQ970A: -113).
         """
-        self.watchdog_s = 0.0 if watchdog_s is None else watchdog_s
+        if watchdog_s is None:
+            if "watchdog" in self.limits:
+                self.watchdog_s = 0.0
+            return
+        if watchdog_s == 0:
+            raise LimitRefused(self.name, "watchdog_s [s]", watchdog_s, "a delay above 0 s (None turns it off)")
+        self.watchdog_s = watchdog_s
+
+    def _gate(self, ctl, value) -> None:
+        """The watchdog goes off only while every relay reads open."""
+        if ctl.name == "watchdog_s" and value == 0:
+            stuck = [r for r, closed in zip(self._all_relays(), self._closed(self._all_relays())) if closed]
+            if stuck:
+                raise LimitRefused(self.name, "watchdog_s [s]", value,
+                                   f"not off while relays {stuck} are closed: open them first")
+
+    def _all_relays(self) -> list[int]:
+        return list(range(self.relay_slot * 100 + 1, self.relay_slot * 100 + self.RELAYS + 1))
 
     def make_safe(self) -> None:
         """Open every relay of the DAQM903A, then confirm they read back open.
 
         :raises InstrumentError: a relay still reads closed, or no answer.
         """
-        relays = list(range(self.relay_slot * 100 + 1, self.relay_slot * 100 + self.RELAYS + 1))
+        relays = self._all_relays()
         command = f"ROUT:OPEN {channel_list(relays)}"
-        self.write(command, safe=True)
+        self._write(command, safe=True)
         stuck = [r for r, closed in zip(relays, self._closed(relays)) if closed]
         if stuck:
             raise InstrumentError(self.name, command, f"relays {stuck} still read closed")

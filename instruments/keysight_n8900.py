@@ -37,8 +37,9 @@ class KeysightN8900(ScpiPowerSupply):
     output_enabled = switch("OUTP?", "OUTP {}", "Output on/off (the programmed state; a trip keeps it).")
     watchdog_enabled = switch("OUTP:PROT:WDOG?", "OUTP:PROT:WDOG {}", "I/O watchdog on/off.")
     watchdog_delay = control("OUTP:PROT:WDOG:DEL?", "OUTP:PROT:WDOG:DEL {:g}",
-                             "I/O watchdog delay, s (1 to 3600, whole seconds).",
-                             unit="s", values=(1.0, 3600.0), tolerance=1e-3)
+                             "I/O watchdog delay, s (1 to 3600, whole seconds), at most the "
+                             "bench's watchdog.", unit="s", values=(1.0, 3600.0), limit="watchdog",
+                             tolerance=1e-3)
     voltage = measurement("MEAS:VOLT?", "Output voltage as measured, V.", unit="V")
     current = measurement("MEAS:CURR?", "Output current as measured, A.", unit="A")
     questionable = measurement("STAT:QUES:COND?", "STATus:QUEStionable condition register.",

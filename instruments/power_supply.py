@@ -14,13 +14,22 @@ property, with the model's range beside it (see :mod:`instruments.keysight_n8900
     questionable       measurement   the latched-protection register (int)
 
 plus :attr:`PROTECTION_BITS` (register bit -> name) and :attr:`CLEAR_PROTECTION` (command).
-The bench passes ``limits={"voltage": (0, 64.5), "current": (0, 80)}`` (PACK_SPEC 5): every
-set-point is checked against the instrument's range and those limits before a byte is sent;
-a call that sets several values checks them all first, so a refusal leaves nothing half-set.
+The bench passes ``limits={"voltage": (0, 64.5), "current": (0, 80), "watchdog": (0, 5)}``
+(PACK_SPEC 5): every set-point is checked against the instrument's range and those limits
+before a byte is sent; a call that sets several values checks them all first, so a refusal
+leaves nothing half-set. The output goes on (``output_on``, ``clear_protection``, or the
+``output_enabled`` property) only when the set-points, the OVP level and the watchdog *as read
+back* are within the limits: a value left by the front panel or another program is caught too.
+The watchdog is never longer than the bench's ``"watchdog"`` value and never turned off while
+the output reads on.
+
+OCP: on the N8900 it trips the output whenever the supply enters CC, which is how this bench
+charges (CC, then CV), so the bench programs it off; the current is bounded by the CC limit
+itself, which is gated against ``"current"`` like every set-point.
 """
 from __future__ import annotations
 
-from instruments.errors import InstrumentError
+from instruments.errors import InstrumentError, LimitRefused
 from instruments.roles import PowerSupply
 from instruments.scpi import ScpiInstrument
 
@@ -82,18 +91,23 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
         return volts, amps
 
     def protect(self, ovp_v: float, ocp: bool, watchdog_s: float | None) -> None:
-        """Program OVP (V), OCP on/off and the output watchdog (s; ``None`` turns it off).
+        """Program OVP (V), OCP on/off and the output watchdog (s; ``None`` turns it off, only
+        while the output reads off).
 
-        :raises LimitRefused: OVP or the watchdog delay beyond the instrument's range, or OVP
-            beyond the bench's voltage limit; all checked before anything is sent.
-        :raises ValueError: ``ocp`` is not a bool, or ``watchdog_s`` is not a whole multiple of
-            :attr:`WATCHDOG_STEP_S`.
+        :raises LimitRefused: OVP or the watchdog delay beyond the instrument's range, OVP beyond
+            the bench's voltage limit, the watchdog longer than the bench's ``"watchdog"``, or
+            ``None`` while the output is on; all checked before anything is set.
+        :raises SetpointTypeError: ``ocp`` is not a bool, or a value is not a number.
+        :raises ValueError: ``watchdog_s`` is not a whole multiple of :attr:`WATCHDOG_STEP_S`.
         :raises InstrumentError: the instrument reported an error or reads back another value.
         """
         self._check_range(self._ctl("ovp_level"), ovp_v)
         self._check_range(self._ctl("ocp_enabled"), ocp)
         if watchdog_s is not None:
             self._check_watchdog(watchdog_s)
+        else:
+            self.interlock()
+            self._refuse_while_on("watchdog_enabled", False)
         self.ovp_level = ovp_v
         self.ocp_enabled = ocp
         if watchdog_s is None:
@@ -109,12 +123,48 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
 
     def clear_protection(self) -> None:
         """Clear latched protections; the output returns to its programmed state, so this is
-        refused after a safety trip like any command that may turn the output on.
+        refused after a safety trip, and checked like :meth:`output_on`, as any command that may
+        turn the output on.
 
+        :raises LimitRefused: a set-point or the watchdog as read back is beyond the limits.
         :raises InstrumentError: the instrument reported an error.
         """
-        self.write(self.CLEAR_PROTECTION)
+        self.interlock()
+        self._check_output_state("clearing the protections")
+        self._write(self.CLEAR_PROTECTION)
         self.check_errors()
+
+    # --- gates ---------------------------------------------------------------------------------
+    def _gate(self, ctl, value) -> None:
+        """Output on: every set-point and the watchdog, read back, within the limits. Watchdog
+        off: only while the output is off."""
+        if ctl.name == "output_enabled" and value:
+            self._check_output_state("output on")
+        elif ctl.name == "watchdog_enabled" and not value:
+            self._refuse_while_on(ctl.name, value)
+
+    def _check_output_state(self, before: str) -> None:
+        """The programmed CV set-point, CC limit and OVP level (read back in one round trip) within
+        the instrument's range and the bench's limits, and the watchdog on within its limit.
+
+        :raises LimitRefused: naming the first value out of bounds (nothing was set).
+        """
+        names = ["voltage_setpoint", "current_setpoint", "ovp_level"]
+        watched = "watchdog" in self.limits
+        state = self._read_state(*names, *(["watchdog_enabled", "watchdog_delay"] if watched else []))
+        for name in names:
+            try:
+                self._check_range(self._ctl(name), state[name])
+            except LimitRefused as exc:
+                raise LimitRefused(self.name, f"{exc.quantity} (read back)", exc.value,
+                                   f"{exc.limit}, before {before}") from None
+        if watched:
+            self._check_watchdog_armed(state["watchdog_enabled"], state["watchdog_delay"], before)
+
+    def _refuse_while_on(self, quantity: str, value) -> None:
+        """Refuse a setting that leaves the output unguarded while the output reads on."""
+        if self.output_enabled:
+            raise LimitRefused(self.name, quantity, value, "not while the output is on: turn it off first")
 
     def make_safe(self) -> None:
         """Output off (works after a safety trip)."""

@@ -7,7 +7,11 @@ instrument exactly as on a real bench: pyvisa, python-can, pyserial.
 It owns the safety of the bench:
 
 - every driver gets the bench file's **hard limits** and the bench's **interlock**: once the
-  supervisor has tripped, every command except those that make the bench safe is refused;
+  supervisor has tripped, every command except those that make the bench safe is refused; the
+  e-load's limits carry the bench's voltage range (CR and CP imply a current over it), each
+  watched instrument's the longest watchdog the bench allows;
+- short-circuit mode of the e-load and the ``short_circuit`` relay close only inside the
+  supervisor's short-circuit step (:attr:`Bench.in_short_circuit_step`, the drivers' permit);
 - the instruments' own protections are programmed at start (PSU OVP/OCP and output watchdog,
   e-load and IO box watchdogs), so a killed rig leaves the outputs to switch themselves off;
 - :meth:`Bench.make_safe` is the safe state: PSU off, e-load off, breaker contactor and every
@@ -88,6 +92,8 @@ class Bench:
         self.features, self.limits = self.file.features, self.file.limits
         self.clock = clock or make_clock(self.file.bench.clock)
         self.trip: SafetyTrip | None = None
+        #: set by the supervisor's short-circuit step: the only time a short may be closed
+        self.in_short_circuit_step = False
         self.emulator = None
         self.instruments: dict[str, object] = {}
         self.can: can.BusABC | None = None
@@ -122,18 +128,14 @@ class Bench:
             if isinstance(self.clock, VirtualClock):
                 self.clock.attach(self.emulator)
         self.rm = pyvisa.ResourceManager("@py")
-        L = self.limits
-        limits = {
-            "psu": {"voltage": (0.0, L.psu_max_voltage_v), "current": (0.0, L.psu_max_current_a)},
-            "eload": {"current": (0.0, L.eload_max_current_a)},
-            "chamber": {"temperature": (L.chamber_min_c, L.chamber_max_c)},
-        }
+        limits, options = self._driver_limits(), self._driver_options()
         for name in ("psu", "eload", "dmm", "scanner", "chamber", "io"):
             spec = getattr(f.instruments, name)
             if spec is None:
                 continue
             address = ends["instruments"].get(name) if spec.resource == EMULATOR else spec.resource
-            self.instruments[name] = self._open(name, spec, address, limits.get(name, {}))
+            self.instruments[name] = self._open(name, spec, address, limits.get(name, {}),
+                                                **options.get(name, {}))
         can_kwargs = ends["can"] if f.can.channel == EMULATOR or f.can.interface == EMULATOR else {
             "interface": f.can.interface, "channel": f.can.channel, "bitrate": f.can.bitrate, **f.can.options}
         if can_kwargs.get("interface") == "socketcand":
@@ -157,20 +159,66 @@ class Bench:
             args += ["--firmware", str(firmware_path)]
         return RemoteEmulator(args)
 
-    def _open(self, name: str, spec, address: str, limits: dict):
+    def _driver_limits(self) -> dict[str, dict[str, tuple[float, float]]]:
+        """Each driver's hard limits, from the bench file. The e-load's ``"voltage"`` is the range
+        it is operated over: at most the PSU cap or the pack maximum (what a CR load sees at
+        worst), at least the supervisor's pack minimum (a CP load draws most there; below it the
+        supervisor trips and the load's own OCP cuts it). ``"watchdog"``: the longest silence
+        each watched instrument may be given (absent for an IO box without a watchdog)."""
+        L, i = self.limits, self.file.instruments
+        limits = {
+            "psu": {"voltage": (0.0, L.psu_max_voltage_v), "current": (0.0, L.psu_max_current_a),
+                    "watchdog": (0.0, i.psu.watchdog_s)},
+            "eload": {"current": (0.0, L.eload_max_current_a),
+                      "voltage": (L.pack_min_v, max(L.psu_max_voltage_v, L.pack_max_v)),
+                      "watchdog": (0.0, i.eload.watchdog_s)},
+            "chamber": {"temperature": (L.chamber_min_c, L.chamber_max_c)},
+            "io": {},
+        }
+        if i.io.watchdog_s is not None:
+            limits["io"]["watchdog"] = (0.0, i.io.watchdog_s)
+        return limits
+
+    def _driver_options(self) -> dict[str, dict]:
+        """Role-specific driver arguments: the short-circuit permits."""
+        options = {"eload": {"short_permit": self.short_circuit_permitted}}
+        channel = self.file.instruments.io.outputs.get("short_circuit")
+        if channel is not None:
+            options["io"] = {"permits": {channel: self.short_circuit_permitted}}
+        return options
+
+    def short_circuit_permitted(self) -> bool:
+        """True only inside the supervisor's short-circuit step, and never after a trip."""
+        return self.in_short_circuit_step and self.trip is None
+
+    def _open(self, name: str, spec, address: str, limits: dict, **options):
         resource = self.rm.open_resource(address, read_termination="\n", write_termination="\n",
                                          timeout=round(spec.timeout_s * 1000))
         _tcp_no_delay(resource)
-        driver = driver_class(spec.model)(resource, name, limits=limits, interlock=self.interlock)
+        driver = driver_class(spec.model)(resource, name, limits=limits, interlock=self.interlock, **options)
+        driver.listeners.append(self._emulator_check)
         driver.identify()
         return driver
+
+    def _emulator_check(self, step) -> None:
+        """After a failed exchange: if the emulator process died, raise that
+        (:class:`~rig.errors.EmulatorDied`, exit code or signal and its safe state) out of the
+        driver's call instead of the instrument's timeout or transport error."""
+        died = getattr(self.emulator, "died", None) if step.error else None
+        timed_out = step.error and ("TMO" in step.error or "imeout" in step.error)
+        dead = died and died(0.0 if timed_out else 1.0)  # a closed socket: give the exit a moment
+        if dead:
+            raise dead
 
     def _protect(self) -> None:
         """Program the instruments' own protections: they act even when the rig is dead."""
         i, L = self.file.instruments, self.limits
+        # PSU OCP off: the N8900's trips the output in CC, which is how the pack is charged; the
+        # CC limit (gated against the bench's current limit) is what bounds the current
         self.psu.protect(ovp_v=L.psu_max_voltage_v, ocp=False, watchdog_s=i.psu.watchdog_s)
-        self.eload.protect(watchdog_s=i.eload.watchdog_s)
-        self.io.protect(watchdog_s=i.io.watchdog_s)
+        self.eload.protect(watchdog_s=i.eload.watchdog_s)  # and its OCP at the current limit
+        if i.io.watchdog_s is not None:  # a stock DAQ970A has none: ask it for nothing
+            self.io.protect(watchdog_s=i.io.watchdog_s)
 
     # --- roles ---------------------------------------------------------------------------------------
     psu = property(lambda self: self.instruments["psu"], doc="the power supply (PowerSupply role)")

@@ -52,11 +52,17 @@ class Supervisor:
     @contextmanager
     def short_circuit_step(self):
         """Allow the short-circuit current (PACK_SPEC.md 5: up to 2000 A for 10 ms) while the
-        test closes the short-circuit contactor."""
+        test closes the short-circuit contactor. Only inside this step do the drivers close the
+        ``short_circuit`` relay or put the e-load in short mode (the bench's permit); the step
+        does not nest."""
+        if self.bench.in_short_circuit_step:
+            raise RuntimeError("short_circuit_step does not nest: one short at a time")
         self._short_until = self.bench.clock.now() + self.limits.short_circuit_max_for_s
+        self.bench.in_short_circuit_step = True
         try:
             yield
         finally:
+            self.bench.in_short_circuit_step = False
             self._short_until = None
 
     # --- one sample -------------------------------------------------------------------------------

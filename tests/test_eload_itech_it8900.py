@@ -12,8 +12,18 @@ from instruments.itech_it8900 import ItechIT8900
 from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
 from rig.emulator.plant import LoadStep, Plant
 
-LIMITS = {"current": (0.0, 160.0)}
+# the emulated bench's: 160 A, the load operated between the pack minimum and the PSU cap, 5 s watchdog
+LIMITS = {"current": (0.0, 160.0), "voltage": (38.0, 64.5), "watchdog": (0.0, 5.0)}
 OK = ("SYST:ERR?", '0,"No error"')
+#: what the driver reads back (one round trip) before the input goes on
+STATE = ("FUNC?;:FUNC:MODE?;:INP:SHOR?;:CURR?;:RES?;:POW?;:LIST:RANG?;:CURR:PROT:STAT?;:CURR:PROT?;"
+         ":INP:PROT:WDOG?;:INP:PROT:WDOG:DEL?")
+
+
+def state(func="CURR", mode="FIX", short="0", curr="0", res="7500", pow_="0", rang="160", ocp="1",
+          ocp_a="160", wdog="1", delay="5"):
+    """The read-back before input on: by default CC 0 A, OCP at 160 A, watchdog 5 s."""
+    return (STATE, ";".join((func, mode, short, curr, res, pow_, rang, ocp, ocp_a, wdog, delay)))
 
 
 def confirmed(command: str, query: str, reply: str) -> list:
@@ -23,8 +33,8 @@ def confirmed(command: str, query: str, reply: str) -> list:
 
 @pytest.fixture
 def load(expected_protocol):
-    def make(pairs, interlock=None):
-        return ItechIT8900(expected_protocol(pairs), "eload", LIMITS, interlock)
+    def make(pairs, interlock=None, short_permit=None):
+        return ItechIT8900(expected_protocol(pairs), "eload", LIMITS, interlock, short_permit=short_permit)
     return make
 
 
@@ -56,24 +66,31 @@ def test_indexed_getters(load):
     assert (inst.list_level[1], inst.list_width[2]) == (96.0, 1.0)
 
 
-@pytest.mark.parametrize("attr, value, command, query, reply", [
-    ("function", "RES", "FUNC RES", "FUNC?", "RES"),
-    ("current_setpoint", 96.0, "CURR 96", "CURR?", "96"),
-    ("voltage_setpoint", 42.0, "VOLT 42", "VOLT?", "42"),
-    ("resistance_setpoint", 0.75, "RES 0.75", "RES?", "0.75"),
-    ("power_setpoint", 3000.0, "POW 3000", "POW?", "3000"),
-    ("input_enabled", True, "INP ON", "INP?", "1"),
-    ("short_enabled", True, "INP:SHOR ON", "INP:SHOR?", "1"),
-    ("function_mode", "LIST", "FUNC:MODE LIST", "FUNC:MODE?", "LIST"),
-    ("list_range", 240.0, "LIST:RANG 240", "LIST:RANG?", "240"),
-    ("list_count", 3, "LIST:COUN 3", "LIST:COUN?", "3"),
-    ("list_steps", 2, "LIST:STEP 2", "LIST:STEP?", "2"),
-    ("trigger_source", "BUS", "TRIG:SOUR BUS", "TRIG:SOUR?", "BUS"),
-    ("watchdog_enabled", True, "INP:PROT:WDOG ON", "INP:PROT:WDOG?", "1"),
-    ("watchdog_delay", 1.0, "INP:PROT:WDOG:DEL 1", "INP:PROT:WDOG:DEL?", "1"),
+@pytest.mark.parametrize("attr, value, gate, command, query, reply", [
+    ("function", "RES", [], "FUNC RES", "FUNC?", "RES"),
+    ("function", "VOLT", [("CURR:PROT:STAT?;:CURR:PROT?", "1;160")], "FUNC VOLT", "FUNC?", "VOLT"),
+    ("current_setpoint", 96.0, [], "CURR 96", "CURR?", "96"),
+    ("voltage_setpoint", 42.0, [], "VOLT 42", "VOLT?", "42"),
+    ("resistance_setpoint", 0.75, [], "RES 0.75", "RES?", "0.75"),
+    ("power_setpoint", 3000.0, [], "POW 3000", "POW?", "3000"),
+    ("input_enabled", True, [state()], "INP ON", "INP?", "1"),
+    ("function_mode", "LIST", [("LIST:RANG?", "160")], "FUNC:MODE LIST", "FUNC:MODE?", "LIST"),
+    ("list_range", 160.0, [], "LIST:RANG 160", "LIST:RANG?", "160"),
+    ("list_count", 3, [], "LIST:COUN 3", "LIST:COUN?", "3"),
+    ("list_steps", 2, [], "LIST:STEP 2", "LIST:STEP?", "2"),
+    ("trigger_source", "BUS", [], "TRIG:SOUR BUS", "TRIG:SOUR?", "BUS"),
+    ("ocp_enabled", True, [], "CURR:PROT:STAT ON", "CURR:PROT:STAT?", "1"),
+    ("ocp_level", 160.0, [], "CURR:PROT 160", "CURR:PROT?", "160"),
+    ("watchdog_enabled", True, [], "INP:PROT:WDOG ON", "INP:PROT:WDOG?", "1"),
+    ("watchdog_enabled", False, [("INP?;:INP:SHOR?", "0;0")], "INP:PROT:WDOG OFF", "INP:PROT:WDOG?", "0"),
+    ("watchdog_delay", 1.0, [], "INP:PROT:WDOG:DEL 1", "INP:PROT:WDOG:DEL?", "1"),
 ])
-def test_setter(load, attr, value, command, query, reply):
-    setattr(load(confirmed(command, query, reply)), attr, value)
+def test_setter(load, attr, value, gate, command, query, reply):
+    setattr(load(gate + confirmed(command, query, reply)), attr, value)
+
+
+def test_short_setter_with_the_permit(load):
+    load(confirmed("INP:SHOR ON", "INP:SHOR?", "1"), short_permit=lambda: True).short_enabled = True
 
 
 def test_indexed_setters(load):
@@ -89,8 +106,9 @@ def test_indexed_setters(load):
 ])
 def test_set_mode_writes_the_setpoint_before_the_function(load, mode, value, level, query):
     code = {"CC": "CURR", "CV": "VOLT", "CR": "RES", "CP": "POW"}[mode]
+    ocp = [("CURR:PROT:STAT?;:CURR:PROT?", "1;160")] if mode == "CV" else []  # CV: bounded by the OCP
     load(confirmed(level, query, f"{value:g}") + confirmed("FUNC:MODE FIX", "FUNC:MODE?", "FIX")
-         + confirmed(f"FUNC {code}", "FUNC?", code)).set_mode(mode, value)
+         + ocp + confirmed(f"FUNC {code}", "FUNC?", code)).set_mode(mode, value)
 
 
 def test_set_mode_unknown_is_a_programming_mistake(load):
@@ -99,8 +117,9 @@ def test_set_mode_unknown_is_a_programming_mistake(load):
 
 
 def test_input_on_off_and_short(load):
-    inst = load(confirmed("INP ON", "INP?", "1") + [("INP OFF", None), ("INP?", "0")]
-                + confirmed("INP:SHOR ON", "INP:SHOR?", "1") + [("INP:SHOR OFF", None), ("INP:SHOR?", "0")])
+    inst = load([state()] + confirmed("INP ON", "INP?", "1") + [("INP OFF", None), ("INP?", "0")]
+                + confirmed("INP:SHOR ON", "INP:SHOR?", "1") + [("INP:SHOR OFF", None), ("INP:SHOR?", "0")],
+                short_permit=lambda: True)
     inst.input_on()
     inst.input_off()
     inst.short(True)
@@ -113,13 +132,13 @@ def test_input_off_still_on_raises(load):
 
 
 def test_pulse_programs_arms_and_triggers_a_list(load):
-    pairs = (confirmed("LIST:RANG 240", "LIST:RANG?", "240") + confirmed("LIST:COUN 1", "LIST:COUN?", "1")
+    pairs = (confirmed("LIST:RANG 160", "LIST:RANG?", "160") + confirmed("LIST:COUN 1", "LIST:COUN?", "1")
              + confirmed("LIST:STEP 2", "LIST:STEP?", "2")
              + confirmed("LIST:LEV 1,96", "LIST:LEV? 1", "96") + confirmed("LIST:WID 1,3", "LIST:WID? 1", "3")
              + confirmed("LIST:LEV 2,0", "LIST:LEV? 2", "0") + confirmed("LIST:WID 2,1", "LIST:WID? 2", "1")
-             + confirmed("FUNC:MODE LIST", "FUNC:MODE?", "LIST")
+             + [("LIST:RANG?", "160")] + confirmed("FUNC:MODE LIST", "FUNC:MODE?", "LIST")
              + confirmed("TRIG:SOUR BUS", "TRIG:SOUR?", "BUS")
-             + confirmed("INP ON", "INP?", "1") + [("*TRG", None), OK])
+             + [state(mode="LIST")] + confirmed("INP ON", "INP?", "1") + [("*TRG", None), OK])
     load(pairs).pulse([(96.0, 3.0), (0.0, 1.0)])
 
 
@@ -127,14 +146,20 @@ def test_measure(load):
     assert load([("MEAS:VOLT?;:MEAS:CURR?", "50.1;96")]).measure() == (50.1, 96.0)
 
 
+OCP_ON = confirmed("CURR:PROT 160", "CURR:PROT?", "160") + confirmed("CURR:PROT:STAT ON", "CURR:PROT:STAT?", "1")
+
+
 def test_protect(load):
-    load(confirmed("INP:PROT:WDOG:DEL 1", "INP:PROT:WDOG:DEL?", "1")
+    """The over-current protection at the bench's current limit, then the watchdog."""
+    load(OCP_ON + confirmed("INP:PROT:WDOG:DEL 1", "INP:PROT:WDOG:DEL?", "1")
          + confirmed("INP:PROT:WDOG ON", "INP:PROT:WDOG?", "1")).protect(1.0)
-    load(confirmed("INP:PROT:WDOG OFF", "INP:PROT:WDOG?", "0")).protect(None)
+    # off only with the input and short read off (checked before anything is set, and by the gate)
+    load([("INP?;:INP:SHOR?", "0;0")] + OCP_ON + [("INP?;:INP:SHOR?", "0;0")]
+         + confirmed("INP:PROT:WDOG OFF", "INP:PROT:WDOG?", "0")).protect(None)
 
 
 def test_protect_on_a_real_it8900_without_the_watchdog_raises(load):
-    pairs = [("INP:PROT:WDOG:DEL 1", None), ("SYST:ERR?", '-113,"Undefined header"'), OK]
+    pairs = OCP_ON + [("INP:PROT:WDOG:DEL 1", None), ("SYST:ERR?", '-113,"Undefined header"'), OK]
     with pytest.raises(InstrumentError, match="-113") as err:
         load(pairs).protect(1.0)
     assert err.value.instrument == "eload"
@@ -174,7 +199,7 @@ def test_read_back_disagreeing_raises(load):
 
 
 def test_error_queue_surfaces_naming_the_instrument(load):
-    pairs = [("INP ON", None), ("SYST:ERR?", '-221,"Settings conflict"'), OK]
+    pairs = [state(), ("INP ON", None), ("SYST:ERR?", '-221,"Settings conflict"'), OK]
     with pytest.raises(InstrumentError, match=r"eload: 'SYST:ERR\?' -> -221") as err:
         load(pairs).input_on()
     assert err.value.instrument == "eload"
@@ -185,6 +210,18 @@ def test_error_queue_surfaces_naming_the_instrument(load):
     (lambda e: e.set_mode("CC", 161.0), "current_setpoint [A]", 161.0, "[0, 160]"),
     (lambda e: e.set_mode("CV", 151.0), "voltage_setpoint [V]", 151.0, "instrument range [0, 150]"),
     (lambda e: e.set_mode("CR", 0.001), "resistance_setpoint [ohm]", 0.001, "instrument range [0.01, 7500]"),
+    # CR: 64.5 V (the bench's highest) / 0.4 ohm = 161 A; CP: 6100 W / 38 V (its lowest) = 160.5 A
+    (lambda e: e.set_mode("CR", 0.4), "resistance_setpoint [ohm]", 0.4, "161.2 A at 64.5 V"),
+    (lambda e: setattr(e, "resistance_setpoint", 0.4), "resistance_setpoint [ohm]", 0.4, "bench current limit 160 A"),
+    (lambda e: e.set_mode("CP", 6100.0), "power_setpoint [W]", 6100.0, "160.5 A at 38 V"),
+    (lambda e: e.set_mode("CP", 12000.0), "power_setpoint [W]", 12000.0, "315.8 A at 38 V"),
+    (lambda e: setattr(e, "power_setpoint", 6100.0), "power_setpoint [W]", 6100.0, "bench current limit 160 A"),
+    (lambda e: setattr(e, "list_range", 240.0), "list_range [A]", 240.0, "[0, 160]"),
+    (lambda e: setattr(e, "ocp_level", 200.0), "ocp_level [A]", 200.0, "[0, 160]"),
+    (lambda e: setattr(e, "ocp_enabled", False), "ocp_enabled", False, "stays on"),
+    (lambda e: e.short(True), "short_enabled", True, "short-circuit step"),
+    (lambda e: setattr(e, "short_enabled", True), "short_enabled", True, "short-circuit step"),
+    (lambda e: e.protect(6.0), "watchdog_delay [s]", 6.0, "bench hard limit [0, 5]"),
     (lambda e: e.pulse([(96.0, 3.0), (161.0, 0.01)]), "list_level [A]", 161.0, "[0, 160]"),
     (lambda e: e.pulse([(96.0, 3601.0)]), "list_width [s]", 3601.0, "instrument range [2e-05, 3600]"),
     (lambda e: e.pulse([(1.0, 1.0)] * 85), "list_steps", 85, "instrument range [1, 84]"),
@@ -223,13 +260,20 @@ def test_interlock_refuses_all_but_the_safe_commands(load):
 # --- (b) the driver against the emulated IT8900 over TCP ----------------------------------------------
 @pytest.fixture
 def bench(serve):
-    """(plant, emulated device, clock, driver, raw resource, server, connect)."""
+    """(plant, emulated device, clock, driver, raw resource, server, connect); the driver protected
+    as the bench does it (OCP at 160 A, watchdog 5 s), its short permitted while ``permit[0]``."""
     plant, clock = Plant(), FakeClock(7_000_000_000)
     plant.now_ns = clock
     device = EmulatedIT8900(plant)
     server, connect = serve(device)
     resource = connect()
-    yield plant, device, clock, ItechIT8900(resource, "eload", LIMITS), resource, server, connect
+    eload = ItechIT8900(resource, "eload", LIMITS, short_permit=lambda: PERMIT[0])
+    eload.protect(5.0)
+    PERMIT[0] = False
+    yield plant, device, clock, eload, resource, server, connect
+
+
+PERMIT = [False]
 
 
 @pytest.mark.parametrize("mode, value", [("CC", 50.0), ("CV", 45.0), ("CR", 0.5), ("CP", 2500.0)])
@@ -277,6 +321,10 @@ def test_emulated_trigger_outside_list_mode_is_ignored(bench):
 
 def test_emulated_short(bench):
     plant, device, clock, eload, *_ = bench
+    with pytest.raises(LimitRefused, match="short-circuit step"):
+        eload.short(True)
+    assert plant.eload.short is False
+    PERMIT[0] = True
     eload.short(True)
     assert plant.eload.short is True and eload.short_enabled is True
     eload.short(False)
@@ -329,13 +377,14 @@ def test_emulated_reset_is_the_power_on_state(bench):
     assert (eload.watchdog_enabled, eload.function_mode) == (False, "FIX")
 
 
-def test_emulated_disconnect_turns_the_input_off(bench):
-    plant, device, clock, eload, resource, *_ = bench
-    eload.short(True)
+def test_emulated_disconnect_keeps_the_input_on(bench):
+    """As a real load: a controller going away changes nothing (the watchdog is what acts)."""
+    plant, device, clock, eload, resource, server, _ = bench
     eload.pulse([(96.0, 3.0), (0.0, 1.0)])
+    program = list(plant.eload.program)
     resource.close()
-    eventually(lambda: plant.eload.on is False)
-    assert (plant.eload.short, plant.eload.program) == (False, [])
+    eventually(lambda: not server.clients)  # the server has seen the disconnect
+    assert plant.eload.on is True and plant.eload.program == program != []
 
 
 def test_emulated_garbage_does_not_stop_the_server(bench):

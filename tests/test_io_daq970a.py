@@ -29,6 +29,10 @@ def tripped():
     raise Tripped("supervisor tripped")
 
 
+#: a bench that gives the box a watchdog of at most 5 s
+WATCHED = {"watchdog": (0.0, 5.0)}
+
+
 def box(resource, **kw):
     return KeysightDaq970AIo(resource, "io", **kw)
 
@@ -74,19 +78,32 @@ def test_watchdog_get(expected_protocol):
 def test_protect_sets_the_watchdog(expected_protocol):
     io = box(expected_protocol([
         ("SYST:COMM:WDOG 2", None), NO_ERROR, ("SYST:COMM:WDOG?", "+2.00000000E+00"),
-        ("SYST:COMM:WDOG 0", None), NO_ERROR, ("SYST:COMM:WDOG?", "+0.00000000E+00")]))
+        ("ROUT:CLOS? (@101:120)", ALL_OPEN),  # off only with every relay open
+        ("SYST:COMM:WDOG 0", None), NO_ERROR, ("SYST:COMM:WDOG?", "+0.00000000E+00")]), limits=WATCHED)
     io.protect(2.0)
     io.protect(None)
 
 
 def test_watchdog_beyond_range_sends_nothing(expected_protocol):
     with pytest.raises(LimitRefused, match="instrument range"):
-        box(expected_protocol([])).protect(100.0)
+        box(expected_protocol([]), limits=WATCHED).protect(100.0)
+    with pytest.raises(LimitRefused, match=r"bench hard limit \[0, 5\]"):
+        box(expected_protocol([]), limits=WATCHED).protect(6.0)
+
+
+def test_a_bench_without_an_io_watchdog_asks_for_none(expected_protocol):
+    """example-real.toml: a stock DAQ970A has no watchdog; the driver does not pretend."""
+    io = box(expected_protocol([("ROUT:CLOS (@102)", None), NO_ERROR, ("ROUT:CLOS? (@102)", "1")]))
+    io.protect(None)  # nothing to turn off: nothing sent
+    with pytest.raises(LimitRefused, match="no hard limit configured"):
+        io.protect(2.0)
+    io.set_output(2, True)  # no watchdog to check before closing
+    assert io.resource.sent == ["ROUT:CLOS (@102)", "SYST:ERR?", "ROUT:CLOS? (@102)"]
 
 
 def test_real_daq970a_has_no_watchdog(expected_protocol):
     io = box(expected_protocol([("SYST:COMM:WDOG 2", None), ("SYST:ERR?", '-113,"Undefined header"'),
-                                NO_ERROR]))
+                                NO_ERROR]), limits=WATCHED)
     with pytest.raises(InstrumentError, match='io.*-113,"Undefined header"') as err:
         io.protect(2.0)
     assert err.value.instrument == "io"
@@ -144,9 +161,9 @@ def bench(serve):
     yield plant, clock, asked, device, server, connect
 
 
-def io_for(connect):
+def io_for(connect, **kw):
     return KeysightDaq970AIo(connect(), "io", output_channels=sorted(OUTPUTS.values()),
-                             input_channels=sorted(INPUTS.values()))
+                             input_channels=sorted(INPUTS.values()), **kw)
 
 
 def wait_for(condition, what):
@@ -189,7 +206,7 @@ def test_inputs_are_the_lights_at_the_time_of_the_query(bench):
 
 def test_watchdog_opens_every_relay(bench):
     plant, clock, _, device, _, connect = bench
-    io = io_for(connect)
+    io = io_for(connect, limits=WATCHED)
     io.protect(2.0)
     io.set_output(OUTPUTS["breaker"], True)
     io.set_output(OUTPUTS["wake"], True)
@@ -210,7 +227,7 @@ def test_watchdog_opens_every_relay(bench):
 
 def test_expired_watchdog_acts_before_a_late_command(bench):
     plant, clock, _, device, _, connect = bench
-    io = io_for(connect)
+    io = io_for(connect, limits=WATCHED)
     io.protect(1.0)
     io.set_output(OUTPUTS["breaker"], True)
     clock["ns"] = 10 * S  # the world moved on without calling on_time
@@ -231,7 +248,7 @@ def test_disconnect_opens_relays(bench):
 def test_unknown_header_and_out_of_range_leave_settings(bench):
     plant, _, _, device, _, connect = bench
     res = connect()
-    io = KeysightDaq970AIo(res, "io")
+    io = KeysightDaq970AIo(res, "io", limits=WATCHED)
     io.protect(2.0)
     io.set_output(OUTPUTS["breaker"], True)
     res.write("ROUT:FROB (@101)")
@@ -260,7 +277,7 @@ def test_garbage_does_not_crash_the_server(bench):
     # the garbage client's disconnect opened the relays, as any client's would
     wait_for(lambda: not plant.io.outputs["wake"], "the relays open after the garbage client left")
     second = KeysightDaq970AIo(connect(), "io")
-    second.write("*CLS", safe=True)  # the error queue is the instrument's: the garbage left errors in it
+    second.write("*CLS")  # the error queue is the instrument's: the garbage left errors in it
     second.set_output(OUTPUTS["short_circuit"], True)
     assert plant.io.outputs["short_circuit"]
     assert first.outputs()[OUTPUTS["short_circuit"]] is True

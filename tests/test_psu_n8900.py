@@ -13,9 +13,16 @@ from instruments.keysight_n8900 import KeysightN8900
 from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
 from rig.emulator.plant import Plant
 
-LIMITS = {"voltage": (0.0, 64.5), "current": (0.0, 80.0)}
+LIMITS = {"voltage": (0.0, 64.5), "current": (0.0, 80.0), "watchdog": (0.0, 5.0)}
 OK = ("SYST:ERR?", '+0,"No error"')
 IDN = "Keysight Technologies,N8920A,MY12345678,B.01.00"
+#: what the driver reads back (one round trip) before the output goes on
+STATE = "VOLT?;:CURR?;:VOLT:PROT?;:OUTP:PROT:WDOG?;:OUTP:PROT:WDOG:DEL?"
+
+
+def state(volts="+5.50000E+01", amps="+2.00000E+01", ovp="+6.20000E+01", wdog="1", delay="+1.00000E+00"):
+    """The read-back before output on: by default 55 V / 20 A, OVP 62 V, watchdog on at 1 s."""
+    return (STATE, ";".join((volts, amps, ovp, wdog, delay)))
 
 
 def confirmed(command: str, query: str, reply: str) -> list:
@@ -52,12 +59,15 @@ def test_getter(psu, attr, query, reply, value):
     ("current_setpoint", 64.0, "CURR 64", "CURR?", "+6.40000E+01"),
     ("ovp_level", 62.5, "VOLT:PROT 62.5", "VOLT:PROT?", "+6.25000E+01"),
     ("ocp_enabled", True, "CURR:PROT:STAT ON", "CURR:PROT:STAT?", "1"),
-    ("output_enabled", True, "OUTP ON", "OUTP?", "1"),
-    ("watchdog_enabled", False, "OUTP:PROT:WDOG OFF", "OUTP:PROT:WDOG?", "0"),
     ("watchdog_delay", 2.0, "OUTP:PROT:WDOG:DEL 2", "OUTP:PROT:WDOG:DEL?", "+2.00000E+00"),
 ])
 def test_setter(psu, attr, value, command, query, reply):
     setattr(psu(confirmed(command, query, reply)), attr, value)
+
+
+def test_gated_setters_read_the_state_first(psu):
+    psu([state()] + confirmed("OUTP ON", "OUTP?", "1")).output_enabled = True
+    psu([("OUTP?", "0")] + confirmed("OUTP:PROT:WDOG OFF", "OUTP:PROT:WDOG?", "0")).watchdog_enabled = False
 
 
 def test_apply_sets_voltage_then_current(psu):
@@ -66,12 +76,12 @@ def test_apply_sets_voltage_then_current(psu):
 
 
 def test_output_on_checks_no_protection_is_latched(psu):
-    psu(confirmed("OUTP ON", "OUTP?", "1") + [("STAT:QUES:COND?", "0")]).output_on()
+    psu([state()] + confirmed("OUTP ON", "OUTP?", "1") + [("STAT:QUES:COND?", "0")]).output_on()
 
 
 def test_output_on_with_a_latched_protection_raises(psu):
     with pytest.raises(InstrumentError, match="OV protection") as err:
-        psu(confirmed("OUTP ON", "OUTP?", "1") + [("STAT:QUES:COND?", "1")]).output_on()
+        psu([state()] + confirmed("OUTP ON", "OUTP?", "1") + [("STAT:QUES:COND?", "1")]).output_on()
     assert err.value.instrument == "psu"
 
 
@@ -104,9 +114,10 @@ def test_protect_programs_ovp_ocp_and_watchdog(psu):
 
 
 def test_protect_without_watchdog_turns_it_off(psu):
-    psu(confirmed("VOLT:PROT 60", "VOLT:PROT?", "+6.00000E+01")
+    """Only with the output off: read before anything is set, and again by the gate."""
+    psu([("OUTP?", "0")] + confirmed("VOLT:PROT 60", "VOLT:PROT?", "+6.00000E+01")
         + confirmed("CURR:PROT:STAT OFF", "CURR:PROT:STAT?", "0")
-        + confirmed("OUTP:PROT:WDOG OFF", "OUTP:PROT:WDOG?", "0")).protect(60.0, False, None)
+        + [("OUTP?", "0")] + confirmed("OUTP:PROT:WDOG OFF", "OUTP:PROT:WDOG?", "0")).protect(60.0, False, None)
 
 
 def test_protect_with_a_fractional_watchdog_sends_nothing(psu):
@@ -117,7 +128,7 @@ def test_protect_with_a_fractional_watchdog_sends_nothing(psu):
 
 
 def test_clear_protection(psu):
-    psu([("OUTP:PROT:CLE", None), OK]).clear_protection()
+    psu([state(), ("OUTP:PROT:CLE", None), OK]).clear_protection()
 
 
 def test_identify(psu):
@@ -153,6 +164,8 @@ def test_unreadable_reply_raises(psu):
     (lambda p: p.apply(-1.0, 10.0), "voltage_setpoint [V]", -1.0, "instrument range [0, 80]"),
     (lambda p: p.protect(70.0, True, 1.0), "ovp_level [V]", 70.0, "[0, 64.5]"),
     (lambda p: p.protect(60.0, True, 0.5), "watchdog_delay [s]", 0.5, "instrument range [1, 3600]"),
+    (lambda p: p.protect(60.0, True, 6.0), "watchdog_delay [s]", 6.0, "bench hard limit [0, 5]"),
+    (lambda p: setattr(p, "watchdog_delay", 60.0), "watchdog_delay [s]", 60.0, "bench hard limit [0, 5]"),
 ])
 def test_hard_limits_refuse_with_nothing_sent(psu, call, quantity, value, limit):
     inst = psu([])
@@ -196,7 +209,9 @@ def bench(serve):
     device = EmulatedN8900(plant)
     server, connect = serve(device)
     resource = connect()
-    yield plant, device, clock, KeysightN8900(resource, "psu", LIMITS), resource, server, connect
+    psu = KeysightN8900(resource, "psu", LIMITS)
+    psu.protect(64.5, False, 5.0)  # as the bench does it at start
+    yield plant, device, clock, psu, resource, server, connect
 
 
 def test_emulated_identify_and_settings_land_in_the_plant(bench):
@@ -272,7 +287,7 @@ def test_emulated_commands_feed_the_watchdog(bench):
 def test_emulated_ovp_trip_latches_until_cleared(bench):
     plant, device, clock, psu, *_ = bench
     psu.apply(58.0, 20.0)
-    psu.protect(60.0, False, None)
+    psu.protect(60.0, False, 5.0)
     psu.output_on()
     with plant.lock:
         plant.psu.measured_v = 61.0
@@ -292,7 +307,7 @@ def test_emulated_ovp_trip_latches_until_cleared(bench):
 
 def test_emulated_ocp_trips_in_cc(bench):
     plant, device, clock, psu, *_ = bench
-    psu.protect(60.0, True, None)
+    psu.protect(60.0, True, 5.0)
     psu.output_on()
     with plant.lock:
         plant.psu.in_cc = True
@@ -311,12 +326,14 @@ def test_emulated_reset_is_the_power_on_state(bench):
     assert (psu.watchdog_enabled, psu.watchdog_delay, psu.ovp_level) == (False, 60.0, 88.0)
 
 
-def test_emulated_disconnect_turns_the_output_off(bench):
-    plant, device, clock, psu, resource, *_ = bench
+def test_emulated_disconnect_keeps_the_output_on(bench):
+    """As a real N8900: a controller going away changes nothing (the output watchdog is what acts)."""
+    plant, device, clock, psu, resource, server, _ = bench
     psu.apply(55.0, 20.0)
     psu.output_on()
     resource.close()
-    eventually(lambda: plant.psu.on is False)
+    eventually(lambda: not server.clients)  # the server has seen the disconnect
+    assert plant.psu.on is True and device.output_programmed is True
 
 
 def test_emulated_garbage_does_not_stop_the_server(bench):

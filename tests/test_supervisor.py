@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from rig.bench import Bench
-from rig.errors import SafetyTrip
+from rig.errors import LimitRefused, SafetyTrip
 from rig.files.bench_file import EMULATED_BENCH, load_bench
 from rig.files.firmware_profile import load_firmware_profile
 from rig.supervisor import Supervisor
@@ -106,14 +106,40 @@ NO_CUT = {"short_circuit.enabled": False, **{f"protections.discharge_over_curren
 
 @pytest.mark.parametrize("rig", [{"firmware": "no-cut"}], indirect=True)
 def test_current_above_its_maximum(rig):
-    """A BMS that never cuts a short: the rig's own read-back sees the current and trips."""
-    bench, _ = rig
+    """A BMS that never cuts a short and an e-load whose own over-current protection has failed:
+    past the short-circuit window, the rig's own read-back sees the current and trips."""
+    bench, supervisor = rig
     bench.psu.output_off()
-    bench.eload.short(True)  # an e-load short outside the short-circuit step
-    bench.eload.input_on()
-    trip = trip_of(bench)
+    with supervisor.short_circuit_step():
+        bench.eload.short(True)
+        bench.eload.input_on()
+        bench.eload.resource.write("CURR:PROT:STAT OFF")  # the load's OCP fails (behind the driver)
+        trip = trip_of(bench)
     assert "current" in trip.condition and trip.reading > bench.limits.current_max_a
     assert_safe(bench)
+
+
+def test_short_circuit_is_refused_outside_its_step(rig):
+    """The e-load's short mode and the short-circuit contactor: refused outside the supervisor's
+    short-circuit step (nothing sent), allowed inside it, refused again after it."""
+    bench, supervisor = rig
+    plant = bench.emulator.world.plant
+    for close in (lambda: bench.eload.short(True), lambda: bench.output("short_circuit", True)):
+        with pytest.raises(LimitRefused, match="short-circuit step"):
+            close()
+    assert not plant.eload.short and not plant.io.outputs["short_circuit"]
+    with supervisor.short_circuit_step():
+        bench.output("short_circuit", True)
+        assert plant.io.outputs["short_circuit"]
+        bench.output("short_circuit", False)
+        bench.eload.short(True)
+        bench.eload.short(False)
+        with pytest.raises(RuntimeError, match="does not nest"):
+            with supervisor.short_circuit_step():
+                pass
+    with pytest.raises(LimitRefused, match="short-circuit step"):
+        bench.output("short_circuit", True)
+    assert not plant.io.outputs["short_circuit"] and bench.trip is None
 
 
 def test_case_temperature_above_its_maximum():

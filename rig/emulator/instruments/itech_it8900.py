@@ -16,10 +16,17 @@ selects CC/CV/CR/CP, a list is built with ``LIST:RANGe/COUNt/STEP/LEVel/WIDth``,
     [SOURce:]LIST:RANGe <A>      LIST:COUNt <n>      LIST:STEP <n>      (each with ...?)
     [SOURce:]LIST:LEVel <step>,<A>     LIST:LEVel? <step>
     [SOURce:]LIST:WIDth <step>,<s>     LIST:WIDth? <step>
+    [SOURce:]CURRent:PROTection[:LEVel] <A>|MIN|MAX             ...? [MIN|MAX]  0..240 A
+    [SOURce:]CURRent:PROTection:STATe 0|1|OFF|ON                ...?
     TRIGger:SOURce MANual|IMMediate|EXTernal|BUS|HOLD           ...?
     *TRG (with TRIG:SOUR BUS)    TRIGger[:IMMediate] (any source)
     PROTection:CLEar
     MEASure|FETCh[:SCALar]:VOLTage|CURRent|POWer[:DC]?
+
+**Over-current protection** (ITECH's software OCP, *IT8800 User Manual* 3.17.2; the SCPI as
+the IT8500+ and IT8600 guides of the family word it; ``*RST``: off, level MAX): while on, an
+input current above the level turns the input off and latches OC, like the watchdog below (the
+emulation checks it at each step of the world, i.e. with the minimum delay).
 
 **Watchdog: not an ITECH feature.** The IT8800 guide documents no communication watchdog, so
 this emulation adds a vendor-style one, worded after Keysight's ``OUTPut:PROTection:WDOG`` with
@@ -78,7 +85,7 @@ class EmulatedIT8900(ScpiDevice):
         self.ranges = {"CURR": (0.0, max_current_a), "VOLT": (0.0, max_voltage_v),
                        "RES": (min_resistance_ohm, max_resistance_ohm), "POW": (0.0, max_power_w)}
         self.watchdog = IoWatchdog(lambda: self.plant.now_ns())
-        self.tripped = ""  # "WDOG" once the watchdog latched the input off; guarded by plant.lock
+        self.tripped = ""  # "WDOG" or "OCP" once one latched the input off; guarded by plant.lock
         for function in self.ranges:
             long = next(f for f in FUNCTIONS if f.upper().startswith(function))
             self._level(f"[SOURce:]{long}[:LEVel][:IMMediate]", function)
@@ -102,6 +109,11 @@ class EmulatedIT8900(ScpiDevice):
         self.command("[SOURce:]LIST:WIDth",
                      lambda arg: self._set_step(arg, self.list_widths, LIST_WIDTH_RANGE_S))
         self.command("[SOURce:]LIST:WIDth?", lambda arg: number(self.list_widths[self._step_index(arg)]))
+        self.command("[SOURce:]CURRent:PROTection[:LEVel]", self._set_ocp_level)
+        self.command("[SOURce:]CURRent:PROTection[:LEVel]?",
+                     lambda arg: number(self.ocp_level_a if (b := min_max(arg, *self.ranges["CURR"])) is None else b))
+        self.command("[SOURce:]CURRent:PROTection:STATe", lambda arg: setattr(self, "ocp_enabled", parse_bool(arg)))
+        self.command("[SOURce:]CURRent:PROTection:STATe?", lambda arg: "1" if self.ocp_enabled else "0")
         self.command("TRIGger:SOURce", self._set_trigger_source)
         self.command("TRIGger:SOURce?", lambda arg: self.trigger_source)
         self.command("*TRG", self._bus_trigger)
@@ -144,7 +156,8 @@ class EmulatedIT8900(ScpiDevice):
 
     def _refuse_if_latched(self, turning_on: bool) -> None:
         if turning_on and self.tripped:
-            raise ScpiError(-221, "Settings conflict; input latched off by the watchdog, send PROT:CLE")
+            cause = "the watchdog" if self.tripped == "WDOG" else "over-current protection"
+            raise ScpiError(-221, f"Settings conflict; input latched off by {cause}, send PROT:CLE")
 
     def _load_bool(self, field: str) -> str:
         with self.plant.lock:
@@ -204,6 +217,9 @@ class EmulatedIT8900(ScpiDevice):
                 load.mode, load.setpoint = PLANT_MODE[self.function], self.levels[self.function]
 
     # --- protection and watchdog ----------------------------------------------------------------------
+    def _set_ocp_level(self, arg: str) -> None:
+        self.ocp_level_a = parse_number(arg, *self.ranges["CURR"])
+
     def _clear_protection(self, arg: str) -> None:
         with self.plant.lock:
             self.tripped = ""  # the input stays off: the controller turns it on again
@@ -214,19 +230,24 @@ class EmulatedIT8900(ScpiDevice):
             value = getattr(load, field) if field else load.measured_v * load.measured_a
         return number(value)
 
-    # --- time, reset, disconnect -------------------------------------------------------------------
+    # --- time, reset (a client going away changes nothing: the watchdog acts) ----------------
     def touched(self) -> None:
         self.watchdog.feed()
 
     def on_time(self, t_ns: int) -> None:
-        """The world's time is now ``t_ns``: the watchdog turns the input off and latches when due.
+        """The world's time is now ``t_ns``: the watchdog turns the input off and latches when due,
+        and so does the over-current protection when the input draws above its level.
 
         Takes only ``plant.lock``, so the world may call it while holding that lock.
         """
         with self.plant.lock:
-            if not self.tripped and self.watchdog.expired(t_ns):
-                self.tripped = "WDOG"
-                self.plant.eload.on = False
+            load = self.plant.eload
+            if self.tripped:
+                return
+            if self.watchdog.expired(t_ns):
+                self.tripped, load.on = "WDOG", False
+            elif self.ocp_enabled and load.on and load.measured_a > self.ocp_level_a:
+                self.tripped, load.on = "OCP", False
 
     def next_deadline_ns(self) -> int | None:
         """When the watchdog fires if no command arrives first, ns; ``None`` when disarmed or latched."""
@@ -241,16 +262,10 @@ class EmulatedIT8900(ScpiDevice):
         self.list_levels = [0.0] * MAX_LIST_STEPS
         self.list_widths = [1.0] * MAX_LIST_STEPS
         self.watchdog.enabled, self.watchdog.delay_s = False, 60.0
+        self.ocp_enabled, self.ocp_level_a = False, self.ranges["CURR"][1]
         with self.plant.lock:
             self.tripped = ""
             load = self.plant.eload
             load.on, load.short, load.program, load.program_started_ns = False, False, [], None
         self._sync()
 
-    def on_disconnect(self) -> None:
-        """The controller went away: input off, short off, list stopped."""
-        with self.plant.lock:
-            load = self.plant.eload
-            load.on, load.short, load.program, load.program_started_ns = False, False, [], None
-        self.list_mode = False
-        self._sync()
