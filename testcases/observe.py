@@ -61,11 +61,12 @@ def check_flickers(measure, req: str, spec, label: str, state: LightState, count
     """A light flickered ``count`` times (counted by its falls) at ``period_s`` within the spec's
     relative tolerance; returns the times it went dark."""
     dark_at = falls(state)
-    measure(f"{label} flickers", len(dark_at), req=req, equals=count)
-    if len(dark_at) >= 2:
-        period = (dark_at[-1] - dark_at[0]) / (len(dark_at) - 1)
-        measure(f"{label} flicker period", period, req=req, unit="s", nominal=period_s,
-                tolerance=period_s * spec.tolerance.flicker_period_rel)
+    with measure.together():  # the count and the period, each on its own
+        measure(f"{label} flickers", len(dark_at), req=req, equals=count)
+        if len(dark_at) >= 2:
+            period = (dark_at[-1] - dark_at[0]) / (len(dark_at) - 1)
+            measure(f"{label} flicker period", period, req=req, unit="s", nominal=period_s,
+                    tolerance=period_s * spec.tolerance.flicker_period_rel)
     return dark_at
 
 
@@ -95,11 +96,12 @@ def check_periods(measure, req: str, spec, pcs, frame: str, pack_address: int | 
     """Every period between two receptions of ``frame`` is ``can.period_s`` within its tolerance."""
     can, label = spec.can, label or frame
     periods = pcs.periods(frame, pack_address)
-    measure(f"{label} periods seen", len(periods), req=req, at_least=2)
-    measure(f"{label} shortest period", min(periods, default=math.nan), req=req, unit="s",
-            nominal=can.period_s, tolerance=can.period_tolerance_s)
-    measure(f"{label} longest period", max(periods, default=math.nan), req=req, unit="s",
-            nominal=can.period_s, tolerance=can.period_tolerance_s)
+    with measure.together():
+        measure(f"{label} periods seen", len(periods), req=req, at_least=2)
+        measure(f"{label} shortest period", min(periods, default=math.nan), req=req, unit="s",
+                nominal=can.period_s, tolerance=can.period_tolerance_s)
+        measure(f"{label} longest period", max(periods, default=math.nan), req=req, unit="s",
+                nominal=can.period_s, tolerance=can.period_tolerance_s)
 
 
 def check_led(measure, req: str, spec, name: str, seen: LightState, want, where: str = "") -> None:

@@ -54,17 +54,18 @@ def test_activation_window_edges(probe, spec, bench, pack, pcs, lights, measure)
     run_lit = lights.read()["run"]
     frames = frame_count(pcs, "DetailStatus")
     label = f"{volts:g} V applied"
-    if wakes:
-        # relays closed: the DMM on the terminals reads the pack's own voltage (its cell taps)
-        measure(f"terminal voltage after {label} and removed", terminals, req=req, unit="V",
-                nominal=cells, tolerance=spec.tolerance.pack_voltage_v)
-        status = pcs.latest("DetailStatus")
-        measure(f"DetailStatus.State, {label}", status["State"], req=req, equals="Standby")
-        measure(f"DetailStatus.Relay1Closed, {label}", status["Relay1Closed"], req=req, equals=1)
-        measure(f"DetailStatus.Relay2Closed, {label}", status["Relay2Closed"], req=req, equals=1)
-        measure(f"RUN light lit, {label}", run_lit, req=req, equals=True)
-    else:
-        measure(f"terminal voltage after {label} and removed", terminals, req=req, unit="V",
-                at_most=spec.power_off.terminals_off_max_v)
-        measure(f"DetailStatus frames sent, {label} (an Off pack is silent)", frames, req=req, equals=0)
-        measure(f"RUN light lit, {label}", run_lit, req=req, equals=False)
+    with measure.together():  # what the pack shows after the one stimulus
+        if wakes:
+            # relays closed: the DMM on the terminals reads the pack's own voltage (its cell taps)
+            measure(f"terminal voltage after {label} and removed", terminals, req=req, unit="V",
+                    nominal=cells, tolerance=spec.tolerance.pack_voltage_v)
+            status = pcs.latest("DetailStatus")
+            measure(f"DetailStatus.State, {label}", status["State"], req=req, equals="Standby")
+            measure(f"DetailStatus.Relay1Closed, {label}", status["Relay1Closed"], req=req, equals=1)
+            measure(f"DetailStatus.Relay2Closed, {label}", status["Relay2Closed"], req=req, equals=1)
+            measure(f"RUN light lit, {label}", run_lit, req=req, equals=True)
+        else:
+            measure(f"terminal voltage after {label} and removed", terminals, req=req, unit="V",
+                    at_most=spec.power_off.terminals_off_max_v)
+            measure(f"DetailStatus frames sent, {label} (an Off pack is silent)", frames, req=req, equals=0)
+            measure(f"RUN light lit, {label}", run_lit, req=req, equals=False)

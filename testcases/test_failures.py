@@ -65,8 +65,10 @@ def test_failure_opens_the_relays_shows_alm_and_latches_until_a_power_cycle(key,
     power_on(pack)
     flow(pack, "discharge")
     INSERT[key](faults, pack.number - 1)
+    measure.stimulate(f"failure inserted while discharging: {key.replace('_', ' ')} (fault insertion)")
     _check_failed(measure, spec, pack, pcs, failure, within=_detect_within(spec))
     faults.clear()
+    measure.stimulate("fault removed")
     pack.stop()
     bench.clock.sleep(_detect_within(spec))
     _check_latched(measure, spec, pack, pcs, failure, "after the fault was removed")
@@ -98,12 +100,14 @@ def test_precharge_failure_at_power_on_keeps_the_relays_open(bench, pack, pcs, s
     the terminals; latched until a power cycle."""
     failure = spec.failures.precharge
     faults.precharge_failure(pack.number - 1)
+    measure.stimulate("pre-charge path opened (fault insertion)")
     pack.close_breaker()
     pack.press_power(spec.power_on.button_hold_s)
     _check_failed(measure, spec, pack, pcs, failure, within=spec.power_on.precharge_timeout_s + _detect_within(spec))
     measure("relay 1 closed in any report since power on",
             max(r.signals["Relay1Closed"] for r in pcs.received("DetailStatus")), req=failure.id, equals=0)
     faults.clear()
+    measure.stimulate("pre-charge path mended")
     bench.clock.sleep(_detect_within(spec))
     _check_latched(measure, spec, pack, pcs, failure, "after the pre-charge path was mended")
     _check_normal_after_power_cycle(measure, spec, pack, pcs, failure)
@@ -115,15 +119,17 @@ def test_power_on_with_a_failure_shows_alm_and_closes_no_relay(key, bench, pack,
     present, the pack reports it, shows ALM on and closes neither relay (0 V at the terminals)."""
     failure = getattr(spec.failures, _failure(key))
     AT_POWER_ON[key](faults, pack.number - 1)
+    measure.stimulate(f"failure inserted before power on: {key.replace('_', ' ')} (fault insertion)")
     pack.close_breaker()
     pack.press_power(spec.power_on.button_hold_s)
     _check_failed(measure, spec, pack, pcs, failure, within=_detect_within(spec))
     bench.clock.sleep(spec.power_on.relays_closed_within_s)
-    for relay in ("Relay1Closed", "Relay2Closed"):
-        measure(f"{relay} in any report since power on", max(r.signals[relay] for r in pcs.received("DetailStatus")),
-                req=failure.id, equals=0)
-    measure("terminal voltage (DMM)", pack.terminal_voltage(), req=failure.id, unit="V",
-            at_most=spec.power_off.terminals_off_max_v)
+    with measure.together():
+        for relay in ("Relay1Closed", "Relay2Closed"):
+            measure(f"{relay} in any report since power on",
+                    max(r.signals[relay] for r in pcs.received("DetailStatus")), req=failure.id, equals=0)
+        measure("terminal voltage (DMM)", pack.terminal_voltage(), req=failure.id, unit="V",
+                at_most=spec.power_off.terminals_off_max_v)
 
 
 # --- checks ---------------------------------------------------------------------------------
@@ -142,32 +148,36 @@ def _check_failed(measure, spec, pack, pcs, failure, within):
     except WaitTimeout:
         t = pcs.received("DetailStatus")[-1].t
     status = _at(pcs, "DetailStatus", t)
-    measure(f"DetailStatus {failure.failure_bit} within {within:g} s", status[failure.failure_bit], req=failure.id,
-            equals=1)
-    bits = _at(pcs, "ProtectionsAlarms", t)
-    for bit in filter(None, (spec.failure_response.can_protection, failure.can_alarm)):
-        measure(f"0x359 {bit}", bits[bit], req=failure.id, equals=1)
-    _check_cut(measure, spec, pack, pcs, failure)
+    with measure.together():  # each a separate observation of the same failure
+        measure(f"DetailStatus {failure.failure_bit} within {within:g} s", status[failure.failure_bit],
+                req=failure.id, equals=1)
+        bits = _at(pcs, "ProtectionsAlarms", t)
+        for bit in filter(None, (spec.failure_response.can_protection, failure.can_alarm)):
+            measure(f"0x359 {bit}", bits[bit], req=failure.id, equals=1)
+        _check_cut(measure, spec, pack, pcs, failure)
 
 
 def _check_latched(measure, spec, pack, pcs, failure, when):
-    measure(f"DetailStatus {failure.failure_bit} {when}", pcs.signal(failure.failure_bit, frame="DetailStatus"),
-            req=failure.id, equals=1)
-    _check_cut(measure, spec, pack, pcs, failure)
+    with measure.together():
+        measure(f"DetailStatus {failure.failure_bit} {when}", pcs.signal(failure.failure_bit, frame="DetailStatus"),
+                req=failure.id, equals=1)
+        _check_cut(measure, spec, pack, pcs, failure)
 
 
 def _check_cut(measure, spec, pack, pcs, failure):
     """Relays open (DetailStatus, and the rig: no current, 0 V at the terminals), ALM on steady."""
     status = pcs.latest("DetailStatus")
-    for relay in ("Relay1Closed", "Relay2Closed"):
-        measure(f"DetailStatus {relay}", status[relay], req=failure.id, equals=0)
-    measure("current (rig read-back)", abs(pack.current()), req=failure.id, unit="A", at_most=spec.tolerance.current_a)
-    measure("terminal voltage (DMM)", pack.terminal_voltage(), req=failure.id, unit="V",
-            at_most=spec.power_off.terminals_off_max_v)
-    seen = pack.observe_lights(2 * spec.lights.alm_flicker_period_s + pack.lights.sample_period)
-    want = {"alm_on": "on", "alm_flicker": "flickering"}[spec.failure_response.light]
-    measure("ALM light", seen["alm"].kind, req=failure.id, equals=want)
-    measure("RUN light (ALM overrides it)", seen["run"].kind, req=failure.id, equals="off")
+    with measure.together():
+        for relay in ("Relay1Closed", "Relay2Closed"):
+            measure(f"DetailStatus {relay}", status[relay], req=failure.id, equals=0)
+        measure("current (rig read-back)", abs(pack.current()), req=failure.id, unit="A",
+                at_most=spec.tolerance.current_a)
+        measure("terminal voltage (DMM)", pack.terminal_voltage(), req=failure.id, unit="V",
+                at_most=spec.power_off.terminals_off_max_v)
+        seen = pack.observe_lights(2 * spec.lights.alm_flicker_period_s + pack.lights.sample_period)
+        want = {"alm_on": "on", "alm_flicker": "flickering"}[spec.failure_response.light]
+        measure("ALM light", seen["alm"].kind, req=failure.id, equals=want)
+        measure("RUN light (ALM overrides it)", seen["run"].kind, req=failure.id, equals="off")
 
 
 def _check_normal_after_power_cycle(measure, spec, pack, pcs, failure):
@@ -176,13 +186,14 @@ def _check_normal_after_power_cycle(measure, spec, pack, pcs, failure):
         power_cycle(pack)
     except WaitTimeout as exc:
         measure(f"pack back to normal after a power cycle ({exc})", False, req=failure.id, equals=True)
-    measure(f"DetailStatus {failure.failure_bit} after a power cycle",
-            pcs.signal(failure.failure_bit, frame="DetailStatus"), req=failure.id, equals=0)
-    measure("terminal voltage (DMM) after a power cycle", pack.terminal_voltage(), req=failure.id, unit="V",
-            at_least=spec.power_off.terminals_off_max_v)
-    seen = pack.observe_lights(2 * spec.lights.alm_flicker_period_s + pack.lights.sample_period)
-    measure("ALM light after a power cycle", seen["alm"].kind, req=failure.id, equals="off")
-    measure("RUN light after a power cycle", seen["run"].kind, req=failure.id, equals="on")
+    with measure.together():
+        measure(f"DetailStatus {failure.failure_bit} after a power cycle",
+                pcs.signal(failure.failure_bit, frame="DetailStatus"), req=failure.id, equals=0)
+        measure("terminal voltage (DMM) after a power cycle", pack.terminal_voltage(), req=failure.id, unit="V",
+                at_least=spec.power_off.terminals_off_max_v)
+        seen = pack.observe_lights(2 * spec.lights.alm_flicker_period_s + pack.lights.sample_period)
+        measure("ALM light after a power cycle", seen["alm"].kind, req=failure.id, equals="off")
+        measure("RUN light after a power cycle", seen["run"].kind, req=failure.id, equals="on")
 
 
 def _at(pcs, frame: str, t: float) -> dict:

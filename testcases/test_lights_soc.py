@@ -78,9 +78,10 @@ def _check_band(measure, spec, pack, band, seen: dict[str, LightState]) -> None:
     # the pack reports the SOC it was brought to (else the band checked would be another one)
     measure("SOC reported on CAN (0x355)", pack.soc(), req=spec.soc.id, unit="%", nominal=_middle(band),
             tolerance=spec.tolerance.soc_pct)
-    for i, want in enumerate(band.leds, start=1):
-        check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want)
-    _check_run_alm(measure, req, spec, _middle(band), seen)
+    with measure.together():  # every light on its own
+        for i, want in enumerate(band.leds, start=1):
+            check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want)
+        _check_run_alm(measure, req, spec, _middle(band), seen)
 
 
 @pytest.mark.requirement("lights", manual="6.1, 2.3")
@@ -125,9 +126,10 @@ def test_soc_light_band_edges(mode, spec, bench, pack, faults, measure):
             where = f"{mode} at {soc:g} %: "
             measure(f"{where}SOC reported on CAN (0x355)", pack.soc(), req=spec.soc.id, equals=soc)
             seen = pack.observe_lights(FLICKER_WINDOW_S)
-            for i, want in enumerate(band.leds, start=1):
-                check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want, where)
-            _check_run_alm(measure, req, spec, soc, seen, where)
+            with measure.together():  # every light on its own
+                for i, want in enumerate(band.leds, start=1):
+                    check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want, where)
+                _check_run_alm(measure, req, spec, soc, seen, where)
 
 
 @pytest.mark.requirement("lights", manual="6.1, 7.4")
@@ -178,5 +180,6 @@ def test_full_charge_reports_100_percent(spec, bench, pack, pcs, measure):
             unit="%", at_least=s.full_soc_pct)
     seen = pack.observe_lights(FLICKER_WINDOW_S)
     full = next(b for b in spec.lights.charging if b.soc[0] <= s.full_soc_pct <= b.soc[1])
-    for i, want in enumerate(full.leds, start=1):
-        check_led(measure, spec.lights.id, spec, f"led{i}", seen[f"led{i}"], want)
+    with measure.together():
+        for i, want in enumerate(full.leds, start=1):
+            check_led(measure, spec.lights.id, spec, f"led{i}", seen[f"led{i}"], want)

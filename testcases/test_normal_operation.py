@@ -53,24 +53,25 @@ def _check_quiet(measure, req: str, spec, pcs, marks: dict[str, int], direction:
     def since(frame):
         return pcs.received(frame)[marks[frame]:]
 
-    alarms = since("ProtectionsAlarms")
-    measure("0x359 frames during the run", len(alarms), req=req, at_least=2)
-    set_bits = sorted({b for r in alarms for b in ALARM_BITS if r.signals[b]})
-    measure("0x359 alarm and protection bits set during the run", set_bits, req=req, equals=[])
-    levels = sorted({f"{k}={v}" for r in since("DetailProtection")
-                     for k, v in r.signals.items() if v != "None"})
-    measure("DetailProtection levels raised during the run", levels, req=req, equals=[])
-    status = since("DetailStatus")
-    measure("DetailStatus.State during the run", sorted({r.signals["State"] for r in status}), req=req,
-            equals=["Run"])
-    open_frames = sum(1 for r in status if not (r.signals["Relay1Closed"] and r.signals["Relay2Closed"]))
-    measure("DetailStatus frames with a main relay open during the run", open_frames, req=req, equals=0)
-    limit_signal, limit = (("ChargeCurrentLimit", spec.can.charge_current_limit_a) if direction == "charge"
-                           else ("DischargeCurrentLimit", spec.can.discharge_current_limit_a))
-    limits = [r.signals[limit_signal] for r in since("ChargeLimits")]
-    tol = half_step("ChargeLimits", limit_signal)
-    measure(f"lowest 0x351 {limit_signal} during the run", min(limits), req=req, unit="A", nominal=limit,
-            tolerance=tol)
+    with measure.together():  # each frame kind on its own
+        alarms = since("ProtectionsAlarms")
+        measure("0x359 frames during the run", len(alarms), req=req, at_least=2)
+        set_bits = sorted({b for r in alarms for b in ALARM_BITS if r.signals[b]})
+        measure("0x359 alarm and protection bits set during the run", set_bits, req=req, equals=[])
+        levels = sorted({f"{k}={v}" for r in since("DetailProtection")
+                         for k, v in r.signals.items() if v != "None"})
+        measure("DetailProtection levels raised during the run", levels, req=req, equals=[])
+        status = since("DetailStatus")
+        measure("DetailStatus.State during the run", sorted({r.signals["State"] for r in status}), req=req,
+                equals=["Run"])
+        open_frames = sum(1 for r in status if not (r.signals["Relay1Closed"] and r.signals["Relay2Closed"]))
+        measure("DetailStatus frames with a main relay open during the run", open_frames, req=req, equals=0)
+        limit_signal, limit = (("ChargeCurrentLimit", spec.can.charge_current_limit_a) if direction == "charge"
+                               else ("DischargeCurrentLimit", spec.can.discharge_current_limit_a))
+        limits = [r.signals[limit_signal] for r in since("ChargeLimits")]
+        tol = half_step("ChargeLimits", limit_signal)
+        measure(f"lowest 0x351 {limit_signal} during the run", min(limits), req=req, unit="A", nominal=limit,
+                tolerance=tol)
 
 
 @pytest.mark.requirement("protections.charge_over_current", manual="2.4")
@@ -137,17 +138,18 @@ def test_peak_discharge_current_for_its_rated_time(spec, bench, pack, pcs, measu
     # nothing may trip while the pulse lasts: no L2/L3 level, no 0x359 protection bit in a frame
     # sent during it (one sent after its end may show a trip due at the very end)
     during = {f: pcs.received(f)[first[f]:last[f]] for f in first}
-    measure("DetailProtection frames during the pulse", len(during["DetailProtection"]), req=req, at_least=1)
-    tripped = sorted({f"{k}={v}" for rc in during["DetailProtection"] for k, v in rc.signals.items()
-                      if v in ("L2", "L3")})
-    measure("protection levels L2/L3 during the pulse", tripped, req=req, equals=[])
-    bits = sorted({b for rc in during["ProtectionsAlarms"]
-                   for b in ALARM_BITS if b.startswith("Protection") and rc.signals[b]})
-    measure("0x359 protection bits during the pulse", bits, req=req, equals=[])
-    status = pcs.latest("DetailStatus")
-    measure("DetailStatus.State after the pulse", status["State"], req=req, equals="Standby")
-    measure("DetailStatus.Relay1Closed after the pulse", status["Relay1Closed"], req=req, equals=1)
-    measure("DetailStatus.Relay2Closed after the pulse", status["Relay2Closed"], req=req, equals=1)
+    with measure.together():
+        measure("DetailProtection frames during the pulse", len(during["DetailProtection"]), req=req, at_least=1)
+        tripped = sorted({f"{k}={v}" for rc in during["DetailProtection"] for k, v in rc.signals.items()
+                          if v in ("L2", "L3")})
+        measure("protection levels L2/L3 during the pulse", tripped, req=req, equals=[])
+        bits = sorted({b for rc in during["ProtectionsAlarms"]
+                       for b in ALARM_BITS if b.startswith("Protection") and rc.signals[b]})
+        measure("0x359 protection bits during the pulse", bits, req=req, equals=[])
+        status = pcs.latest("DetailStatus")
+        measure("DetailStatus.State after the pulse", status["State"], req=req, equals="Standby")
+        measure("DetailStatus.Relay1Closed after the pulse", status["Relay1Closed"], req=req, equals=1)
+        measure("DetailStatus.Relay2Closed after the pulse", status["Relay2Closed"], req=req, equals=1)
 
 
 @pytest.mark.requirement("can", manual="2.2")
@@ -166,12 +168,13 @@ def test_can_schedule_ids_and_dlc(spec, bench, pack, pcs, measure):
     measure("Pylon frames the spec lists that pack.dbc defines", sorted(f.name for f in expected
                                                                           if f.pack_address is None),
             req=req, equals=sorted(can.frames))
-    for f in expected:
-        where = f"{f.name} (0x{f.frame_id:X})"
-        measure(f"{where} DLCs seen", sorted(seen.get((f.frame_id, f.is_extended_id), ())), req=req,
-                equals=[f.dlc])
-        check_periods(measure, req, spec, pcs, f.name, f.pack_address, label=where)
-    measure("frames that broke the protocol (unknown ID or wrong DLC)", pcs.bad_frames, req=req, equals=0)
+    with measure.together():  # every frame on its own
+        for f in expected:
+            where = f"{f.name} (0x{f.frame_id:X})"
+            measure(f"{where} DLCs seen", sorted(seen.get((f.frame_id, f.is_extended_id), ())), req=req,
+                    equals=[f.dlc])
+            check_periods(measure, req, spec, pcs, f.name, f.pack_address, label=where)
+        measure("frames that broke the protocol (unknown ID or wrong DLC)", pcs.bad_frames, req=req, equals=0)
 
 
 @pytest.mark.requirement("can", manual="2.2")
@@ -190,16 +193,17 @@ def test_normal_charge_and_discharge_limits(spec, bench, pack, pcs, measure):
     can, req = spec.can, spec.can.id
     pack.power_on()
     bench.clock.sleep(2 * can.period_s)
-    limits = pcs.latest("ChargeLimits")
-    for signal, value, unit in (("ChargeVoltageLimit", can.charge_voltage_limit_v, "V"),
-                                ("ChargeCurrentLimit", can.charge_current_limit_a, "A"),
-                                ("DischargeCurrentLimit", can.discharge_current_limit_a, "A"),
-                                ("DischargeVoltageLimit", can.discharge_voltage_limit_v, "V")):
-        measure(f"0x351 {signal}", limits[signal], req=req, unit=unit, nominal=value,
-                tolerance=half_step("ChargeLimits", signal))
-    request = pcs.latest("ChargeRequest")
-    measure("0x35C ChargeEnable", request["ChargeEnable"], req=req, equals=1)
-    measure("0x35C DischargeEnable", request["DischargeEnable"], req=req, equals=1)
+    with measure.together():
+        limits = pcs.latest("ChargeLimits")
+        for signal, value, unit in (("ChargeVoltageLimit", can.charge_voltage_limit_v, "V"),
+                                    ("ChargeCurrentLimit", can.charge_current_limit_a, "A"),
+                                    ("DischargeCurrentLimit", can.discharge_current_limit_a, "A"),
+                                    ("DischargeVoltageLimit", can.discharge_voltage_limit_v, "V")):
+            measure(f"0x351 {signal}", limits[signal], req=req, unit=unit, nominal=value,
+                    tolerance=half_step("ChargeLimits", signal))
+        request = pcs.latest("ChargeRequest")
+        measure("0x35C ChargeEnable", request["ChargeEnable"], req=req, equals=1)
+        measure("0x35C DischargeEnable", request["DischargeEnable"], req=req, equals=1)
 
 
 @pytest.mark.requirement("can", manual="2.2")
@@ -211,29 +215,30 @@ def test_reported_values_agree_with_the_rig(spec, bench, pack, pcs, measure):
     pack.power_on()
     clock.sleep(3 * spec.can.period_s)
 
-    reported = pcs.latest("PackMeasurements")
-    measure("0x356 Voltage against the DMM", reported["Voltage"], req=req, unit="V",
-            nominal=pack.terminal_voltage(), tolerance=tol.pack_voltage_v)
-    cases = pack.case_temperatures()
-    measure("0x356 Temperature against the case thermocouples' mean", reported["Temperature"], req=req,
-            unit="C", nominal=sum(cases) / len(cases), tolerance=tol.temperature_c)
-    sensors = pcs.latest("DetailTemperatures")
-    for i in range(1, 5):
-        # a soaked pack at rest is at one temperature: each cell sensor reads the case's
-        measure(f"Temperature{i} against the case thermocouples' mean", sensors[f"Temperature{i}"],
-                req=req, unit="C", nominal=sum(cases) / len(cases), tolerance=tol.temperature_c)
-    taps = pack.group_voltages()
-    groups = {}
-    for first in range(1, len(taps) + 1, 4):
-        groups |= pcs.latest(f"DetailGroupVoltages{first}to{first + 3}")
-    for i, tap in enumerate(taps, start=1):
-        measure(f"Group{i}Voltage against its cell tap", groups[f"Group{i}Voltage"], req=req, unit="V",
-                nominal=tap, tolerance=tol.group_voltage_v)
-    summary = pcs.latest("DetailSummary")
-    measure("DetailSummary.MinGroupVoltage against the lowest cell tap", summary["MinGroupVoltage"],
-            req=req, unit="V", nominal=min(taps), tolerance=tol.group_voltage_v)
-    measure("DetailSummary.MaxGroupVoltage against the highest cell tap", summary["MaxGroupVoltage"],
-            req=req, unit="V", nominal=max(taps), tolerance=tol.group_voltage_v)
+    with measure.together():  # every reported value against the rig, each on its own
+        reported = pcs.latest("PackMeasurements")
+        measure("0x356 Voltage against the DMM", reported["Voltage"], req=req, unit="V",
+                nominal=pack.terminal_voltage(), tolerance=tol.pack_voltage_v)
+        cases = pack.case_temperatures()
+        measure("0x356 Temperature against the case thermocouples' mean", reported["Temperature"], req=req,
+                unit="C", nominal=sum(cases) / len(cases), tolerance=tol.temperature_c)
+        sensors = pcs.latest("DetailTemperatures")
+        for i in range(1, 5):
+            # a soaked pack at rest is at one temperature: each cell sensor reads the case's
+            measure(f"Temperature{i} against the case thermocouples' mean", sensors[f"Temperature{i}"],
+                    req=req, unit="C", nominal=sum(cases) / len(cases), tolerance=tol.temperature_c)
+        taps = pack.group_voltages()
+        groups = {}
+        for first in range(1, len(taps) + 1, 4):
+            groups |= pcs.latest(f"DetailGroupVoltages{first}to{first + 3}")
+        for i, tap in enumerate(taps, start=1):
+            measure(f"Group{i}Voltage against its cell tap", groups[f"Group{i}Voltage"], req=req, unit="V",
+                    nominal=tap, tolerance=tol.group_voltage_v)
+        summary = pcs.latest("DetailSummary")
+        measure("DetailSummary.MinGroupVoltage against the lowest cell tap", summary["MinGroupVoltage"],
+                req=req, unit="V", nominal=min(taps), tolerance=tol.group_voltage_v)
+        measure("DetailSummary.MaxGroupVoltage against the highest cell tap", summary["MaxGroupVoltage"],
+                req=req, unit="V", nominal=max(taps), tolerance=tol.group_voltage_v)
 
     pack.charge(spec.ratings.standard_charge_current_a)
     clock.sleep(3 * spec.can.period_s)

@@ -38,6 +38,7 @@ import pytest
 
 from rig.errors import WaitTimeout
 from rig.files.rows import PROTECTIONS
+from rig.measure import note_mark
 from rig.pcs import CanCheckFailed
 from testcases.observe import seconds_until
 from testcases.stimulus import beyond, can_step, drive, flow, margin, power_cycle, power_on
@@ -102,6 +103,7 @@ def test_holds_short_of_the_threshold_then_trips_in_time(name, level, bench, pac
     stimulus = _step(bench, pack, pcs, fault_unit, row, beyond(row, lv.threshold, margin(spec, row)),
                      report_after=late + 2 * CAN_POLL_S)
     trip = _wait_level(pcs, name, lambda k: k >= level, within=_shows_within(spec, lv.delay_s) + spec.can.period_s)
+    measure.mark(f"L{trip.level} on CAN", at=trip.at)  # frame time: the first report showing it
     measure(f"level reported past the L{level} threshold", trip.level, req=row.id, at_least=level)
     measure(f"L{level} trip: last report without it, after the stimulus", trip.before - stimulus.latest,
             req=row.id, unit="s", at_most=late)
@@ -117,6 +119,7 @@ def test_does_not_trip_before_its_delay(name, level, bench, pack, pcs, spec, mea
     stimulus = _step(bench, pack, pcs, fault_unit, row, beyond(row, lv.threshold, margin(spec, row)),
                      report_after=lv.delay_s - CAN_POLL_S)
     trip = _wait_level(pcs, name, lambda k: k >= level, within=_shows_within(spec, lv.delay_s) + spec.can.period_s)
+    measure.mark(f"L{trip.level} on CAN", at=trip.at)  # frame time: the first report showing it
     measure(f"level reported past the L{level} threshold", trip.level, req=row.id, at_least=level)
     measure(f"L{level} trip: first report with it, after the stimulus", trip.at - stimulus.earliest,
             req=row.id, unit="s", at_least=lv.delay_s)
@@ -132,6 +135,7 @@ def test_level1_alarms_on_can_halves_the_limit_and_changes_no_light(name, bench,
     power_on(pack)
     drive(bench, pack, fault_unit, row.quantity, beyond(row, lv.threshold, margin(spec, row)))
     trip = _wait_level(pcs, name, lambda k: k >= 1, within=_shows_within(spec, lv.delay_s))
+    measure.mark(f"L{trip.level} on CAN", at=trip.at)  # frame time: the first report showing it
     measure("level reported past the L1 threshold", trip.level, req=row.id, equals=1)
     report = _report_at(pcs, spec, trip.at)
     _check_report(measure, spec, row.id, report, "at L1")
@@ -160,6 +164,7 @@ def test_level2_protects_and_opens_the_relays_if_current_keeps_flowing(name, ben
     hold, late = spec.levels.l2.open_relays_if_current_for_s, spec.tolerance.delay_late_s
     cut = _seconds_until_cut(bench, pack, spec, start, flowing=True, within=lv.delay_s + hold + 2 * late)
     trip = _wait_level(pcs, name, lambda k: k >= 2, within=_shows_within(spec, lv.delay_s))
+    measure.mark(f"L{trip.level} on CAN", at=trip.at)  # frame time: the first report showing it
     measure("level reported past the L2 threshold", trip.level, req=row.id, equals=2)
     report = _report_at(pcs, spec, trip.at)
     _check_report(measure, spec, row.id, report, "at L2")
@@ -189,6 +194,7 @@ def test_level3_opens_the_relays_at_once(name, bench, pack, pcs, spec, measure, 
     drive(bench, pack, fault_unit, row.quantity, beyond(row, lv.threshold, margin(spec, row)))
     cut = _seconds_until_cut(bench, pack, spec, start, flowing=flowing, within=lv.delay_s + late)
     trip = _wait_level(pcs, name, lambda k: k >= 3, within=_shows_within(spec, 0.0))
+    measure.mark(f"L{trip.level} on CAN", at=trip.at)  # frame time: the first report showing it
     measure("level reported past the L3 threshold", trip.level, req=row.id, equals=3)
     report = _report_at(pcs, spec, trip.at)
     _check_report(measure, spec, row.id, report, "at L3")
@@ -219,6 +225,7 @@ def test_releases_by_its_rule(name, level, bench, pack, pcs, spec, measure, faul
     power_on(pack)
     drive(bench, pack, fault_unit, row.quantity, beyond(row, lv.threshold, margin(spec, row)))
     trip = _wait_level(pcs, name, lambda k: k >= level, within=_shows_within(spec, lv.delay_s))
+    measure.mark(f"L{trip.level} on CAN", at=trip.at)  # frame time: the first report showing it
     measure(f"level reported past the L{level} threshold", trip.level, req=row.id, at_least=level)
     if level == 3 and lv.action == "power_off":
         _release_by_power_on(measure, spec, bench, pack, pcs, fault_unit, row, name)
@@ -416,16 +423,17 @@ def _check_report(measure, spec, req, report, when):
     """0x359 bits, 0x351 limits and 0x35C enable bits of one report, against what the spec says
     follows from every level and failure the same report gives."""
     levels, failed = _levels(report), _failed(spec, report)
-    for bit, want in _expected_bits(spec, levels, failed).items():
-        if want is not None:
-            measure(f"0x359 {bit} {when}", report["ProtectionsAlarms"][bit], req=req, equals=want)
-    for direction, normal, limit, enable in (
-            ("charge", spec.can.charge_current_limit_a, "ChargeCurrentLimit", "ChargeEnable"),
-            ("discharge", spec.can.discharge_current_limit_a, "DischargeCurrentLimit", "DischargeEnable")):
-        expected = normal * _expected_factor(spec, levels, failed, direction)
-        measure(f"0x351 {limit} {when}", report["ChargeLimits"][limit], req=req, unit="A",
-                nominal=expected, tolerance=LIMIT_RESOLUTION_A)
-        measure(f"0x35C {enable} {when}", report["ChargeRequest"][enable], req=req, equals=int(expected > 0))
+    with measure.together():  # every bit and limit of the report, each on its own
+        for bit, want in _expected_bits(spec, levels, failed).items():
+            if want is not None:
+                measure(f"0x359 {bit} {when}", report["ProtectionsAlarms"][bit], req=req, equals=want)
+        for direction, normal, limit, enable in (
+                ("charge", spec.can.charge_current_limit_a, "ChargeCurrentLimit", "ChargeEnable"),
+                ("discharge", spec.can.discharge_current_limit_a, "DischargeCurrentLimit", "DischargeEnable")):
+            expected = normal * _expected_factor(spec, levels, failed, direction)
+            measure(f"0x351 {limit} {when}", report["ChargeLimits"][limit], req=req, unit="A",
+                    nominal=expected, tolerance=LIMIT_RESOLUTION_A)
+            measure(f"0x35C {enable} {when}", report["ChargeRequest"][enable], req=req, equals=int(expected > 0))
 
 
 def _check_lights(measure, spec, pack, req, alm: str):
@@ -434,17 +442,19 @@ def _check_lights(measure, spec, pack, req, alm: str):
     period = spec.lights.alm_flicker_period_s
     seen = pack.observe_lights(2 * period + pack.lights.sample_period)
     kind = {"off": "off", "alm_on": "on", "alm_flicker": "flickering"}[alm]
-    measure("ALM light", seen["alm"].kind, req=req, equals=kind)
-    measure("RUN light", seen["run"].kind, req=req, equals="on" if alm == "off" else "off")
-    if alm == "alm_flicker":
-        measure("ALM flicker period", seen["alm"].period_s or math.nan, req=req, unit="s", nominal=period,
-                tolerance=period * spec.tolerance.flicker_period_rel)
+    with measure.together():
+        measure("ALM light", seen["alm"].kind, req=req, equals=kind)
+        measure("RUN light", seen["run"].kind, req=req, equals="on" if alm == "off" else "off")
+        if alm == "alm_flicker":
+            measure("ALM flicker period", seen["alm"].period_s or math.nan, req=req, unit="s", nominal=period,
+                    tolerance=period * spec.tolerance.flicker_period_rel)
 
 
 def _check_relays(measure, pcs, req, closed: bool):
     status = pcs.latest("DetailStatus")
-    for relay in ("Relay1Closed", "Relay2Closed"):
-        measure(f"DetailStatus {relay}", status[relay], req=req, equals=int(closed))
+    with measure.together():
+        for relay in ("Relay1Closed", "Relay2Closed"):
+            measure(f"DetailStatus {relay}", status[relay], req=req, equals=int(closed))
 
 
 def _check_relays_close(measure, spec, pack, pcs, req):
@@ -464,13 +474,14 @@ def _check_powered_off(measure, spec, bench, pack, pcs, req):
     frame and every light off."""
     po = spec.power_off
     bench.clock.sleep(po.flicker_count * po.flicker_period_s + spec.tolerance.delay_late_s)
-    measure("terminal voltage (DMM) after the power-off sequence", pack.terminal_voltage(), req=req, unit="V",
-            at_most=po.terminals_off_max_v)
-    since = _last_report(pcs)
-    seen = pack.observe_lights(2 * spec.can.period_s)
-    measure("CAN reports from the powered-off pack", _reports_since(pcs, since), req=req, equals=0)
-    lit = sorted(name for name, state in seen.items() if state.kind != "off")
-    measure("lights not off", lit, req=req, equals=[])
+    with measure.together():
+        measure("terminal voltage (DMM) after the power-off sequence", pack.terminal_voltage(), req=req, unit="V",
+                at_most=po.terminals_off_max_v)
+        since = _last_report(pcs)
+        seen = pack.observe_lights(2 * spec.can.period_s)
+        measure("CAN reports from the powered-off pack", _reports_since(pcs, since), req=req, equals=0)
+        lit = sorted(name for name, state in seen.items() if state.kind != "off")
+        measure("lights not off", lit, req=req, equals=[])
 
 
 # --- reading the pack ------------------------------------------------------------------------
@@ -610,4 +621,7 @@ def _seconds_until_cut(bench, pack, spec, since: float, flowing: bool, within: f
     else:
         read, limit = pack.terminal_voltage, spec.power_off.terminals_off_max_v
     already = clock.now() - since
-    return already + seconds_until(clock, read, lambda x: x <= limit, max(within + RIG_POLL_S - already, 0.0))
+    cut = already + seconds_until(clock, read, lambda x: x <= limit, max(within + RIG_POLL_S - already, 0.0))
+    if math.isfinite(cut):
+        note_mark(bench, "cut measured (rig)", at=since + cut)
+    return cut
