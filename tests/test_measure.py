@@ -301,3 +301,40 @@ def test_margin_of_a_measurement_as_recorded():
     taken = measure("trip delay", 1.9, req="REQ-X", unit="s", at_least=1.0, at_most=2.0)
     assert taken.tolerance == pytest.approx(0.5)
     assert margin(taken.as_dict()) == pytest.approx(0.2)
+
+
+# --- a real test case against a pack that trips late -------------------------------------------------
+
+def test_a_late_trip_is_a_red_step_naming_the_stimulus_in_the_allure_results(tmp_path):
+    """testcases/test_protections.py on the emulated bench, with a firmware profile whose cell
+    over-voltage L2 waits 3 s instead of 1 s: through the packrig plugin, the timing measurement is
+    a failed step, and the test's message is that measurement with the stimulus the rig applied."""
+    root = Path(__file__).resolve().parents[1]
+    conforming = (root / "rig/emulator/firmware/conforming.toml").read_text(encoding="utf-8")
+    line = "l2 = { threshold = 3.60, delay_s = 1.0 }"
+    assert conforming.count(line) == 1  # the cell over-voltage row
+    late = tmp_path / "late_l2.toml"
+    late.write_text(conforming.replace(line, "l2 = { threshold = 3.60, delay_s = 3.0 }"), encoding="utf-8")
+    results = tmp_path / "allure-results"
+    test = "testcases/test_protections.py::test_holds_short_of_the_threshold_then_trips_in_time[cell_over_voltage-L2]"
+    done = subprocess.run([sys.executable, "-m", "pytest", test, "-q", "-p", "no:cacheprovider", "--firmware",
+                           str(late), "--run-dir", str(tmp_path / "run"), "--alluredir", str(results)],
+                          cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    (result,) = [json.loads(p.read_text()) for p in results.glob("*-result.json")]
+    from rig.files.pack_spec import load_pack_spec
+    spec = load_pack_spec()
+    row = spec.protections.cell_over_voltage
+    driven = f"every group driven to {row.l2.threshold + 2 * spec.tolerance.group_voltage_v:g} V (fault insertion)"
+    bound = f"expected <= {row.l2.delay_s + spec.tolerance.delay_late_s:g} s"
+    assert result["status"] == "failed"
+    assert result["name"] == "Holds short of the threshold then trips in time · cell over voltage, L2"
+    failed = [s for s in result["steps"] if s["status"] == "failed"]
+    assert [s["name"].split(" = ")[0] for s in failed] == [
+        "REQ-PROT-COV: L2 trip: last report without it, after the stimulus"]
+    assert {p["name"]: p["value"] for p in failed[0]["parameters"]}["stimulus"] == driven
+    message = result["statusDetails"]["message"]
+    assert message.startswith("REQ-PROT-COV: L2 trip: last report without it, after the stimulus = ")
+    assert f"{bound}; after: {driven}" in message
+    assert any(a["name"] == "traceback (call)" for a in result["attachments"])
+    assert any(s["status"] == "passed" for s in result["steps"])  # the checks that held stay green
