@@ -97,55 +97,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def emulate(args: argparse.Namespace) -> int:
-    import json
-    import signal
-    import threading
+    from rig.emulator.serve import serve  # the emulator's code only for this command
 
-    from rig.emulator.bench import EmulatedBench
-    from rig.emulator.control import ControlServer
-
-    bench = load_bench(args.bench)
-    if not bench.emulated:
-        print(f"error: {args.bench} is not an emulated bench (it has no [emulator] section)", file=sys.stderr)
-        return 2
-    e = bench.file.emulator
-    profile = load_firmware_profile(args.firmware or bench.firmware_path)
-    emulated = EmulatedBench(bench.file, profile, packs=args.packs or e.packs,
-                             seed=e.seed if args.seed is None else args.seed,
-                             initial_soc_pct=e.initial_soc_pct if args.soc is None else args.soc,
-                             ambient_c=e.ambient_c if args.temperature is None else args.temperature,
-                             can_transport="socketcand")
-    virtual = (args.clock or bench.file.bench.clock) == "virtual"
-    control = ControlServer(emulated, virtual=virtual).start()
-    if not virtual:
-        emulated.run_in_real_time()
-    info = {**emulated.endpoints(), "control": control.port, "clock": "virtual" if virtual else "wall"}
-    if args.endpoints_file:
-        tmp = Path(args.endpoints_file + ".tmp")
-        tmp.write_text(json.dumps(info, indent=2))
-        tmp.replace(args.endpoints_file)  # appears whole: a reader never sees half a file
-    if not args.quiet:
-        can_info = info["can"]
-        print(f"packrig emulator: {len(emulated.world.bms)} pack(s), firmware {profile.meta.name!r}, "
-              f"{info['clock']} time")
-        for name, resource in info["instruments"].items():
-            print(f"  {name:8} {resource}")
-        print(f"  CAN      python-can: interface='socketcand', host='{can_info['host']}', "
-              f"port={can_info['port']}, channel='{can_info['channel']}'")
-        print(f"  RS485    {info['rs485']}  (pyserial serial_for_url)")
-        print(f"  control  127.0.0.1:{control.port}  (JSON lines: advance, fault, cyclic, status, shutdown)")
-        print("Ctrl-C to stop.", flush=True)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *a: stop.set())
-    try:
-        while not (stop.is_set() or control.stopped.is_set()):
-            stop.wait(0.1)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        control.stop()
-        emulated.close()
-    return 0
+    return serve(args)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -181,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     p_emu.add_argument("--clock", choices=("virtual", "wall"), help="default: the bench file's")
     p_emu.add_argument("--endpoints-file", help="write the endpoints here as JSON when ready")
     p_emu.add_argument("--quiet", action="store_true")
+    p_emu.add_argument("--owner-pid", type=int, help="the rig process that starts this emulator: stop (safe "
+                       "state first) when it is gone or its control connection closes")
+    p_emu.add_argument("--exit-file", help="write the safe-state outcome here as JSON when stopping")
     p_emu.set_defaults(func=emulate)
 
     from rig.report.commands import add_parsers  # compare, trend: run folders only

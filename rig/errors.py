@@ -8,6 +8,7 @@
      +-- LimitRefused     a set-point beyond the bench's hard limit; nothing was sent
      +-- SafetyTrip       the supervisor saw an excursion and put the bench in its safe state
      +-- WaitTimeout      a wait ran out of time (what was awaited, the last value seen)
+     +-- EmulatorDied     the emulator process the rig started died (exit code or signal, safe state)
      +-- ProtocolError    bytes on a wire that do not follow the protocol
           +-- FrameError  a malformed RS485 frame; carries the protocol's RTN code
 
@@ -15,10 +16,12 @@
 """
 from __future__ import annotations
 
+import signal
+
 from instruments.errors import InstrumentError, LimitRefused, RigError
 
 __all__ = ["RigError", "ConfigError", "InstrumentError", "LimitRefused", "SafetyTrip", "WaitTimeout",
-           "ProtocolError", "FrameError"]
+           "EmulatorDied", "ProtocolError", "FrameError"]
 
 
 class ConfigError(RigError):
@@ -52,6 +55,27 @@ class WaitTimeout(RigError):
         self.what, self.timeout, self.last, self.at = what, timeout, last, at
         super().__init__(
             f"timed out after {timeout:g} s waiting for {what} (last value seen: {last!r}, t={at:.3f} s)")
+
+
+class EmulatorDied(RigError):
+    """The emulator process the rig started died under it: the real cause behind the timeout or
+    transport error an instrument, the CAN port or the control port would otherwise report.
+
+    :param pid: the emulator's process id.
+    :param returncode: as :attr:`subprocess.Popen.returncode` (negative: killed by that signal).
+    :param safe_state: what became of its outputs, as the emulator reported it or why it could not.
+    """
+
+    def __init__(self, pid: int, returncode: int, safe_state: str):
+        self.pid, self.returncode, self.safe_state = pid, returncode, safe_state
+        if returncode < 0:
+            try:
+                how = f"signal {signal.Signals(-returncode).name}"
+            except ValueError:
+                how = f"signal {-returncode}"
+        else:
+            how = f"exit code {returncode}"
+        super().__init__(f"emulator process died ({how}, pid {pid}); safe state: {safe_state}")
 
 
 class ProtocolError(RigError):

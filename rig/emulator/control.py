@@ -20,12 +20,21 @@ so the rig reads its CAN port until it has them. No frame races the time channel
 runs the rig bus's ``send_periodic`` in the emulator's time (the PCS heartbeat); it waits for
 ``rig_frames`` the same way, so frames the rig sent before reach the pack first. An error
 comes back as ``{"ok": false, "error": "..."}``; nothing a client sends crashes the emulator.
+
+A request line is at most :data:`MAX_REQUEST` bytes: a longer one is read through and
+discarded (the memory held stays bounded) and answered with an error. A client that resets
+its connection is one log line. Connections wait in a listen backlog of :data:`LISTEN_BACKLOG`.
+An emulator *owned* by the rig that started it (``packrig emulate --owner-pid``) stops when its
+last control client has gone (:attr:`ControlServer.stopped`, with :attr:`ControlServer.reason`);
+one started by hand keeps serving whoever comes and goes.
 """
 from __future__ import annotations
 
 import inspect
 import json
+import logging
 import socketserver
+import sys
 import threading
 
 import can
@@ -36,26 +45,50 @@ from rig.emulator.faults import Faults
 #: The fault-insertion calls a remote rig may make: the public methods of Faults.
 FAULTS = {name for name, fn in inspect.getmembers(Faults, inspect.isfunction) if not name.startswith("_")}
 RIG_FRAMES_TIMEOUT_S = 5.0
+#: bytes of one request line at most, its newline included (the largest real one is ~200 bytes)
+MAX_REQUEST = 64 * 1024
+#: connections the OS queues before the server accepts them (socketserver's default is 5)
+LISTEN_BACKLOG = 128
+
+log = logging.getLogger(__name__)
 
 
 class _Handler(socketserver.StreamRequestHandler):
     disable_nagle_algorithm = True  # one small reply per request: send it now
+
     def handle(self) -> None:
         server: ControlServer = self.server  # type: ignore[assignment]
-        server.clients += 1
+        server.client_came()
         try:
-            for raw in self.rfile:
+            self._serve(server)
+        except OSError as exc:  # a reset or a broken pipe: the client is gone, nothing to answer
+            log.warning("control client %s:%s: %s", *self.client_address[:2], exc)
+        finally:
+            server.client_went()
+
+    def _serve(self, server: "ControlServer") -> None:
+        while raw := self.rfile.readline(MAX_REQUEST + 1):
+            if len(raw) > MAX_REQUEST:
+                length = len(raw) + (0 if raw.endswith(b"\n") else self._discard_line())
+                reply = {"ok": False, "error": f"request line of {length} bytes is over the "
+                                               f"{MAX_REQUEST}-byte cap; discarded"}
+            else:
                 try:
-                    request = json.loads(raw)
-                    reply = {"ok": True, **server.execute(request)}
+                    reply = {"ok": True, **server.execute(json.loads(raw))}
                 except Exception as exc:  # noqa: BLE001 - any bad request gets an error reply
                     reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-                self.wfile.write(json.dumps(reply).encode() + b"\n")
-                if reply.get("bye"):
-                    return
-        finally:
-            server.clients -= 1
-            server.on_client_gone()
+            self.wfile.write(json.dumps(reply).encode() + b"\n")
+            if reply.get("bye"):
+                return
+
+    def _discard_line(self) -> int:
+        """Read the rest of an over-long line a bounded chunk at a time; returns how many bytes."""
+        count = 0
+        while chunk := self.rfile.readline(MAX_REQUEST):
+            count += len(chunk)
+            if chunk.endswith(b"\n"):
+                break
+        return count
 
 
 class ControlServer(socketserver.ThreadingTCPServer):
@@ -63,12 +96,17 @@ class ControlServer(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
-    def __init__(self, bench: EmulatedBench, *, virtual: bool = True):
+    def __init__(self, bench: EmulatedBench, *, virtual: bool = True, owned: bool = False):
         super().__init__(("127.0.0.1", 0), _Handler)
-        self.bench, self.virtual = bench, virtual
+        self.bench, self.virtual, self.owned = bench, virtual, owned
         self.clients = 0
+        #: set when the emulator should stop: a shutdown request, or an owned emulator's last client gone
         self.stopped = threading.Event()
+        #: why it stopped, for the log
+        self.reason = ""
+        self._clients_lock = threading.Lock()
         self._lock = threading.Lock()  # one advance or fault at a time
         self._thread = threading.Thread(target=self.serve_forever, args=(0.05,), name="emulator-control",
                                         daemon=True)
@@ -81,9 +119,28 @@ class ControlServer(socketserver.ThreadingTCPServer):
         self._thread.start()
         return self
 
-    def on_client_gone(self) -> None:
-        """The rig went away (it may have been killed): its instruments' watchdogs and the SCPI
-        servers' disconnect handling make the bench safe; the emulator keeps running."""
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside the handler's own checks: one log line, no traceback."""
+        log.warning("control client %s:%s: %s", *client_address[:2], sys.exc_info()[1])
+
+    def client_came(self) -> None:
+        with self._clients_lock:
+            self.clients += 1
+
+    def client_went(self) -> None:
+        """A control client has gone. An owned emulator stops with its last one: the rig that
+        started it closed its connection, or died (the kernel closed it)."""
+        with self._clients_lock:
+            self.clients -= 1
+            last = self.clients == 0
+        if last and self.owned:
+            self.stop_for("its control connection closed")
+
+    def stop_for(self, reason: str) -> None:
+        """Ask the emulator to stop (the first reason given is kept)."""
+        with self._clients_lock:
+            self.reason = self.reason or reason
+        self.stopped.set()
 
     def execute(self, request: dict) -> dict:
         op = request.get("op")
@@ -109,7 +166,7 @@ class ControlServer(socketserver.ThreadingTCPServer):
                 self.bench.servers[request["name"]].stop()
                 return {}
             if op == "shutdown":
-                self.stopped.set()
+                self.stop_for("shutdown requested")
                 return {"bye": True}
         raise ValueError(f"unknown op {op!r}; choices: advance, fault, cyclic, can_listeners, endpoints, "
                          "status, stop_instrument, shutdown")

@@ -10,10 +10,18 @@ While the emulator computes a long advance it streams the frames (a chunk at a t
 reads them and hands them on (:attr:`~rig.emulator.rig_bus.EmulatorBus.on_arrival`: the PCS
 stand-in decodes and the recorder logs) meanwhile, so the two processes work on two cores.
 The rig's CAN bus in this setup is an :class:`~rig.emulator.rig_bus.EmulatorBus`.
+
+The child belongs to this rig (``--owner-pid``): it goes to its safe state and exits when the
+rig closes its control connection or dies, however (:mod:`rig.emulator.serve`). When the child
+dies first, :meth:`RemoteEmulator.died` names it (exit code or signal, and the safe state it
+reported before exiting, if it could): the control port raises that
+:class:`~rig.errors.EmulatorDied` instead of a bare "connection closed", and the bench asks it
+whenever an instrument's transport fails (:meth:`rig.bench.Bench`).
 """
 from __future__ import annotations
 
 import json
+import os
 import select
 import socket
 import subprocess
@@ -26,9 +34,11 @@ import can
 
 from rig.emulator.control import FAULTS
 from rig.emulator.rig_bus import SYNC_TIMEOUT_S, EmulatorBus
-from rig.errors import RigError
+from rig.errors import EmulatorDied, RigError
 
 START_TIMEOUT_S = 30.0
+#: s to let a child whose connection just closed finish exiting, before asking whether it died
+EXIT_GRACE_S = 1.0
 #: s the rig waits on the control port between two looks at the CAN port during an advance
 _LOOK_S = 0.001
 
@@ -54,9 +64,12 @@ class RemoteEmulator:
     def __init__(self, args: list[str]):
         self._dir = tempfile.TemporaryDirectory(prefix="packrig-emulator-")
         ready = Path(self._dir.name) / "endpoints.json"
+        self._exit_file = Path(self._dir.name) / "exit.json"
         self.process = subprocess.Popen([sys.executable, "-m", "rig.cli", "emulate", "--quiet",
-                                         "--endpoints-file", str(ready), *args])
+                                         "--endpoints-file", str(ready), "--owner-pid", str(os.getpid()),
+                                         "--exit-file", str(self._exit_file), *args])
         self._sock: socket.socket | None = None
+        self._closing = False
         try:
             self._wait_ready(ready)
         except BaseException:
@@ -69,7 +82,8 @@ class RemoteEmulator:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready.exists() or not ready.stat().st_size:
             if self.process.poll() is not None:
-                raise RigError(f"packrig emulate exited with code {self.process.returncode} before it was ready")
+                raise EmulatorDied(self.process.pid, self.process.returncode,
+                                   "it never served (its error is above)")
             if time.monotonic() > deadline:
                 raise RigError(f"packrig emulate did not publish its endpoints within {START_TIMEOUT_S:g} s")
             time.sleep(0.02)
@@ -89,16 +103,46 @@ class RemoteEmulator:
         try:
             self._sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
         except OSError as exc:
-            raise RigError(f"emulator control port: {exc}") from exc
+            raise self._lost(str(exc)) from exc
 
     def _reply(self, op: str) -> dict:
         try:
-            reply = json.loads(self._replies.readline() or b'{"ok": false, "error": "emulator gone"}')
+            line = self._replies.readline()
         except OSError as exc:
-            raise RigError(f"emulator control port: {exc}") from exc
+            raise self._lost(str(exc)) from exc
+        if not line:
+            raise self._lost(f"closed by the emulator (no reply to {op})")
+        reply = json.loads(line)
         if not reply.get("ok"):
             raise RigError(f"emulator refused {op}: {reply.get('error')}")
         return reply
+
+    def _lost(self, problem: str) -> RigError:
+        """The control connection failed: the dead emulator if it died, else the connection's error."""
+        return self.died(EXIT_GRACE_S) or RigError(f"emulator control port: {problem}")
+
+    def died(self, grace_s: float = 0.0) -> EmulatorDied | None:
+        """The child's death, if it died on its own (not through :meth:`close`): exit code or
+        signal, and the safe state it reported. Waits up to ``grace_s`` for a child that is
+        exiting (its connections close a moment before its exit status is there)."""
+        if self._closing:
+            return None
+        if self.process.poll() is None:
+            try:
+                self.process.wait(grace_s)
+            except subprocess.TimeoutExpired:
+                return None
+        return EmulatorDied(self.process.pid, self.process.returncode, self._safe_state())
+
+    def _safe_state(self) -> str:
+        """What the child said about its outputs as it exited, or why it said nothing."""
+        try:
+            report = json.loads(self._exit_file.read_text())
+        except (OSError, ValueError):
+            return ("not reported: it was stopped before it could act; its emulated outputs ended "
+                    "with the process")
+        held = "reached" if report.get("safe") else "INCOMPLETE"
+        return f"{held} by the emulator before it exited ({report.get('reason')}): {report.get('safe_state')}"
 
     def endpoints(self) -> dict:
         return {k: self.endpoints_info[k] for k in ("instruments", "can", "rs485")}
@@ -141,17 +185,20 @@ class RemoteEmulator:
                 self.bus.arrived()
                 quiet_since, wait = time.monotonic(), 0.0
             elif time.monotonic() - quiet_since > SYNC_TIMEOUT_S:
-                raise RigError(f"emulator: no reply to advance and no CAN frame for {SYNC_TIMEOUT_S:g} s")
+                raise self.died() or RigError(f"emulator: no reply to advance and no CAN frame for "
+                                              f"{SYNC_TIMEOUT_S:g} s")
             else:
                 wait = _LOOK_S
 
     def close(self) -> None:
         """Stop the emulator process (safe to call twice)."""
+        self._closing = True
         if self._sock is not None:
             try:
                 self.call("shutdown")
             except RigError:
                 pass
+            self._replies.close()  # the socket's file holds its descriptor open too
             self._sock.close()
             self._sock = None
         if self.process.poll() is None:

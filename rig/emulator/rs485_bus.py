@@ -38,8 +38,10 @@ framing errors, never an exception in the bus, and a client disconnecting only r
 """
 from __future__ import annotations
 
+import logging
 import socket
 import socketserver
+import sys
 import threading
 from collections.abc import Callable
 
@@ -53,6 +55,10 @@ BYTE_TIME_S = 10 / 115200
 IO_TIMEOUT_S = 1.0
 #: Bytes read from a client at a time.
 CHUNK = 4096
+#: Connections queued before they are accepted (socketserver's default is 5).
+LISTEN_BACKLOG = 128
+
+log = logging.getLogger(__name__)
 
 #: ``on_line(data)``: bytes that went on the line (module docstring).
 LineListener = Callable[[bytes], None]
@@ -86,6 +92,11 @@ class _Client(socketserver.BaseRequestHandler):
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside the client's own checks: one log line, no traceback."""
+        log.warning("RS485 client %s:%s: %s", *client_address[:2], sys.exc_info()[1])
 
 
 class Rs485Bus:

@@ -14,20 +14,28 @@ matches goes to the error queue as ``-113,"Undefined header"``; a handler raisin
 
 :class:`ScpiServer` serves one device on ``127.0.0.1`` at a port the OS picks, one line per
 command (``\\n`` terminated, several commands joined by ``;``), so pyvisa-py reaches it as
-``TCPIP::127.0.0.1::PORT::SOCKET``. Garbage never crashes it; a client that disconnects calls
-:meth:`ScpiDevice.on_disconnect` (the device turns its output off).
+``TCPIP::127.0.0.1::PORT::SOCKET``. Garbage never crashes it, a client reset is one log line,
+and a burst of connections waits in a listen backlog of :data:`LISTEN_BACKLOG`. A client that
+disconnects calls :meth:`ScpiDevice.on_disconnect`; sources keep their output then, as the real
+instruments do (their output watchdog is what acts on a controller that went away).
 """
 from __future__ import annotations
 
+import logging
 import re
 import socket
 import socketserver
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
 
 MAX_LINE = 4096
 MAX_ERRORS = 20
+#: connections the OS queues before the server accepts them (socketserver's default is 5)
+LISTEN_BACKLOG = 128
+
+log = logging.getLogger(__name__)
 
 
 class ScpiError(Exception):
@@ -111,7 +119,8 @@ class ScpiDevice:
         """*RST: back to the power-on state (outputs off). Subclasses extend it."""
 
     def on_disconnect(self) -> None:
-        """A client went away; a source turns its output off. Subclasses extend it."""
+        """A client went away. A source keeps its output (as a real one does: its watchdog acts);
+        a subclass may act here (the IO box opens its relays)."""
 
     def touched(self) -> None:
         """Any command arrived (feeds a watchdog). Subclasses extend it."""
@@ -214,6 +223,7 @@ class ScpiServer(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, device: ScpiDevice, host: str = "127.0.0.1"):
         super().__init__((host, 0), _Handler)
@@ -235,6 +245,10 @@ class ScpiServer(socketserver.ThreadingTCPServer):
     def start(self) -> "ScpiServer":
         self._thread.start()
         return self
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside the handler's own checks: one log line, no traceback."""
+        log.warning("%s client %s:%s: %s", type(self.device).__name__, *client_address[:2], sys.exc_info()[1])
 
     def stop(self) -> None:
         """Stop serving and drop every client (safe to call twice)."""

@@ -38,10 +38,12 @@ logs a warning for each read that ends mid-frame, common in bursts (the rig drop
 """
 from __future__ import annotations
 
+import logging
 import math
 import re
 import socket
 import socketserver
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -54,8 +56,10 @@ from rig.errors import WaitTimeout
 MAX_COMMAND = 8290  # the daemon's receive buffer (socketcand.h MAXLEN)
 STALL_S = 5.0  # a client that takes no bytes for this long is dropped, not waited for forever
 JOIN_DELAY_S = 0.05  # python-can must read the rawmode '< ok >' alone (module docstring)
+LISTEN_BACKLOG = 128  # connections queued before they are accepted (socketserver's default: 5)
 _CHUNK = 65536  # bytes per sendall, so STALL_S is a time without progress, not for a whole burst
 
+log = logging.getLogger(__name__)
 _COMMAND = re.compile(r"<[^>]*>")  # the daemon's receive_command(): first '<' to the next '>'
 _SEND = re.compile(r"<\s*send\s+([0-9A-Fa-f]{1,8})\s+([0-8])((?:\s+[0-9A-Fa-f]{1,2})*)\s*>", re.ASCII)
 
@@ -165,6 +169,7 @@ class SocketcandServer(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, channel: str = "can0", host: str = "127.0.0.1"):
         if not 1 <= len(channel) <= 16 or not channel.isprintable() or any(c in channel for c in " <>"):
@@ -205,6 +210,10 @@ class SocketcandServer(socketserver.ThreadingTCPServer):
         """Accept clients from now on, each in its own thread."""
         self._thread.start()
         return self
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside the session's own checks: one log line, no traceback."""
+        log.warning("socketcand client %s:%s: %s", *client_address[:2], sys.exc_info()[1])
 
     def stop(self) -> None:
         """Stop accepting and close every client's connection (safe to call twice)."""

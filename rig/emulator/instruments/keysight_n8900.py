@@ -137,7 +137,7 @@ class EmulatedN8900(ScpiDevice):
             psu = self.plant.psu
             return str(OPER_OFF if not psu.on else OPER_CC if psu.in_cc else OPER_CV)
 
-    # --- time, reset, disconnect -------------------------------------------------------------------
+    # --- time, reset (a client going away changes nothing: the watchdog acts) ----------------
     def touched(self) -> None:
         self.watchdog.feed()
 
@@ -176,8 +176,3 @@ class EmulatedN8900(ScpiDevice):
             psu.voltage_set_v, psu.current_set_a = 0.0, 0.0
             psu.ovp_v, psu.ocp_enabled = self.max_ovp_v, False
 
-    def on_disconnect(self) -> None:
-        """The controller went away: output off, as the rig's kill-safety wants."""
-        self.output_programmed = False
-        with self.plant.lock:
-            self.plant.psu.on = False
