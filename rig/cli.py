@@ -16,12 +16,13 @@ import importlib.util
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 from rig.errors import ConfigError
 from rig.files.bench_file import EMULATED_BENCH, load_bench
+from rig.files.envelope import check_bench_against, limits_in_force
 from rig.files.firmware_profile import load_firmware_profile
+from rig.files.loader import read_toml
 from rig.files.pack_spec import load_pack_spec
 
 TESTCASES = Path(__file__).resolve().parents[1] / "testcases"
@@ -29,11 +30,9 @@ LOADERS = {"bench": load_bench, "spec": load_pack_spec, "firmware": load_firmwar
 
 
 def _kind_of(path: Path) -> str:
-    """Tell a file's kind from its top-level sections."""
-    try:
-        keys = set(tomllib.loads(path.read_text(encoding="utf-8")))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(path, "", f"cannot read it as TOML: {exc}") from None
+    """Tell a file's kind from its top-level sections; a file that is not a small UTF-8 TOML
+    file is the same one-line ConfigError as in the loaders."""
+    keys = set(read_toml(path))
     if "bench" in keys:
         return "bench"
     if "bms" in keys:
@@ -45,16 +44,31 @@ def _kind_of(path: Path) -> str:
 
 
 def check(args: argparse.Namespace) -> int:
-    bad = 0
+    """Validate each file; for a bench, show the limits in force. A pack spec named beside a bench
+    is one it may run against (``--pack-spec``), so the bench must fit its safety envelope too."""
+    bad, benches, specs = 0, [], []
     for name in args.files:
         path = Path(name)
         try:
             kind = args.kind or _kind_of(path)
-            LOADERS[kind](path)
+            loaded = LOADERS[kind](path)
             print(f"ok: {path} ({kind})")
         except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             bad += 1
+            continue
+        if kind == "bench":
+            benches.append(loaded)
+        elif kind == "spec":
+            specs.append((path, loaded))
+    for bench in benches:
+        for spec_path, spec in specs:
+            try:
+                check_bench_against(spec, bench, spec_path)
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                bad += 1
+        print("\n".join(limits_in_force(bench)))
     return 1 if bad else 0
 
 
@@ -144,7 +158,12 @@ def main(argv: list[str] | None = None) -> int:
     add_parsers(sub)
 
     args = parser.parse_args(argv)
-    return args.func(args)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        return args.func(args)
+    except ConfigError as exc:  # a bad file named on the command line: one line, a usage error
+        print(f"error: {exc}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

@@ -32,10 +32,25 @@ class ConfigError(RigError):
     :param problem: what is wrong, including the allowed range or choices.
     """
 
+    #: the longest message: a runaway value or path in a file must not flood the terminal
+    MAX_CHARS = 1000
+
     def __init__(self, file: str, field: str, problem: str):
-        self.file, self.field, self.problem = str(file), field, problem
-        where = f"{self.file}: {field}" if field else self.file
-        super().__init__(f"{where}: {problem}")
+        self.file, self.field, self.problem = str(file), _one_line(field), _one_line(problem)
+        where = _one_line(self.file) + (f": {self.field}" if self.field else "")
+        text = f"{where}: {self.problem}"
+        if len(text) > self.MAX_CHARS:
+            text = text[:self.MAX_CHARS - 3] + "..."
+        super().__init__(text)
+
+
+def _one_line(text: object) -> str:
+    """``text`` as one printable line: a key or value from a file may hold newlines or control
+    characters, which are shown escaped (as repr shows them) instead of breaking the line."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 class SafetyTrip(RigError):

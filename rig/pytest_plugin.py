@@ -16,6 +16,7 @@ import pytest
 from rig import exits
 from rig.errors import ConfigError, SafetyTrip
 from rig.files.bench_file import EMULATED_BENCH, LoadedBench, load_bench
+from rig.files.envelope import check_bench_against
 from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
 from rig.files.pack_spec import PackSpec, load_pack_spec
 
@@ -164,9 +165,14 @@ def spec_for(config: pytest.Config) -> PackSpec:
     if cached is None:
         path = config.getoption("--pack-spec") or _loaded_bench(config).pack_spec_path
         try:
-            cached = config._packrig_spec = load_pack_spec(Path(path))
+            cached = load_pack_spec(Path(path))
         except ConfigError as exc:
             raise pytest.UsageError(f"packrig: bad pack spec: {exc}") from None
+        try:  # the bench must fit the safety envelope of the spec in force, not only of its own
+            check_bench_against(cached, _loaded_bench(config), path)
+        except ConfigError as exc:
+            raise pytest.UsageError(f"packrig: bad bench file: {exc}") from None
+        config._packrig_spec = cached
     return cached
 
 

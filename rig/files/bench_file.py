@@ -13,6 +13,9 @@ says:
 - ``[limits]``: the rig's absolute limits (PACK_SPEC.md 5), checked before any byte is sent
   and by the safety supervisor, whatever the BMS says;
 - ``[supervisor]`` and ``[recording]``.
+
+The limits, the watchdogs and the supervisor period may only tighten the safety envelope of
+the pack spec the bench names (:mod:`rig.files.envelope`); a looser value refuses the file.
 """
 from __future__ import annotations
 
@@ -23,7 +26,10 @@ from pydantic import Field, field_validator, model_validator
 
 from instruments import DRIVERS
 
+from rig.errors import ConfigError
+from rig.files.envelope import check_bench_against, check_ordered
 from rig.files.loader import FileModel, load_toml, resolve_path
+from rig.files.pack_spec import PackSpec, load_pack_spec
 
 BENCHES = Path(__file__).resolve().parents[1] / "benches"
 #: The default bench: everything on the emulator.
@@ -34,16 +40,18 @@ Amps = Annotated[float, Field(gt=0.0, le=5000.0)]
 Celsius = Annotated[float, Field(ge=-80.0, le=200.0)]
 Timeout = Annotated[float, Field(gt=0.0, le=60.0)]
 Address = Annotated[str, Field(min_length=1)]
+#: a path written in the file, relative to the file's folder (a NUL byte is no path on any system)
+PathText = Annotated[str, Field(min_length=1, max_length=4096, pattern=r"^[^\x00]*$")]
 
 
 class Bench(FileModel):
     name: str
     clock: Literal["wall", "virtual"]
-    pack_spec: str  # path, relative to the bench file
+    pack_spec: PathText  # path, relative to the bench file
 
 
 class Emulator(FileModel):
-    firmware: str  # path of the firmware profile, relative to the bench file
+    firmware: PathText  # path of the firmware profile, relative to the bench file
     packs: Annotated[int, Field(ge=1, le=2)] = 1
     seed: Annotated[int, Field(ge=0)] = 1
     #: in_process: rig and emulator share a process (python-can virtual, loopback TCP);
@@ -131,7 +139,8 @@ class Rs485(FileModel):
 
 
 class Limits(FileModel):
-    """The rig's absolute limits (PACK_SPEC.md 5): refused commands and supervisor trips."""
+    """The rig's absolute limits (PACK_SPEC.md 5): refused commands and supervisor trips.
+    Each may only tighten the pack spec's safety envelope (:mod:`rig.files.envelope`)."""
 
     psu_max_voltage_v: Volts
     psu_max_current_a: Amps
@@ -156,11 +165,7 @@ class Limits(FileModel):
 
     @model_validator(mode="after")
     def _ordered(self):
-        for lo, hi in (("chamber_min_c", "chamber_max_c"), ("pack_min_v", "pack_max_v"),
-                       ("group_min_v", "group_max_v"), ("case_min_c", "case_max_c"),
-                       ("group_sustained_max_v", "group_max_v")):
-            if getattr(self, lo) >= getattr(self, hi):
-                raise ValueError(f"{lo} ({getattr(self, lo)}) must be below {hi} ({getattr(self, hi)})")
+        check_ordered(self)
         return self
 
 
@@ -169,7 +174,7 @@ class Supervisor(FileModel):
 
 
 class Recording(FileModel):
-    directory: str  # relative to the bench file
+    directory: PathText  # relative to the bench file
     can_format: Literal["blf", "asc"]
     flush_s: Annotated[float, Field(gt=0.0, le=1.0)]  # a killed run loses at most this much
 
@@ -196,11 +201,16 @@ class BenchFile(FileModel):
             raise ValueError("features.has_chamber is true but there is no [instruments.chamber]")
         if self.features.parallel_packs == 2 and self.rs485 is None:
             raise ValueError("features.parallel_packs = 2 needs an [rs485] section")
+        period = self.supervisor.period_s
+        if not period < self.limits.instrument_silent_s:
+            raise ValueError(f"supervisor.period_s ({period} s) must be below limits.instrument_silent_s "
+                             f"({self.limits.instrument_silent_s} s): a silent instrument is only seen "
+                             "by the supervisor's samples")
         for name in ("psu", "eload", "io"):
             wd = getattr(self.instruments, name).watchdog_s
-            if wd is not None and wd < 2 * self.supervisor.period_s:
-                raise ValueError(f"instruments.{name}.watchdog_s ({wd:g} s) must be at least twice "
-                                 f"supervisor.period_s ({self.supervisor.period_s:g} s): the supervisor's "
+            if wd is not None and wd < 2 * period:
+                raise ValueError(f"instruments.{name}.watchdog_s ({wd} s) must be at least twice "
+                                 f"supervisor.period_s ({period} s): the supervisor's "
                                  "queries are what keeps an idle instrument's watchdog fed")
         scanner = self.instruments.scanner
         if self.features.has_cell_taps and scanner is None:
@@ -214,7 +224,8 @@ class BenchFile(FileModel):
 
 
 class LoadedBench:
-    """A bench file with the paths it names resolved against its own folder."""
+    """A bench file with the paths it names resolved against its own folder, and the pack spec it
+    names loaded: the bench's limits are checked against that spec's safety envelope."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path).resolve()
@@ -223,10 +234,22 @@ class LoadedBench:
         self.firmware_path = (resolve_path(self.path, self.file.emulator.firmware)
                               if self.file.emulator else None)
         self.recording_dir = resolve_path(self.path, self.file.recording.directory)
+        if not _is_file(self.pack_spec_path):
+            raise ConfigError(self.path, "bench.pack_spec", f"no such file: {self.pack_spec_path}")
+        #: the pack spec the bench names (a run may assert against another: see check_bench_against)
+        self.spec: PackSpec = load_pack_spec(self.pack_spec_path)
+        check_bench_against(self.spec, self)
 
     @property
     def emulated(self) -> bool:
         return self.file.emulator is not None
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a name too long for the file system
+        return False
 
 
 def load_bench(path: str | Path = EMULATED_BENCH) -> LoadedBench:

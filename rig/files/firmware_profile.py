@@ -100,7 +100,7 @@ class Soc(FileModel):
     #: after this long switched off, the BMS re-reads SOC from the rested cell voltage
     rest_reestimate_after_s: Seconds
     #: the firmware's own rest-voltage table per cell, V, at 0, 5, ... 100 % SOC
-    ocv_table_v: tuple[Annotated[float, Field(ge=2.0, le=4.0)], ...]
+    ocv_table_v: Annotated[tuple[Annotated[float, Field(ge=2.0, le=4.0)], ...], Field(strict=False)]
 
     @field_validator("ocv_table_v")
     @classmethod
@@ -117,7 +117,7 @@ class Can(FileModel):
     charge_current_limit_a: Amps
     discharge_current_limit_a: Amps
     manufacturer: Annotated[str, Field(min_length=1, max_length=8)]
-    frames: tuple[str, ...]
+    frames: Annotated[tuple[str, ...], Field(strict=False)]
     detail_frames: bool
 
 
@@ -125,8 +125,8 @@ class Lights(FileModel):
     alm_flicker_period_s: Annotated[float, Field(gt=0.0, le=10.0)]
     low_soc_alm_max_pct: Percent
     low_soc_light: AlmLight
-    charging: tuple[LightBand, ...]
-    discharging: tuple[LightBand, ...]
+    charging: Annotated[tuple[LightBand, ...], Field(strict=False)]
+    discharging: Annotated[tuple[LightBand, ...], Field(strict=False)]
 
     @field_validator("charging", "discharging")
     @classmethod

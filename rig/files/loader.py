@@ -8,6 +8,8 @@ without reading our code.
 """
 from __future__ import annotations
 
+import reprlib
+import stat
 import tomllib
 import types
 import typing
@@ -23,25 +25,84 @@ from rig.errors import ConfigError
 M = TypeVar("M", bound=BaseModel)
 
 
-class FileModel(BaseModel):
-    """Base of every model read from a user file: strict about keys, immutable once loaded."""
+#: The largest file the rig reads. A bench file, pack spec or firmware profile is a few kB; a
+#: bigger file is a mistake (a log, an image, a runaway generator), refused before parsing.
+MAX_FILE_BYTES = 1024 * 1024
+#: The deepest nesting of tables and arrays a file may have (the pack spec needs 4).
+MAX_NESTING = 32
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+
+class FileModel(BaseModel):
+    """Base of every model read from a user file: strict about keys and types, immutable once loaded.
+
+    Strict types: a number field takes a TOML number, never ``true`` (which lax parsing reads as
+    1) or a string such as ``"3.6"``; a bool field takes ``true``/``false``, never ``1`` or
+    ``"yes"``. A tuple field must say ``Field(strict=False)`` to take a TOML array (its items
+    stay strict).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
 
 def load_toml(path: str | Path, model: type[M]) -> M:
     """Read ``path`` as TOML and validate it as ``model``.
 
-    :raises ConfigError: the file is missing, not TOML, or a value is not allowed.
+    :raises ConfigError: the file is missing, not a small UTF-8 TOML file, or a value is not allowed.
+    """
+    return validate(read_toml(path), model, path)
+
+
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """Read ``path`` as a TOML table. Whatever the file holds (binary, another encoding, nothing,
+    megabytes, arrays inside arrays thousands deep), a bad file is one line of ConfigError.
+
+    :raises ConfigError: naming the file and what is wrong with it.
     """
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        if not stat.S_ISREG(path.stat().st_mode):  # a folder, a FIFO, a device: never open it
+            raise ConfigError(path, "", "not a regular file")
+        with path.open("rb") as f:
+            raw = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ConfigError(path, "", "file not found") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read it: {exc.strerror or exc}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(path, "", f"larger than {MAX_FILE_BYTES // 1024} KiB: not a bench file, "
+                                    "pack spec or firmware profile (these are a few kB)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, "", f"not UTF-8 text: byte 0x{raw[exc.start]:02X} at offset "
+                                    f"{exc.start} (save the file as UTF-8)") from None
+    nul = text.find("\x00")
+    if nul >= 0:
+        raise ConfigError(path, "", f"binary, not a text file (NUL byte at offset {nul})")
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(path, "", f"not valid TOML: {exc}") from None
-    return validate(data, model, path)
+    except RecursionError:
+        raise ConfigError(path, "", f"not valid TOML: arrays or inline tables nested too deeply "
+                                    f"(at most {MAX_NESTING} levels)") from None
+    if not data:
+        raise ConfigError(path, "", "empty: no keys or sections in it")
+    depth = _nesting(data)
+    if depth > MAX_NESTING:
+        raise ConfigError(path, "", f"tables and arrays nested {depth} levels deep; at most {MAX_NESTING}")
+    return data
+
+
+def _nesting(data: dict) -> int:
+    """How deep tables and arrays nest in ``data`` (a loop, not recursion: any depth is safe)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return deepest
 
 
 def validate(data: dict[str, Any], model: type[M], path: str | Path) -> M:
@@ -50,6 +111,8 @@ def validate(data: dict[str, Any], model: type[M], path: str | Path) -> M:
         return model.model_validate(data, context={"file": Path(path)})
     except pydantic.ValidationError as exc:
         raise _config_error(exc, model, path) from None
+    except RecursionError:
+        raise ConfigError(path, "", f"nested too deeply (at most {MAX_NESTING} levels)") from None
 
 
 def _config_error(exc: pydantic.ValidationError, model: type[BaseModel], path) -> ConfigError:
@@ -88,8 +151,15 @@ def _describe(err: dict, model: type[BaseModel], loc: tuple) -> str:
         if allowed:
             text += f"; allowed: {allowed}"
     if kind not in ("value_error", "assertion_error"):
-        text += f" (got {given!r})"
+        text += f" (got {_shown(given)})"
     return text
+
+
+def _shown(value: object) -> str:
+    """repr() of a value as an error quotes it: short and flat, whatever the file held."""
+    short = reprlib.Repr()
+    short.maxlevel, short.maxstring, short.maxother, short.maxlist, short.maxdict = 3, 60, 60, 6, 4
+    return short.repr(value)
 
 
 def _allowed(model: type[BaseModel], loc: tuple) -> str:
@@ -163,7 +233,10 @@ def _unwrap(tp):
 
 def resolve_path(base_file: Path | None, value: str) -> Path:
     """A path written in a file is relative to that file's folder, as a user expects."""
-    p = Path(value).expanduser()
+    try:
+        p = Path(value).expanduser()
+    except RuntimeError:  # "~someone" with no such user: the path as written, which will not be found
+        p = Path(value)
     if not p.is_absolute() and base_file is not None:
         p = Path(base_file).parent / p
     return p.resolve()

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from rig.errors import ConfigError
 from rig.files.can_names import check_can_names
+from rig.files.envelope import SafetyEnvelope
 from rig.files.loader import FileModel, load_toml
 from rig.files.rows import (FAILURES, PROTECTIONS, AlmLight, LightBand, Levels, Percent,
                             ProtectionRow, Seconds, check_bands_cover, named_rows)
@@ -148,7 +149,7 @@ class Can(FileModel):
     charge_current_limit_a: Amps
     discharge_current_limit_a: Amps
     manufacturer: Annotated[str, Field(min_length=1, max_length=8)]
-    frames: tuple[str, ...]
+    frames: Annotated[tuple[str, ...], Field(strict=False)]
 
 
 class Lights(FileModel):
@@ -156,8 +157,8 @@ class Lights(FileModel):
     alm_flicker_period_s: Annotated[float, Field(gt=0.0, le=10.0)]
     low_soc_alm_max_pct: Percent
     low_soc_light: AlmLight
-    charging: tuple[LightBand, ...]
-    discharging: tuple[LightBand, ...]
+    charging: Annotated[tuple[LightBand, ...], Field(strict=False)]
+    discharging: Annotated[tuple[LightBand, ...], Field(strict=False)]
 
     @field_validator("charging", "discharging")
     @classmethod
@@ -243,6 +244,8 @@ class PackSpec(FileModel):
     failure_response: FailureResponse
     failures: Failures
     iec62619: Iec62619
+    #: PACK_SPEC.md 5: the rig's absolute limits; a bench file may only tighten them
+    safety_envelope: SafetyEnvelope
 
 
 def load_pack_spec(path: str | Path = DEFAULT_PACK_SPEC) -> PackSpec:

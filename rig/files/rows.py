@@ -108,8 +108,9 @@ class ProtectionRow(FileModel):
 class LightBand(FileModel):
     """SOC lights for one SOC band: LED1..LED4 each on, off or flickering (manual 6.1)."""
 
-    soc: tuple[Annotated[int, Field(ge=0, le=100)], Annotated[int, Field(ge=0, le=100)]]
-    leds: tuple[LedState, LedState, LedState, LedState]
+    soc: Annotated[tuple[Annotated[int, Field(ge=0, le=100)], Annotated[int, Field(ge=0, le=100)]],
+                   Field(strict=False)]
+    leds: Annotated[tuple[LedState, LedState, LedState, LedState], Field(strict=False)]
 
     @model_validator(mode="after")
     def _band_order(self):
