@@ -18,6 +18,7 @@ from __future__ import annotations
 import pytest
 
 from rig.measure import RequirementFailed
+from rig.report.titles import test_title
 
 try:
     import allure
@@ -29,13 +30,7 @@ except ImportError:  # the report is optional
 
 def title_of(item: pytest.Item) -> str:
     """The test's name in words, first letter capital, with its parameters' id in words."""
-    function = getattr(item, "originalname", None) or item.name.split("[")[0]
-    words = function.removeprefix("test_").replace("_", " ").strip() or function
-    title = words[0].upper() + words[1:]
-    callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.id:
-        title += " · " + ", ".join(part.replace("_", " ") for part in callspec.id.split("-"))
-    return title
+    return test_title(item.name)
 
 
 def failure_message(excinfo: pytest.ExceptionInfo) -> str:

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig.report.margin import margin
+from rig.report.titles import test_title
 
 HTML_NAME, CSV_NAME = "requirements.html", "requirements.csv"
 #: the order in which a requirement's status reads worst-first.
@@ -194,9 +195,11 @@ def _html_text(manifest: dict, rows: list[Row], orphans: list[dict]) -> str:
         parts.append("<ul>" + "".join(f'<li><span class="id">{e(r.id)}</span> {e(r.title)} '
                                       f'<span class="muted">({e(r.section)}; manual {e(", ".join(r.manual) or "–")})'
                                       "</span></li>" for r in gaps) + "</ul>")
-        if manifest.get("markers") or manifest.get("keyword"):
-            parts.append(f'<p class="muted">The run selected tests with -m {e(str(manifest.get("markers")))} '
-                         f'-k {e(str(manifest.get("keyword")))}: a gap may be a test it did not select.</p>')
+        chosen = " ".join(f"{flag} {manifest[key]!r}" for flag, key in (("-m", "markers"), ("-k", "keyword"))
+                          if manifest.get(key))
+        if chosen:
+            parts.append(f'<p class="muted">The run selected its tests with {e(chosen)}: a gap may be a test '
+                         "it did not select.</p>")
     else:
         parts.append("<p>None: every requirement of the pack spec has at least one test in this run.</p>")
     parts.append("<h2>Requirements</h2>")
@@ -211,7 +214,8 @@ def _html_text(manifest: dict, rows: list[Row], orphans: list[dict]) -> str:
     if orphans:
         parts.append("<h2>Tests that name no requirement of this pack spec</h2><ul class=\"tests\">" + "".join(
             f'<li><span class="o-{e(str(t.get("outcome")))}">{e(str(t.get("outcome")))}</span> '
-            f'{e(t["nodeid"])}</li>' for t in orphans) + "</ul>")
+            f'{e(test_title(t["nodeid"]))} <span class="muted">({e(t["nodeid"])})</span></li>'
+            for t in orphans) + "</ul>")
     parts.append('<p class="muted">Written by packrig (rig/report/matrix.py) from manifest.json; '
                  f"the same rows are in {CSV_NAME}.</p></body></html>")
     return "\n".join(parts)
@@ -222,9 +226,8 @@ def _facts(manifest: dict) -> str:
     bench, spec, fw = manifest.get("bench") or {}, manifest.get("pack_spec") or {}, manifest.get("firmware")
     ident = manifest.get("pack_identity") or {}
     counts = manifest.get("counts") or {}
-    rows = [("Pack spec", f"{spec.get('name')} — {spec.get('path')} (sha256 {str(spec.get('sha256'))[:16]}…)"
-             if spec else None),
-            ("Firmware", f"{fw.get('name')} — {fw.get('path')} (sha256 {str(fw.get('sha256'))[:16]}…)" if fw else None),
+    rows = [("Pack spec", _file_fact(spec)),
+            ("Firmware", _file_fact(fw)),
             ("Pack", ", ".join(f"{k} {v}" for k, v in ident.items() if v is not None) or None),
             ("Bench", f"{bench.get('name')} — {bench.get('path')}" if bench else None),
             ("Seed", manifest.get("seed")),
@@ -237,10 +240,18 @@ def _facts(manifest: dict) -> str:
                                               for k, v in rows if v is not None) + "</table>"
 
 
+def _file_fact(facts: dict | None) -> str | None:
+    """``name — path, sha256 …`` of a file the run used (the full digest: a lab checks it)."""
+    if not facts:
+        return None
+    return f"{facts.get('name')} — {facts.get('path')}, sha256 {facts.get('sha256') or 'unknown'}"
+
+
 def _row_html(r: Row) -> str:
     e = html.escape
     tests = "".join(f'<li><span class="o-{e(str(t.get("outcome")))}">{e(str(t.get("outcome")))}</span> '
-                    f'{e(t.get("title") or _short(t["nodeid"]))}</li>' for t in r.tests)
+                    f'{e(test_title(t["nodeid"]))} <span class="muted">({e(_file(t["nodeid"]))})</span></li>'
+                    for t in r.tests)
     failures = "".join(f'<div class="fail">{e(f)}</div>' for f in r.failures[:8])
     if len(r.failures) > 8:
         failures += f'<div class="fail">… {len(r.failures) - 8} more failed measurements</div>'
@@ -288,6 +299,10 @@ def _add(into: list[str], refs) -> None:
 
 def _short(nodeid: str) -> str:
     return nodeid.rsplit("/", 1)[-1]
+
+
+def _file(nodeid: str) -> str:
+    return nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
 
 
 def _measurement_text(m: dict) -> str:
