@@ -1,8 +1,10 @@
 """The ``packrig`` command.
 
 - ``packrig run``: the main job. Runs the test cases against a bench (default: the emulated
-  pack), writes JUnit XML and Allure results under ``reports/`` and, where the Allure 3 command
-  line is installed (``reports/.allure``, see the README), renders the HTML report.
+  pack) and writes everything of the run into one folder (``reports/runs/<UTC time>-<id>/``,
+  ``reports/latest`` names it; ``--reports DIR``): JUnit XML, Allure results, recordings,
+  ``manifest.json``, the traceability matrix and, where the Allure 3 command line is installed
+  (``reports/.allure``), the HTML report of this run. See :mod:`rig.run_command`.
 - ``packrig check FILE...``: validates bench files, pack specs and firmware profiles and says
   what is wrong (file, field, allowed range) or that they are good.
 - ``packrig emulate``: runs the emulated bench on its own and prints how to reach it (VISA
@@ -12,9 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -25,7 +24,6 @@ from rig.files.firmware_profile import load_firmware_profile
 from rig.files.loader import read_toml
 from rig.files.pack_spec import load_pack_spec
 
-TESTCASES = Path(__file__).resolve().parents[1] / "testcases"
 LOADERS = {"bench": load_bench, "spec": load_pack_spec, "firmware": load_firmware_profile}
 
 
@@ -72,42 +70,11 @@ def check(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _allure_cli(reports: Path) -> str | None:
-    local = reports / ".allure" / "node_modules" / ".bin" / "allure"
-    if local.exists():
-        return str(local)
-    return shutil.which("allure")
-
-
 def run(args: argparse.Namespace) -> int:
-    reports = Path(args.reports).resolve()
-    results, html = reports / "allure-results", reports / "html"
-    reports.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(args.bench),
-           "--alluredir", str(results), "--clean-alluredir",
-           "--junitxml", str(reports / "junit.xml"), "-p", "no:cacheprovider"]
-    if args.firmware:
-        cmd += ["--firmware", args.firmware]
-    if args.seed is not None:
-        cmd += ["--seed", str(args.seed)]
-    if args.markers:
-        cmd += ["-m", args.markers]
-    workers = args.workers
-    if workers == "auto" and not load_bench(args.bench).emulated:
-        workers = "0"  # one real bench: one test at a time
-    if workers != "0" and importlib.util.find_spec("xdist") is not None:
-        cmd += ["-n", workers]  # each emulated test has its own bench (own emulator, own ports)
-    cmd += args.pytest_args
-    print("packrig run:", " ".join(cmd), flush=True)
-    code = subprocess.call(cmd, cwd=TESTCASES.parent)
-    allure = _allure_cli(reports)
-    if allure and not args.no_html:
-        subprocess.call([allure, "generate", str(results), "--output", str(html)])
-        print(f"packrig run: HTML report in {html}/index.html")
-    else:
-        print(f"packrig run: results in {results} and {reports / 'junit.xml'} "
-              "(install the Allure 3 command line to render HTML: see README)")
-    return code
+    from rig import run_command  # see rig/run_command.py: the run folder, the child pytest, the reports
+
+    run_command.install_sigterm()
+    return run_command.run(args, args.argv)
 
 
 def emulate(args: argparse.Namespace) -> int:
@@ -119,19 +86,12 @@ def emulate(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="packrig", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"packrig {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p_run = sub.add_parser("run", help="run the test cases against a bench, with the report")
-    p_run.add_argument("--bench", default=str(EMULATED_BENCH), help="bench file (default: emulated)")
-    p_run.add_argument("--firmware", help="firmware profile to emulate (emulated bench only)")
-    p_run.add_argument("--seed", type=int, help="seed of the emulated pack")
-    p_run.add_argument("-m", dest="markers", help="pytest marker expression, e.g. 'not slow'")
-    p_run.add_argument("--reports", default="reports", help="report folder (default: reports)")
-    p_run.add_argument("--no-html", action="store_true", help="skip rendering the HTML report")
-    p_run.add_argument("--workers", default="auto",
-                       help="pytest-xdist workers: 'auto' (default; a real bench always runs one test at a "
-                            "time), a number, or 0")
-    p_run.add_argument("pytest_args", nargs="*", help="further pytest arguments (after --)")
+    p_run = sub.add_parser("run", help="run the test cases against a bench: one run folder, reports, summary")
+    from rig.run_command import add_arguments
+    add_arguments(p_run, str(EMULATED_BENCH))
     p_run.set_defaults(func=run)
 
     p_check = sub.add_parser("check", help="validate bench / pack spec / firmware profile files")
@@ -164,6 +124,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:  # a bad file named on the command line: one line, a usage error
         print(f"error: {exc}", file=sys.stderr)
         return 4
+
+
+def _version() -> str:
+    from rig.report.manifest import git_facts, packrig_version
+    revision = git_facts()["revision"]
+    return packrig_version() + (f" (git {revision[:12]})" if revision else "")
 
 
 if __name__ == "__main__":

@@ -2,7 +2,13 @@
 
 Options (one ``packrig`` group): ``--bench FILE`` (default: the emulated bench),
 ``--pack-spec FILE`` (default: the one the bench file names), ``--firmware FILE`` (emulator
-only: the firmware profile to emulate), ``--seed N`` (emulator only).
+only: the firmware profile to emulate), ``--seed N`` (emulator only), ``--run-dir DIR`` (the run
+folder: recordings, manifest; see :mod:`rig.run_session`).
+
+Bad input stops the run before any test starts, in one line, as a usage error (exit code 4): a
+bench file, pack spec or firmware profile that does not load, a run folder that holds a run or
+cannot be written. On a real bench the run starts with first contact (:mod:`rig.first_contact`):
+an instrument that does not answer stops it, named, before the first test.
 
 Feature flags: a test marked ``@pytest.mark.needs(parallel_packs=2, has_chamber=True)`` is
 skipped on a bench whose ``[features]`` lack any of them, and the skip says which.
@@ -34,6 +40,19 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="firmware profile for the emulated pack (emulated bench only)")
     group.addoption("--seed", metavar="N", type=int, default=None,
                     help="seed of the emulated pack (emulated bench only)")
+    group.addoption("--run-dir", metavar="DIR", default=None,
+                    help="the run folder: recordings, manifest.json (default: reports/runs/<UTC time>-<id>/ "
+                         "under the rootdir, made only when tests use the bench)")
+    group.addoption("--run-dir-overwrite", action="store_true",
+                    help="reuse a --run-dir that already holds a run")
+    group.addoption("--progress-feed", metavar="FILE", default=None,
+                    help="append the run's progress to FILE as JSON lines (packrig run draws it)")
+    group.addoption("--no-run-summary", action="store_true",
+                    help="no summary by requirement at the end (packrig run prints its own)")
+    group.addoption("--no-first-contact", action="store_true",
+                    help="real bench: skip identifying every instrument before the first test")
+    group.addoption("--no-plots", action="store_true",
+                    help="no plot per test (recordings/<test>.png); the CAN log and CSV are still attached")
 
 
 MARKERS = {
@@ -55,10 +74,92 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin("packrig-fixtures"):
         from rig import fixtures  # the bench fixtures: imported only when pytest runs
         config.pluginmanager.register(fixtures, "packrig-fixtures")
-    # A bench named on the command line is checked at once: a bad file stops the run before any
-    # test starts, as a usage error naming file and field.
-    if any(config.getoption(o) is not None for o in ("--bench", "--firmware", "--seed")):
+    # Files named on the command line are checked at once (on the xdist controller too): a bad
+    # file stops the run before any test starts, as a usage error naming file and field.
+    if any(config.getoption(o) is not None for o in ("--bench", "--firmware", "--seed", "--pack-spec", "--run-dir")):
         _loaded_bench(config)
+        spec_for(config)
+        _firmware_profile(config)
+    if not config.pluginmanager.has_plugin("packrig-run"):
+        from rig.run_session import RunSession, XdistHooks
+        session = RunSession(config)
+        session.check_folder()
+        config.pluginmanager.register(session, "packrig-run")
+        if config.pluginmanager.has_plugin("xdist"):
+            config.pluginmanager.register(XdistHooks(session), "packrig-run-xdist")
+
+
+def run_session(config: pytest.Config):
+    """The :class:`rig.run_session.RunSession` of this pytest process (its run folder)."""
+    return config.pluginmanager.get_plugin("packrig-run")
+
+
+def recordings_dir(config: pytest.Config) -> Path:
+    """Where this run's recordings go: ``<run folder>/recordings`` (the run folder wins over the
+    bench file's ``[recording].directory``, so runs never mix)."""
+    return run_session(config).recordings
+
+
+def _firmware_profile(config: pytest.Config) -> FirmwareProfile | None:
+    """The firmware profile the emulated pack runs (None on a real bench), validated once."""
+    bench = _loaded_bench(config)
+    if not bench.emulated:
+        return None
+    cached = getattr(config, "_packrig_firmware", None)
+    if cached is None:
+        path = config.getoption("--firmware") or bench.firmware_path
+        try:
+            cached = config._packrig_firmware = load_firmware_profile(Path(path))
+        except ConfigError as exc:
+            raise pytest.UsageError(f"packrig: bad firmware profile: {exc}") from None
+    return cached
+
+
+def run_facts(config: pytest.Config) -> dict:
+    """The files and settings of this run, as the manifest states them."""
+    from rig.report.manifest import file_facts
+    bench = _loaded_bench(config)
+    spec_path = config.getoption("--pack-spec") or bench.pack_spec_path
+    spec = spec_for(config)
+    firmware = _firmware_profile(config)
+    seed = None
+    if bench.emulated:
+        seed = config.getoption("--seed")
+        seed = bench.file.emulator.seed if seed is None else seed
+    return {
+        "bench": {**file_facts(bench.path, bench.file.bench.name), "clock": bench.file.bench.clock,
+                  "emulated": bench.emulated},
+        "pack_spec": file_facts(spec_path, spec.meta.name),
+        "firmware": file_facts(config.getoption("--firmware") or bench.firmware_path, firmware.meta.name)
+        if firmware is not None else None,
+        "seed": seed,
+        "markers": config.getoption("markexpr", None) or None,
+        "keyword": config.getoption("keyword", None) or None,
+        "shard": getattr(config.option, "shard", None),
+    }
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """First contact with a real bench before the first test that uses it (see rig.first_contact)."""
+    config = session.config
+    if hasattr(config, "workerinput") or config.getoption("--no-first-contact"):
+        return
+    from rig.run_session import uses_bench
+    if not any(uses_bench(item) for item in session.items):
+        return
+    bench = _loaded_bench(config)
+    if bench.emulated:
+        return
+    from rig.first_contact import first_contact, stop_message, table
+    rows, identity = first_contact(bench)
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write("\n" + table(rows, bench.file.bench.name))
+    stop = stop_message(rows, bench.path)
+    if stop:
+        run_session(config).interrupted = stop
+        raise pytest.UsageError(f"packrig: {stop}")
+    run_session(config).set_pack_identity(identity)
 
 
 def _loaded_bench(config: pytest.Config) -> LoadedBench:
@@ -119,11 +220,7 @@ def firmware(pytestconfig: pytest.Config, bench_file: LoadedBench) -> FirmwarePr
     """The firmware profile the emulated pack runs (skips on a real bench: there is none)."""
     if not bench_file.emulated:
         pytest.skip(f"bench {bench_file.file.bench.name!r} is real: it has no firmware profile")
-    path = pytestconfig.getoption("--firmware") or bench_file.firmware_path
-    try:
-        return load_firmware_profile(Path(path))
-    except ConfigError as exc:
-        raise pytest.UsageError(f"packrig: bad firmware profile: {exc}") from None
+    return _firmware_profile(pytestconfig)
 
 
 def pytest_keyboard_interrupt(excinfo) -> None:
