@@ -44,7 +44,7 @@ BAD_FILES = {
     "empty": (lambda o: b"", "empty"),
     "blank": (lambda o: b"\n   \n\t\n", "empty"),
     "comments-only": (lambda o: b"# nothing here\n# at all\n", "empty"),
-    "huge": (lambda o: o.read_bytes() + b"#" * MAX_FILE_BYTES, f"larger than {MAX_FILE_BYTES // 1024} KiB"),
+    "huge": (lambda o: o.read_bytes() + b"#" * MAX_FILE_BYTES, "larger than the 1 MiB a file may have"),
     "nested-arrays": (lambda o: b"a = " + b"[" * 5000 + b"]" * 5000, "nested too deeply"),
     "nested-inline-tables": (lambda o: b"a = " + b"{ b = " * 5000 + b"1" + b" }" * 5000,
                              "nested too deeply"),
@@ -169,3 +169,23 @@ def test_packrig_emulate_and_run_give_the_one_line_as_a_usage_error(tmp_path, ba
         assert "Traceback" not in done.stderr + done.stdout
         lines = [line for line in (done.stderr + done.stdout).splitlines() if str(path) in line]
         assert len(lines) == 1 and says in lines[0], (command, done.stdout, done.stderr)
+
+
+@pytest.mark.parametrize("kind,old,new,field,says", [
+    ("spec", "l3 = { threshold = 3.65, delay_s = 0.5 }", "l3 = { threshold = true, delay_s = 0.5 }",
+     "protections.cell_over_voltage.l3.threshold", "valid number"),
+    ("spec", "l3 = { threshold = 3.65, delay_s = 0.5 }", 'l3 = { threshold = "3.65", delay_s = 0.5 }',
+     "protections.cell_over_voltage.l3.threshold", "valid number"),
+    ("firmware", "wake_enabled = true", "wake_enabled = 1", "power_on.wake_enabled", "valid boolean"),
+    ("firmware", "wake_enabled = true", 'wake_enabled = "yes"', "power_on.wake_enabled", "valid boolean"),
+])
+def test_types_are_strict_in_every_file_kind(tmp_path, kind, old, new, field, says):
+    """``true`` is no number and ``1`` or ``"yes"`` no bool, in a pack spec or profile too."""
+    loader, original = LOADERS[kind]
+    text = original.read_text()
+    assert old in text, f"test setup: {old!r}"
+    path = tmp_path / original.name
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as info:
+        loader(path)
+    assert info.value.field == field and says in str(info.value) and "\n" not in str(info.value)

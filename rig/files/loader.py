@@ -69,8 +69,8 @@ def read_toml(path: str | Path) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(path, "", f"cannot read it: {exc.strerror or exc}") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError(path, "", f"larger than {MAX_FILE_BYTES // 1024} KiB: not a bench file, "
-                                    "pack spec or firmware profile (these are a few kB)")
+        raise ConfigError(path, "", f"larger than the {MAX_FILE_BYTES // 2**20} MiB a file may have: not a "
+                                    "bench file, pack spec or firmware profile (these are a few kB)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
