@@ -19,10 +19,7 @@ import math
 
 import pytest
 
-from rig.errors import FrameError
 from rig.light_reader import LightState
-from rig.protocol import rs485
-from rig.protocol.rs485_commands import AnalogValues
 from testcases.observe import check_flickers, frame_count, frames_since, half_step, press_and_watch, terminal_extremes
 
 pytestmark = pytest.mark.needs(parallel_packs=2)
@@ -31,8 +28,6 @@ BUTTONS = ("power_button", "pack2_power_button")
 RUN_LIGHTS = {"pack": "run", "pack2": "pack2_run"}
 ALM_LIGHTS = {"pack": "alm", "pack2": "pack2_alm"}
 PANEL = ("run", "alm", "led1", "led2", "led3", "led4")
-#: Bytes asked of the RS485 port per read; it returns at once with what has arrived (timeout 0).
-READ_CHUNK = 1 << 16
 
 
 # --- helpers: what the rig does and watches ------------------------------------------------------
@@ -217,6 +212,7 @@ def test_rs485_link_cut_is_a_parallel_failure(spec, bench, pack, pack2, pcs, lig
     measure("0x359 ModuleCount before the cut", pcs.signal("ModuleCount"), req=req, equals=2)
     mark, cut = frame_count(pcs, "DetailStatus", 2), clock.now()
     faults.rs485_cut(True)
+    measure.stimulate("RS485 cable between the packs cut (fault insertion)")
     first = _first_lit(clock, lights, ALM_LIGHTS.values(),
                        par.rs485_missed_polls * par.rs485_poll_period_s + late + spec.can.period_s)
     for who, alm in ALM_LIGHTS.items():
@@ -231,66 +227,5 @@ def test_rs485_link_cut_is_a_parallel_failure(spec, bench, pack, pack2, pcs, lig
     _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs, lights, ("", "pack2_"))
 
 
-# --- the RS485 line (PACK_SPEC.md 7) ----------------------------------------------------------------
-@pytest.mark.requirement("parallel", manual="5")
-def test_rs485_master_polls_the_slave(spec, bench, pack, pack2, pcs, lights, measure):
-    """PACK_SPEC.md 7: on the RS485 line the master polls ADR 3 with 0x42 every second; every
-    frame on the line is well formed (SOI/EOI, LENGTH and CHKSUM), every poll is answered
-    (RTN 0) with analog values that decode and agree with the slave's cell taps."""
-    par, req, clock, tol = spec.parallel, spec.parallel.id, bench.clock, spec.tolerance
-    line, reader = bench.rs485, rs485.FrameReader()   # listening before the packs talk
-
-    def heard() -> list:
-        """Frames (and errors) completed by the bytes the line has delivered so far."""
-        return reader.feed(line.read(READ_CHUNK))
-
-    flickers_s = par.success_flicker_count * par.success_flicker_period_s
-    _power_on_together(bench, pack, lights, spec, flickers_s + spec.can.period_s)
-    before = heard()                                    # the traffic of the power-on
-
-    polls_wanted = 10
-    window = polls_wanted * par.rs485_poll_period_s
-    step = par.rs485_poll_period_s / 10
-    started, items = clock.now(), []
-    while clock.now() < started + window - 1e-9:
-        clock.sleep(step)
-        items += [(clock.now(), item) for item in heard()]
-    errors = [str(i) for i in before + [i for _, i in items] if isinstance(i, FrameError)]
-    measure("malformed frames on the RS485 line", errors, req=req, equals=[])
-    frames = [(t, f) for t, f in items if not isinstance(f, FrameError)]
-    polls, replies = [], []
-    for t, f in frames:
-        if f.cid2_or_rtn == rs485.Cid2.ANALOG_VALUES:
-            polls.append((t, f))
-        else:
-            replies.append((t, f))
-    # the poll count may be one off at either end of the window (where the sampling cuts it)
-    measure("0x42 polls in the window", len(polls), req=req, at_least=polls_wanted - 1,
-            at_most=polls_wanted + 1)
-    for t, f in polls:
-        request = rs485.parse_request(f)
-        measure("0x42 poll ADR", f.adr, req=req, equals=rs485.SLAVE_ADR)
-        measure("0x42 poll command value", request.command, req=req, equals=rs485.SLAVE_ADR)
-    if len(polls) >= 2:
-        # the pack spec gives RS485 no timing tolerance of its own: the CAN schedule's is used
-        mean = (polls[-1][0] - polls[0][0]) / (len(polls) - 1)
-        measure("mean 0x42 poll period", mean, req=req, unit="s", nominal=par.rs485_poll_period_s,
-                tolerance=spec.can.period_tolerance_s)
-    measure("replies to the polls", len(replies), req=req, at_least=len(polls) - 1, at_most=len(polls) + 1)
-    taps = pack2.group_voltages()
-    answers = []
-    for t, f in replies:
-        measure("reply ADR", f.adr, req=req, equals=rs485.SLAVE_ADR)
-        measure("reply RTN", f.cid2_or_rtn, req=req, equals=rs485.Rtn.OK)
-        try:
-            answers.append(AnalogValues.decode(f.info))
-        except FrameError as error:
-            measure("0x42 reply INFO", str(error), req=req, equals="analog values (PACK_SPEC.md 7)")
-    values = answers[-1]
-    measure("0x42 reply pack number", values.pack, req=req, equals=rs485.SLAVE_ADR)
-    measure("0x42 reply cell count", len(values.cell_mv), req=req, equals=spec.ratings.groups)
-    for i, (mv, tap) in enumerate(zip(values.cell_mv, taps), start=1):
-        measure(f"0x42 reply cell {i} against the slave's cell tap", mv / 1000, req=req, unit="V",
-                nominal=tap, tolerance=tol.group_voltage_v)
-    measure("0x42 reply module voltage against the slave's cell-tap sum", values.module_mv / 1000, req=req,
-            unit="V", nominal=sum(taps), tolerance=tol.pack_voltage_v)
+# The RS485 line itself (the master's 0x42 and 0x44 polls, their period, a console reading both
+# packs): testcases/test_rs485_pair.py.

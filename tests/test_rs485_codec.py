@@ -10,8 +10,8 @@ from rig.protocol.rs485 import (
     ADDRESSED, MAX_FRAME_CHARS, Cid2, Frame, FrameReader, Request, Rtn, checksum, decode_frame, encode_frame,
     lchksum, parse_request, reply, request)
 from rig.protocol.rs485_commands import (
-    AlarmInfo, AlarmState, AnalogValues, ChargeManagement, ChargeStatus, ManufacturerInfo, ProtocolVersion,
-    SerialNumber, Status1, Status2, Status3, SystemParameters, parse_reply)
+    AlarmInfo, AlarmState, AnalogValues, ChargeManagement, ChargeStatus, GroupAnalogValues, ManufacturerInfo,
+    ProtocolVersion, SerialNumber, Status1, Status2, Status3, SystemParameters, parse_reply)
 
 # PACK_SPEC.md 7 known answers.
 REQUEST_0X42 = b"~20024642E00202FD33\r"
@@ -24,6 +24,15 @@ PYLONTECH_REPLY = (b"~20014600C06E11010F0D450D440D450D440D450D440D3E0D450D4A0D4A
                    b"050BC30BC30BC30BCD0BCD0000C725BF6802C3500002E553\r")
 # 0x51 reply of a real US2000C at ADR 2 (capture published with Martin Steppuhn's pylontech.py, 2022).
 US2000C_0X51 = b"~20024600C04055533230303043000000010750796C6F6E2D2D2D2D2D2D2D2D2D2D2D2D2D2D2DEFBD\r"
+
+
+# 0x42 with command value 0xFF to a US2000 group of three (examples/pdu/us2000_3modules_1 of
+# Frankkkkk/python-pylontech, whose get_values() parses it): INFOFLAG, module count, modules.
+US2000_GROUP_0X42 = (
+    b"~20024600914211030F0CE70CE80CE60CE70CE80CE80CE80CE60CE50CE60CE80CE70CEA0CE50CE6050B910B870B870B870B87"
+    b"FFE6C18982DC02C350001F0F0CE20CE60CE60CE10CE50CE70CE60CE30CE20CE50CE30CE90CE70CE90CE9050B910B870B870B87"
+    b"0B87FFE7C17082DC02C350001F0F0CE20CE50CE50CE20CE30CE30CE40CE50CE60CE60CE30CE40CE40CE60CE6050B910B7D0B7D"
+    b"0B7D0B7DFFE5C16082DC02C350001FB476\r")
 
 
 def framed(body: bytes) -> bytes:
@@ -51,6 +60,18 @@ def test_0x92_reply_decodes_to_the_spec_values():
         pack=2, charge_voltage_limit_mv=56000, discharge_voltage_limit_mv=46400,
         charge_current_limit_a=100.0, discharge_current_limit_a=-100.0,
         status=ChargeStatus.CHARGE_ENABLE | ChargeStatus.DISCHARGE_ENABLE)
+
+
+def test_group_analog_values_of_a_real_us2000_group():
+    frame = decode_frame(US2000_GROUP_0X42)
+    group = parse_reply(Cid2.ANALOG_VALUES, frame, command=0xFF)
+    assert group.infoflag == 0x11 and [m.pack for m in group.modules] == [1, 2, 3]
+    first = group.modules[0]
+    assert first.cell_mv[:3] == (3303, 3304, 3302) and len(first.cell_mv) == 15
+    assert (first.current_a, first.module_mv, first.remaining_mah, first.total_mah, first.cycles) == (
+        -2.6, 49545, 33500, 50000, 31)
+    assert first.temps_c == (23.0, 22.0, 22.0, 22.0, 22.0)
+    assert GroupAnalogValues(group.modules, 0x11).encode() == frame.info
 
 
 def test_0x92_spec_values_encode_to_the_spec_bytes():

@@ -66,6 +66,25 @@ def test_known_request_gets_the_analog_values_of_adr_2():
         remaining_mah=112640, total_mah=128000, cycles=0)
 
 
+def test_group_command_value_gets_the_group_layout_with_the_joined_partner():
+    """0xFF: INFOFLAG, module count, then each module without its pack number (python-pylontech's
+    get_values() layout); the master gives its partner's values while the pair is joined."""
+    master, slave = PackResponder(make_bms()), PackResponder(make_bms(SLAVE_ADR))
+    master.partners = [slave]
+    slave.bms.report.current_a = -12.0
+    ask_all = request(Cid2.ANALOG_VALUES, MASTER_ADR, b"\xff")
+    alone = parse_reply(Cid2.ANALOG_VALUES, master.respond(ask_all), command=0xFF)
+    assert [m.current_a for m in alone.modules] == [-10.0]
+    master.bms.modules = 2
+    frame = master.respond(ask_all)
+    assert frame.info[:3] == bytes([0, 2, 16])   # INFOFLAG, two modules, the first one's cell count
+    group = parse_reply(Cid2.ANALOG_VALUES, frame, command=0xFF)
+    assert [(m.pack, m.current_a) for m in group.modules] == [(1, -10.0), (2, -12.0)]
+    assert group.modules[0].cell_mv == tuple(range(3300, 3316))
+    slave.bms.state = "Off"
+    assert len(parse_reply(Cid2.ANALOG_VALUES, master.respond(ask_all), command=0xFF).modules) == 1
+
+
 def test_analog_values_use_the_u24_capacity_form_over_65_ah():
     info = ask(make_bms(), Cid2.ANALOG_VALUES).info
     # remaining U16 0xFFFF, item count 4, total U16 0xFFFF, cycles 0, then U24 remaining and total mAh
@@ -111,16 +130,40 @@ def test_alarm_info_cell_limits_follow_the_profile():
 
 
 @pytest.mark.parametrize("current_a, t_c, state", [
-    (20.0, 46.0, AlarmState.ABOVE_UPPER),   # charging: charge OT L1 45 C
-    (-20.0, 46.0, N),                       # discharging: discharge OT L1 50 C
-    (-20.0, 51.0, AlarmState.ABOVE_UPPER),
-    (20.0, 4.0, AlarmState.BELOW_LOWER),    # charging: charge UT L1 5 C
-    (-20.0, 4.0, N),                        # discharging: discharge UT L1 -5 C
+    (20.0, 46.0, AlarmState.ABOVE_UPPER),   # charge OT L1 45 C trips on the temperature alone ...
+    (-20.0, 46.0, AlarmState.ABOVE_UPPER),  # ... whatever the current: so does the state
+    (0.0, 46.0, AlarmState.ABOVE_UPPER),
+    (-20.0, 44.0, N),
+    (20.0, 4.0, AlarmState.BELOW_LOWER),    # charge UT L1 5 C
+    (-20.0, 4.0, AlarmState.BELOW_LOWER),
+    (-20.0, 6.0, N),
 ])
-def test_alarm_info_temperature_states_use_the_rows_of_the_current_direction(current_a, t_c, state):
+def test_alarm_info_temperature_states_use_the_tightest_row_whatever_the_current(current_a, t_c, state):
     bms = make_bms()
     bms.report.current_a, bms.report.temps_c[1] = current_a, t_c
     assert answer(bms, Cid2.ALARM_INFO).temp_states == (N, state, N, N, N)
+
+
+def test_alarm_info_states_follow_a_tripped_row_until_it_releases():
+    """Back inside the alarm limit but not yet past the release value, the row is still tripped on
+    CAN: its extreme reading stays out of range in 0x44 too."""
+    bms = make_bms()
+    bms.report.temps_c[2], bms.report.levels = 42.0, {"charge_over_temperature": 1}   # releases at 40 C
+    bms.report.groups_v[5], bms.report.levels["cell_under_voltage"] = 3.05, 1           # releases at 3.10 V
+    bms.report.levels["discharge_over_current"] = 2                                     # 30 s after the cut
+    info = answer(bms, Cid2.ALARM_INFO)
+    assert info.temp_states == (N, N, AlarmState.ABOVE_UPPER, N, N)
+    assert info.cell_states[5] == AlarmState.BELOW_LOWER and info.cell_states.count(N) == 15
+    assert (info.charge_current_state, info.discharge_current_state) == (N, AlarmState.ABOVE_UPPER)
+    assert info.module_voltage_state == N
+
+
+def test_alarm_info_cell_difference_at_level_2_flags_the_extreme_cells():
+    bms = make_bms()
+    bms.report.levels = {"cell_voltage_difference": 1}
+    assert answer(bms, Cid2.ALARM_INFO).failed_cells == ()
+    bms.report.levels = {"cell_voltage_difference": 2}
+    assert answer(bms, Cid2.ALARM_INFO).failed_cells == (1, 16)
 
 
 def test_alarm_info_currents_and_module_voltage():
@@ -247,9 +290,11 @@ def test_lenid_4_lower_case_and_group_command_value_are_accepted():
     lenid4 = encode_frame(request(Cid2.ANALOG_VALUES, 3, lenid_bytes=2))
     lower = lenid4[1:-5].lower()
     lower = b"~" + lower + b"%04x\r" % checksum(lower)  # a console's CHKSUM is over its own characters
-    for raw in (lenid4, lower, encode_frame(request(Cid2.ANALOG_VALUES, 3, b"\xff"))):
+    for raw in (lenid4, lower):
         frame = responder.respond_bytes(raw)
         assert frame.cid2_or_rtn == Rtn.OK and parse_reply(Cid2.ANALOG_VALUES, frame).pack == 3
+    frame = responder.respond_bytes(encode_frame(request(Cid2.ANALOG_VALUES, 3, b"\xff")))
+    assert frame.cid2_or_rtn == Rtn.OK and len(parse_reply(Cid2.ANALOG_VALUES, frame, 0xFF).modules) == 1
 
 
 # --- malformed requests ---------------------------------------------------------------------------

@@ -78,6 +78,7 @@ class EmulatedBench:
         self.rs485 = Rs485Bus().start()
         self.faults = Faults(self.world, self.rs485)
         self.rs485.responders.extend(PackResponder(b) for b in self.world.bms)
+        self.rs485.responders[0].partners = self.rs485.responders[1:]  # the master answers for its group
         if packs == 2:
             link = ParallelLink(self.world.bms[0], self.world.bms[1], self.rs485)
             self.rs485.on_line = link.on_line

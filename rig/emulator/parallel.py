@@ -1,16 +1,20 @@
 """Two packs in parallel: the master's RS485 polling and the parallel-connection rules (manual 5, 6.2).
 
-The master (the pack on the CAN bus, ADR 2) polls the slave (ADR 3) with 0x42 every
-``parallel.rs485_poll_period_s``; the polls and answers are real frames on the emulated RS485
-line, so the rig sees the same traffic it would sniff on a real link. The rules, from the
-firmware profile:
+The master (the pack on the CAN bus, ADR 2) polls the slave (ADR 3) with 0x42 (analog values)
+and 0x44 (alarm info) every ``parallel.rs485_poll_period_s`` (PACK_SPEC.md 7); the polls and
+answers are real frames on the emulated RS485 line, so the rig sees the same traffic it would
+sniff on a real link. A poll is answered when both commands are. The rules, from the firmware
+profile:
 
 - both packs must be on within ``power_on_window_s`` of each other: a master that hears no
   slave in that time, or a slave that is not polled in that time, fails;
 - at the first answer the master compares the two module voltages: within
   ``max_voltage_difference_v`` both packs join (relays close, RUN flickers five times, the
   master reports two modules); beyond it both fail;
-- once joined, ``rs485_missed_polls`` polls in a row without an answer is a link failure.
+- once joined, ``rs485_missed_polls`` polls in a row without an answer is a link failure for
+  the master, and as many poll periods without a poll one for the slave: a partner that was
+  turned off (button, fault power-off, PCS loss) is noticed by the silence on the line, as a
+  firmware can notice it, never at once.
 
 A failure is the parallel-connection failure of PACK_SPEC.md 4: ALM on, then the fault power-off.
 """
@@ -19,7 +23,10 @@ from __future__ import annotations
 from rig.emulator.bms import Bms, ns
 from rig.errors import FrameError
 from rig.protocol import rs485
-from rig.protocol.rs485_commands import AnalogValues
+from rig.protocol.rs485_commands import AlarmInfo, AnalogValues
+
+#: The commands of one poll, in the order the master sends them (PACK_SPEC.md 7).
+POLLS = (rs485.Cid2.ANALOG_VALUES, rs485.Cid2.ALARM_INFO)
 
 
 class ParallelLink:
@@ -38,35 +45,44 @@ class ParallelLink:
         self._on_since: dict[int, int | None] = {2: None, 3: None}
         self._next_poll: int | None = None
         self._answer: AnalogValues | None = None
+        self._alarms: AlarmInfo | None = None
+        self._waiting: rs485.Cid2 | None = None  # the command of the poll on the line now
         self._last_polled: int | None = None   # when the slave last heard a poll
         self.missed = 0
         self.joined = False
         self._reader = rs485.FrameReader()
+        self._polls = {cid2: rs485.encode_frame(rs485.request(cid2, rs485.SLAVE_ADR, bytes([rs485.SLAVE_ADR])))
+                       for cid2 in POLLS}
         for bms in (master, slave):
             bms.parallel_mode = True
 
     # --- the line --------------------------------------------------------------------------------
     def on_line(self, data: bytes) -> None:
-        """Bytes seen on the RS485 line; the master keeps the slave's 0x42 answer."""
+        """Bytes seen on the RS485 line; the master keeps the slave's answers to its own polls."""
         for item in self._reader.feed(data):
-            if isinstance(item, FrameError) or item.adr != rs485.SLAVE_ADR:
+            if isinstance(item, FrameError) or item.adr != rs485.SLAVE_ADR or self._waiting is None:
                 continue
             if item.cid1 == rs485.CID1 and item.cid2_or_rtn == rs485.Rtn.OK and item.info:
                 try:
-                    self._answer = AnalogValues.decode(item.info)
+                    if self._waiting == rs485.Cid2.ANALOG_VALUES:
+                        self._answer = AnalogValues.decode(item.info)
+                    else:
+                        self._alarms = AlarmInfo.decode(item.info)
                 except FrameError:
                     continue  # a garbled answer counts as a missed poll
 
     def _poll(self, t_ns: int) -> bool:
-        """One 0x42 poll of the slave; True when it answered."""
-        poll = rs485.encode_frame(rs485.request(rs485.Cid2.ANALOG_VALUES, rs485.SLAVE_ADR,
-                                                bytes([rs485.SLAVE_ADR])))
+        """One poll of the slave, 0x42 then 0x44; True when it answered both."""
         with self.line.lock:  # a console's traffic on the line must not pass for the answer
-            self._answer = None
-            self.line.transmit(poll, sender=rs485.MASTER_ADR)
-        if self._answer is not None:
+            self._answer = self._alarms = None
+            for cid2 in POLLS:
+                self._waiting = cid2
+                self.line.transmit(self._polls[cid2], sender=rs485.MASTER_ADR)
+            self._waiting = None
+        answered = self._answer is not None and self._alarms is not None
+        if answered:
             self._last_polled = t_ns
-        return self._answer is not None
+        return answered
 
     # --- time ------------------------------------------------------------------------------------
     def on_time(self, t_ns: int) -> None:
@@ -77,14 +93,24 @@ class ParallelLink:
                 self._on_since[bms.address] = None
                 if bms is self.master:
                     self._next_poll = None
-                self.joined = self.joined and self.master.awake and self.slave.awake
+        if not (self.master.awake or self.slave.awake):
+            self.joined = False  # both off: the next power-on is a new connection
         master_on = self._on_since[2] is not None
         if master_on and self._next_poll is None:
             self._next_poll = t_ns
         if master_on and t_ns >= self._next_poll:
             self._next_poll += self._period
             self._after_poll(self._poll(t_ns), t_ns)
+        self._unpolled(t_ns)
         self._windows(t_ns)
+
+    def _unpolled(self, t_ns: int) -> None:
+        """A joined slave that has heard no poll for ``rs485_missed_polls`` periods: link failure."""
+        if self.joined and self._on_since[3] is not None and t_ns >= self._unpolled_at():
+            self._fail(t_ns, self.slave)
+
+    def _unpolled_at(self) -> int:
+        return self._last_polled + self.p.rs485_missed_polls * self._period
 
     def _after_poll(self, answered: bool, t_ns: int) -> None:
         if self.joined:
@@ -119,6 +145,8 @@ class ParallelLink:
 
     def next_deadline_ns(self) -> int | None:
         times = [self._next_poll]
+        if self.joined and self._on_since[3] is not None:
+            times.append(self._unpolled_at())
         if not self.joined:
             times += [t + self._window for t in self._on_since.values() if t is not None]
         return min((t for t in times if t is not None), default=None)

@@ -22,14 +22,21 @@ Who answers:
   (0x04 CID1/CID2, 0x01 VER, 0x90 ADR, 0x06 INFO size). A command value (INFO's first byte) that
   is neither this ADR nor 0xFF (the whole group, answered with this pack's data) is RTN 0x06.
 
+0x42 with command value 0xFF (the whole group) is answered in the group layout
+(:class:`~rig.protocol.rs485_commands.GroupAnalogValues`): this pack's values first, then those of
+each partner in :attr:`PackResponder.partners` while the pair is joined (``bms.modules`` > 1), as a
+Pylontech master answers for its group.
+
 0x44 mapping (every number comes from the firmware profile):
 
-* **States** compare each reading *now* with its row's alarm limit (lowest enabled level, normally
-  L1): cells with cell over/under voltage, module voltage with pack over/under voltage, currents
-  with the over-current rows, T1-T4 with the charge rows while charging (at least
-  ``bms.run_current_a``) and the discharge rows otherwise; T5 (power stage) has no row. No reading
-  (nan) is 0xF0 "other", as is every reading of a failed sampler: FailureVoltageFrontEnd (cells,
-  module), FailureTemperatureSampling (temperatures), FailureCurrentSampling (currents).
+* **States** follow what the BMS reports on CAN: a reading is out of range when it is past the
+  alarm limit (lowest enabled level, normally L1) of a row that watches it, or when such a row is
+  tripped (any level) and the reading is the row's extreme one (the hysteresis of the release).
+  Cells: cell over/under voltage; module voltage: pack over/under voltage; currents: the
+  over-current rows; T1-T4: the charge *and* discharge temperature rows, whatever the current
+  (the BMS trips them on the temperature alone); T5 (power stage) has no row. No reading (nan) is
+  0xF0 "other", as is every reading of a failed sampler: FailureVoltageFrontEnd (cells, module),
+  FailureTemperatureSampling (temperatures), FailureCurrentSampling (currents).
 * **Status1** is what has *tripped* (level 2 or 3, with the BMS's delays), :data:`STATUS1_ROWS`.
   v3.3 has no cell over-voltage bit: it sets module over voltage (both stop the charge). Under
   temperature and cell difference have no Status1 bit; they show in the states and Status4/5.
@@ -38,7 +45,8 @@ Who answers:
 * **Status3**: fully charged at 100 % SOC; effective charge / discharge current above 0.1 A (v3.3).
   This pack has no buzzer and no heater.
 * **Status4/5** (cell 1-8 / 9-16 fault): a cell past its row's protection limit (lowest enabled of
-  L2, L3); all cells on FailureVoltageFrontEnd; the highest and lowest on FailureCellVoltageDifference.
+  L2, L3); all cells on FailureVoltageFrontEnd; the highest and lowest while the cell voltage
+  difference is at level 2 or 3 (and on FailureCellVoltageDifference).
 
 Relay, pre-charge, current-limitation, parallel, PCS and short-circuit failures have no v3.3 field;
 they show as open switches in Status2 and cleared enable bits in 0x92.
@@ -53,8 +61,8 @@ from rig.files.rows import PROTECTIONS
 from rig.protocol.rs485 import (
     ADDRESSED, MASTER_ADR, Cid2, Frame, FrameReader, Request, Rtn, decode_frame, parse_request, reply)
 from rig.protocol.rs485_commands import (
-    AlarmInfo, AlarmState, AnalogValues, ChargeManagement, ChargeStatus, ManufacturerInfo, SerialNumber,
-    Status1, Status2, Status3, SystemParameters)
+    ALL_PACKS, AlarmInfo, AlarmState, AnalogValues, ChargeManagement, ChargeStatus, GroupAnalogValues,
+    ManufacturerInfo, SerialNumber, Status1, Status2, Status3, SystemParameters)
 
 #: Status1 bit of each protection row at level 2 or 3 (module docstring).
 STATUS1_ROWS = {
@@ -69,8 +77,13 @@ STATUS1_ROWS = {
 }
 #: 0x51 software version bytes (major, minor) of the emulated firmware.
 SOFTWARE_VERSION = (1, 0)
-#: Command value meaning "every pack of the group" (Pylontech v3.3 "command value").
-ALL_PACKS = 0xFF
+#: The rows each 0x44 state follows: (rows that trip below, rows that trip above).
+CELL_ROWS = (("cell_under_voltage",), ("cell_over_voltage",))
+MODULE_ROWS = (("pack_under_voltage",), ("pack_over_voltage",))
+TEMPERATURE_ROWS = (("charge_under_temperature", "discharge_under_temperature"),
+                    ("charge_over_temperature", "discharge_over_temperature"))
+CHARGE_CURRENT_ROWS = ((), ("charge_over_current",))
+DISCHARGE_CURRENT_ROWS = ((), ("discharge_over_current",))
 #: Status3 "effective" current: more than this, A, either way (Pylontech v3.3).
 EFFECTIVE_A = 0.1
 
@@ -144,6 +157,24 @@ def _state(value: float, low: float | None, high: float | None, broken: bool = F
     return AlarmState.NORMAL
 
 
+def _states(values: list[float], rows: tuple[tuple[str, ...], tuple[str, ...]], alarm: dict,
+            levels: dict, broken: bool) -> list[AlarmState]:
+    """States of readings watched by (below rows, above rows): past the tightest alarm limit, or
+    the extreme reading of a tripped row (module docstring)."""
+    below, above = rows
+    lows = [alarm[r] for r in below if alarm[r] is not None]
+    highs = [alarm[r] for r in above if alarm[r] is not None]
+    states = [_state(v, max(lows, default=None), min(highs, default=None), broken) for v in values]
+    known = [n for n, v in enumerate(values) if not math.isnan(v)]
+    if broken or not known:
+        return states
+    for tripped, pick, state in ((below, min, AlarmState.BELOW_LOWER), (above, max, AlarmState.ABOVE_UPPER)):
+        if any(levels.get(r, 0) for r in tripped):
+            n = pick(known, key=values.__getitem__)
+            states[n] = state if states[n] == AlarmState.NORMAL else states[n]
+    return states
+
+
 class PackResponder:
     """The RS485 side of one pack's BMS: request in, reply out (no I/O).
 
@@ -155,6 +186,9 @@ class PackResponder:
     def __init__(self, bms: Bms, *, answers_adr0: bool | None = None):
         self.bms = bms
         self._answers_adr0 = answers_adr0
+        #: the other packs of the group, whose values this pack gives for command value 0xFF
+        #: while joined (the emulated bench sets the master's)
+        self.partners: list[PackResponder] = []
 
     @property
     def answers_adr0(self) -> bool:
@@ -197,6 +231,8 @@ class PackResponder:
                                        f"this is ADR {self.bms.address}")
         if req.cid2 == Cid2.PROTOCOL_VERSION:
             return b""  # the version is the reply's VER (0x20)
+        if req.cid2 == Cid2.ANALOG_VALUES and req.command == ALL_PACKS:
+            return self.group_analog_values().encode()
         return {Cid2.ANALOG_VALUES: self.analog_values, Cid2.ALARM_INFO: self.alarm_info,
                 Cid2.SYSTEM_PARAMETERS: self.system_parameters, Cid2.SERIAL_NUMBER: self.serial_number,
                 Cid2.MANUFACTURER_INFO: self.manufacturer_info,
@@ -212,6 +248,11 @@ class PackResponder:
             temps_c=tuple(_celsius(float(t)) for t in r.temps_c), current_a=_amps(r.current_a),
             module_mv=_mv(r.pack_v), remaining_mah=remaining_mah, total_mah=total_mah, cycles=0)
 
+    def group_analog_values(self) -> GroupAnalogValues:
+        """0x42 for the whole group: this pack, then its partners while joined (module docstring)."""
+        joined = [p for p in self.partners if p.bms.awake] if self.bms.modules > 1 else []
+        return GroupAnalogValues([self.analog_values()] + [p.analog_values() for p in joined])
+
     def alarm_info(self) -> AlarmInfo:
         """0x44: per-value alarm states and Status1-5, mapped as the module docstring says."""
         b, r, p = self.bms, self.bms.report, self.bms.p
@@ -219,25 +260,22 @@ class PackResponder:
         alarm = {name: _first_enabled(getattr(rows, name).levels()) for name in PROTECTIONS}
         frontend = p.failures.voltage_frontend.failure_bit in failed
         cells = [float(v) for v in r.groups_v]
-        cell_states = [_state(v, alarm["cell_under_voltage"], alarm["cell_over_voltage"], frontend)
-                       for v in cells]
+        cell_states = _states(cells, CELL_ROWS, alarm, r.levels, frontend)
         sampling = p.failures.temperature_sampling.failure_bit in failed
-        way = "charge" if r.current_a >= p.bms.run_current_a else "discharge"
-        temp_states = [_state(float(t), alarm[f"{way}_under_temperature"], alarm[f"{way}_over_temperature"],
-                              sampling) for t in r.temps_c[:4]]
-        temp_states += [_state(float(t), None, None, sampling) for t in r.temps_c[4:]]
+        temps = [float(t) for t in r.temps_c]
+        temp_states = _states(temps[:4], TEMPERATURE_ROWS, alarm, r.levels, sampling)
+        temp_states += [_state(t, None, None, sampling) for t in temps[4:]]
         current_broken = p.failures.current_sampling.failure_bit in failed
         faults = self._cell_faults(cells, frontend)
         tripped = ((bit, r.levels.get(name, 0) >= 2) for name, bit in STATUS1_ROWS.items())
         _, _, charge_enabled, discharge_enabled = b.limits()
         return AlarmInfo(
             pack=b.address, cell_states=cell_states, temp_states=temp_states,
-            charge_current_state=_state(max(r.current_a, 0.0), None, alarm["charge_over_current"],
-                                        current_broken),
-            module_voltage_state=_state(r.pack_v, alarm["pack_under_voltage"], alarm["pack_over_voltage"],
-                                        frontend),
-            discharge_current_state=_state(max(-r.current_a, 0.0), None, alarm["discharge_over_current"],
-                                           current_broken),
+            charge_current_state=_states([max(r.current_a, 0.0)], CHARGE_CURRENT_ROWS, alarm, r.levels,
+                                         current_broken)[0],
+            module_voltage_state=_states([r.pack_v], MODULE_ROWS, alarm, r.levels, frontend)[0],
+            discharge_current_state=_states([max(-r.current_a, 0.0)], DISCHARGE_CURRENT_ROWS, alarm, r.levels,
+                                            current_broken)[0],
             status1=_flags(Status1, tripped),
             status2=_flags(Status2, ((Status2.USING_MODULE_POWER, True), (Status2.PRE_MOSFET, b.relays[2]),
                                      (Status2.CHARGE_MOSFET, charge_enabled),
@@ -257,7 +295,9 @@ class PackResponder:
         bits = sum(1 << n for n, v in enumerate(cells) if _state(v, low, high) in (AlarmState.BELOW_LOWER,
                                                                                      AlarmState.ABOVE_UPPER))
         known = [n for n, v in enumerate(cells) if not math.isnan(v)]
-        if p.failures.cell_voltage_difference.failure_bit in self.bms.report.failures and known:
+        r = self.bms.report
+        if known and (r.levels.get("cell_voltage_difference", 0) >= 2
+                      or p.failures.cell_voltage_difference.failure_bit in r.failures):
             bits |= 1 << max(known, key=cells.__getitem__) | 1 << min(known, key=cells.__getitem__)
         return bits
 

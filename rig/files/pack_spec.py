@@ -123,6 +123,32 @@ class Parallel(FileModel):
     rs485_missed_polls: Annotated[int, Field(ge=1, le=100)]
 
 
+class Rs485KnownAnswers(FileModel):
+    """PACK_SPEC.md 7 frames, byte for byte (``~`` to ``\\r``)."""
+
+    analog_values_request: Annotated[str, Field(pattern=r"^~[0-9A-F]+\r$")]
+    empty_reply: Annotated[str, Field(pattern=r"^~[0-9A-F]+\r$")]
+    charge_management_reply: Annotated[str, Field(pattern=r"^~[0-9A-F]+\r$")]
+    #: the 0x92 reply's charge and discharge voltage limits (V) and current limits (A, discharge < 0)
+    charge_management_values: Annotated[tuple[float, float, float, float], Field(strict=False)]
+
+
+class Rs485(FileModel):
+    """The RS485 console of PACK_SPEC.md 7 (Pylontech RS485 v3.3)."""
+
+    id: ReqId
+    baudrate: Literal[9600, 19200, 38400, 57600, 115200]
+    protocol_version: Annotated[int, Field(ge=0, le=255)]
+    master_address: Annotated[int, Field(ge=1, le=254)]
+    slave_address: Annotated[int, Field(ge=1, le=254)]
+    commands: Annotated[tuple[Annotated[int, Field(ge=0, le=255)], ...], Field(strict=False, min_length=1)]
+    adr0_commands: Annotated[tuple[Annotated[int, Field(ge=0, le=255)], ...], Field(strict=False)]
+    polled_commands: Annotated[tuple[Annotated[int, Field(ge=0, le=255)], ...], Field(strict=False)]
+    temperatures: Annotated[int, Field(ge=1, le=16)]
+    reply_within_s: Annotated[float, Field(gt=0.0, le=10.0)]
+    known_answers: Rs485KnownAnswers
+
+
 class StorageRecharge(FileModel):
     id: ReqId
     after_months: Annotated[float, Field(ge=0.0, le=120.0)]
@@ -233,6 +259,7 @@ class PackSpec(FileModel):
     pcs_loss: PcsLoss
     fault_power_off: FaultPowerOff
     parallel: Parallel
+    rs485: Rs485
     storage_recharge: StorageRecharge
     soc: Soc
     can: Can

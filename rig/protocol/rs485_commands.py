@@ -135,7 +135,10 @@ class AnalogValues:
         object.__setattr__(self, "temps_c", tuple(self.temps_c))
 
     def encode(self) -> bytes:
-        w = _Writer().num("infoflag", self.infoflag).num("pack", self.pack)
+        return bytes(self._block(_Writer().num("infoflag", self.infoflag).num("pack", self.pack)).out)
+
+    def _block(self, w: _Writer) -> _Writer:
+        """The module's values from its cell count on: all of INFO but INFOFLAG and the pack number."""
         w.num("cell count", len(self.cell_mv))
         for i, mv in enumerate(self.cell_mv):
             w.num(f"cell_mv[{i}]", mv, 2)
@@ -149,12 +152,18 @@ class AnalogValues:
         w.num("total_mah", 0xFFFF if wide else self.total_mah, 2).num("cycles", self.cycles, 2)
         if wide:
             w.num("remaining_mah", self.remaining_mah, 3).num("total_mah", self.total_mah, 3)
-        return bytes(w.out)
+        return w
 
     @classmethod
     def decode(cls, info: bytes) -> AnalogValues:
         r = _Reader(info, "0x42 analog values")
         infoflag, pack = r.num("INFOFLAG"), r.num("pack number")
+        values = cls._read_block(r, pack, infoflag)
+        r.end()
+        return values
+
+    @classmethod
+    def _read_block(cls, r: _Reader, pack: int, infoflag: int) -> AnalogValues:
         cells = tuple(r.num(f"cell {i + 1} voltage", 2) for i in range(r.num("cell count")))
         temps = tuple(r.kelvin(f"temperature {i + 1}") for i in range(r.num("temperature count")))
         current, module_mv = r.tenths("current"), r.num("module voltage", 2)
@@ -167,8 +176,39 @@ class AnalogValues:
             remaining, total = r.num("remaining capacity (U24)", 3), r.num("total capacity (U24)", 3)
         elif items != 2:
             raise r.fail(f"user-defined item count {items}; v3.3 defines 2 (<= 65 Ah) and 4 (> 65 Ah)")
-        r.end()
         return cls(pack, cells, temps, current, module_mv, remaining, total, cycles, infoflag)
+
+
+@dataclass(frozen=True)
+class GroupAnalogValues:
+    """Reply INFO of 0x42 with command value 0xFF (the whole group): INFOFLAG, the module count,
+    then each module's values from its cell count on, with no pack number.
+
+    This is the layout of a Pylontech master answering for its group (captures of US2000/US3000
+    systems published with Frankkkkk/python-pylontech, whose ``get_values()`` parses it). A
+    decoded module's ``pack`` is its position in the group, 1 first.
+    """
+
+    CID2: ClassVar[Cid2] = Cid2.ANALOG_VALUES
+    modules: tuple[AnalogValues, ...]   #: every module of the group, the answering pack first
+    infoflag: int = 0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modules", tuple(self.modules))
+
+    def encode(self) -> bytes:
+        w = _Writer().num("infoflag", self.infoflag).num("module count", len(self.modules))
+        for module in self.modules:
+            module._block(w)
+        return bytes(w.out)
+
+    @classmethod
+    def decode(cls, info: bytes) -> GroupAnalogValues:
+        r = _Reader(info, "0x42 analog values of the group")
+        infoflag, count = r.num("INFOFLAG"), r.num("module count")
+        modules = tuple(AnalogValues._read_block(r, n + 1, infoflag) for n in range(count))
+        r.end()
+        return cls(modules, infoflag)
 
 
 class AlarmState(IntEnum):
@@ -407,12 +447,17 @@ class SerialNumber:
 
 Payload = Union[AnalogValues, AlarmInfo, SystemParameters, ProtocolVersion, ManufacturerInfo,
                 ChargeManagement, SerialNumber]
+#: Command value of a request for every pack of the group (Pylontech v3.3 "command value").
+ALL_PACKS = 0xFF
 #: The reply INFO type of each command.
 REPLY_TYPES: dict[Cid2, type] = {t.CID2: t for t in Payload.__args__}
 
 
-def parse_reply(cid2: int, frame: Frame) -> Payload:
+def parse_reply(cid2: int, frame: Frame, command: int | None = None) -> Payload | GroupAnalogValues:
     """The payload of a reply to a ``cid2`` request.
+
+    :param command: the request's command value; 0x42 with :data:`ALL_PACKS` is answered with a
+        :class:`GroupAnalogValues`.
 
     :raises FrameError: CID1 is not 0x46 (RTN 0x04); the pack answered an RTN other than 0 (that RTN);
         INFO does not fit the command (0x06).
@@ -429,4 +474,6 @@ def parse_reply(cid2: int, frame: Frame) -> Payload:
         if frame.info:
             raise FrameError(Rtn.DATA, f"0x4F reply INFO must be empty, has {len(frame.info)} bytes")
         return ProtocolVersion(frame.ver)
+    if cid2 == Cid2.ANALOG_VALUES and command == ALL_PACKS:
+        return GroupAnalogValues.decode(frame.info)
     return REPLY_TYPES[cid2].decode(frame.info)
