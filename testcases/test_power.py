@@ -125,6 +125,7 @@ def test_power_on_with_a_failure_shows_alm_and_keeps_the_relays_open(spec, bench
     po, req = spec.power_on, spec.power_on.id
     failure = spec.failures.temperature_sampling
     faults.temperature_sensor(0, 0, "open")
+    measure.stimulate("temperature sensor T1 opened (fault insertion)")
     pack.close_breaker()
     pack.press_power(po.button_hold_s)
     _, highest = terminal_extremes(pack, po.relays_closed_within_s)

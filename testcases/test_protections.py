@@ -346,6 +346,7 @@ def test_a_zero_volt_cell_powers_the_pack_off(bench, pack, pcs, spec, measure, f
     zv = spec.zero_volt_cell
     power_on(pack)
     faults.force_group(pack.number - 1, 0, zv.threshold_v - 2 * spec.tolerance.group_voltage_v)
+    measure.stimulate(f"group 1 driven to {zv.threshold_v - 2 * spec.tolerance.group_voltage_v:g} V (fault insertion)")
     try:
         value, _ = pcs.wait_until(zv.failure_bit, 1, within=_shows_within(spec, 0.0), frame="DetailStatus")
     except WaitTimeout:

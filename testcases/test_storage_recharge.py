@@ -44,6 +44,7 @@ def test_recharge_after_long_storage(spec, bench, pack, pcs, lights, faults, mea
     sr, req, clock = spec.storage_recharge, spec.storage_recharge.id, bench.clock
     led = f"led{sr.until_led}"
     faults.age(sr.after_months + 1)                       # 1. a pack that needs recharging
+    measure.stimulate(f"pack stored off for {sr.after_months + 1:g} months (emulated self-discharge)")
     measure("terminal voltage of the stored pack (power-off mode)", pack.terminal_voltage(), req=req,
             unit="V", at_most=spec.power_off.terminals_off_max_v)   # 2. in power-off mode
     stored_v = sum(pack.group_voltages())
