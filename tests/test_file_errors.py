@@ -8,6 +8,7 @@ of the wrong type or with control characters, paths that cannot be paths.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,10 @@ def _latin1(original: Path) -> bytes:
     return ("# température de la chambre\n" + original.read_text()).encode("latin-1", "replace")
 
 
+def _first_table(original: Path) -> str:
+    return re.search(r"^\[([a-z_.0-9]+)\]", original.read_text(), re.M).group(1)
+
+
 # name -> (bytes of the file given the original, what the one line says)
 BAD_FILES = {
     "latin-1": (_latin1, "not UTF-8 text: byte 0xE9 at offset 6"),
@@ -56,8 +61,7 @@ BAD_FILES = {
     "duplicate-key": (lambda o: o.read_bytes().replace(b"[meta]\n", b"[meta]\nname = 'x'\n", 1)
                       if b"[meta]\n" in o.read_bytes() else
                       o.read_bytes().replace(b"[bench]\n", b"[bench]\nname = 'x'\n", 1), "not valid TOML"),
-    "duplicate-table": (lambda o: o.read_bytes() + b"\n[" + o.read_text().split("[", 1)[1].split("]")[0].encode()
-                        + b"]\n", "not valid TOML"),
+    "duplicate-table": (lambda o: o.read_bytes() + f"\n[{_first_table(o)}]\n".encode(), "not valid TOML"),
     "not-toml": (lambda o: b"{\"json\": true}\n", "not valid TOML"),
 }
 
