@@ -37,7 +37,7 @@ class FixedClock:
 
 CHILD_TESTS = '''
 import pytest
-from rig.measure import Measurements
+from rig.measure import MEASUREMENTS, Measurements
 
 
 class Clock:
@@ -46,8 +46,9 @@ class Clock:
 
 
 @pytest.fixture
-def measure():
-    yield Measurements(Clock())
+def measure(request):
+    request.node.stash[MEASUREMENTS] = taken = Measurements(Clock())  # as the bench fixture does
+    yield taken
 
 
 @pytest.fixture
@@ -70,6 +71,11 @@ def test_all_pass(measure):
 
 def test_with_a_broken_fixture(broken):
     pass
+
+
+def test_times_out_after_a_stimulus(measure):
+    measure.stimulate("POWER held 3 s")
+    raise TimeoutError("no DetailStatus frame within 3 s")
 '''
 
 
@@ -82,7 +88,7 @@ def allure_results(tmp_path_factory) -> dict:
     done = subprocess.run([sys.executable, "-m", "pytest", "test_child.py", "-q", "-p", "no:cacheprovider",
                            "-p", "no:packrig", "-p", "rig.report.allure_outcomes", "--alluredir", str(results)],
                           cwd=where, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1, done.stdout + done.stderr  # one failed, one broken, one passed
+    assert done.returncode == 1, done.stdout + done.stderr  # one failed, two broken, one passed
     tests = {}
     for path in results.glob("*-result.json"):
         result = json.loads(path.read_text())
@@ -130,6 +136,12 @@ def test_fixture_steps_only_when_they_say_something(allure_results):
     broken = allure_results["tests"]["test_with_a_broken_fixture"]
     assert broken["status"] == "broken"
     assert broken["statusDetails"]["message"].startswith("RuntimeError: the fixture broke")
+
+
+def test_an_error_names_the_stimulus_the_rig_applied_last(allure_results):
+    result = allure_results["tests"]["test_times_out_after_a_stimulus"]
+    assert result["status"] == "broken"
+    assert result["statusDetails"]["message"] == "TimeoutError: no DetailStatus frame within 3 s\nafter: POWER held 3 s"
 
 
 def test_a_passed_test_has_green_steps_and_no_attachment(allure_results):

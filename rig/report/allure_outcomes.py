@@ -7,8 +7,8 @@ Loaded by :mod:`rig.pytest_plugin`; does nothing unless allure-pytest writes res
   (``Holds short of the threshold then trips in time · cell over voltage, L1``); a test that sets
   its own ``@allure.title`` keeps it. The docstring stays the description.
 - **The requirement message first.** A failed test's message is what failed, one line per
-  measurement (:class:`rig.measure.RequirementFailed`), or the error's own line; the traceback
-  is an attachment ("traceback"), not the first thing on the page.
+  measurement (:class:`rig.measure.RequirementFailed`), or the error's own line and the stimulus
+  the rig applied last; the traceback is an attachment ("traceback"), not the first thing on the page.
 - **No fixture noise.** allure-pytest reports every fixture's set-up and tear-down as a step of
   its own (``bench``, ``bench::_finalizer`` ...). Those that passed and recorded nothing are
   left out; a fixture that failed, or recorded steps or attachments, stays.
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from rig.measure import RequirementFailed
+from rig.measure import MEASUREMENTS, RequirementFailed
 from rig.report.titles import test_title
 
 try:
@@ -33,13 +33,14 @@ def title_of(item: pytest.Item) -> str:
     return test_title(item.name)
 
 
-def failure_message(excinfo: pytest.ExceptionInfo) -> str:
-    """The message a failed test shows first: a requirement failure's lines, else the exception's
-    own line (type and text, notes included)."""
+def failure_message(excinfo: pytest.ExceptionInfo, stimulus: str | None = None) -> str:
+    """The message a failed test shows first: a requirement failure's lines (each names its
+    stimulus), else the exception's own line (type and text, notes included) and the stimulus
+    the rig applied last."""
     if isinstance(excinfo.value, RequirementFailed):
         notes = getattr(excinfo.value, "__notes__", ())
         return "\n".join([str(excinfo.value), *notes])
-    return excinfo.exconly()
+    return excinfo.exconly().rstrip() + (f"\nafter: {stimulus}" if stimulus else "")
 
 
 class _QuietFixtures:
@@ -95,5 +96,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                   attachment_type=allure.attachment_type.TEXT)
     # the test keeps its first failure's details; a later phase's failure only adds its traceback
     if result.statusDetails is not None and result.statusDetails is not before:
-        result.statusDetails.message = failure_message(call.excinfo)
+        measurements = item.stash.get(MEASUREMENTS, None)
+        result.statusDetails.message = failure_message(call.excinfo, measurements and measurements.stimulus)
         result.statusDetails.trace = None
