@@ -66,7 +66,7 @@ def check(args: argparse.Namespace) -> int:
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 bad += 1
-        print("\n".join(limits_in_force(bench)))
+        print("\n" + "\n".join(limits_in_force(bench)))
     return 1 if bad else 0
 
 
