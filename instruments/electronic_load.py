@@ -125,6 +125,9 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
         if not isinstance(mode, str) or mode not in SETPOINT_OF:
             raise ValueError(f"{self.name}: mode {mode!r} is not one of {', '.join(SETPOINT_OF)}")
         self._check_range(self._ctl(SETPOINT_OF[mode]), value)
+        if mode == "CV":  # bounded only by the load's OCP: checked before anything is set
+            self.interlock()
+            self._check_ocp(self._read_state("ocp_enabled", "ocp_level"), "CV is selected")
         setattr(self, SETPOINT_OF[mode], value)
         self.function_mode = "FIX"
         self.function = self.MODE_CODES[mode]

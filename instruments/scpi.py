@@ -307,7 +307,10 @@ class ScpiInstrument:
             if isinstance(value, bool) or not isinstance(value, kind):
                 raise SetpointTypeError(self.name, quantity, value,
                                         "a whole number" if whole else "a real number (int or float)")
-            value = int(value) if whole else float(value)
+            try:
+                value = int(value) if whole else float(value)
+            except OverflowError:  # an int beyond any float: beyond any range too
+                value = math.inf if value > 0 else -math.inf
             if not math.isfinite(value) or not lo <= value <= hi:
                 raise LimitRefused(self.name, quantity, value, f"instrument range [{lo:g}, {hi:g}]")
         elif ctl.values is not None:

@@ -107,7 +107,7 @@ def test_indexed_setters(load):
 def test_set_mode_writes_the_setpoint_before_the_function(load, mode, value, level, query):
     code = {"CC": "CURR", "CV": "VOLT", "CR": "RES", "CP": "POW"}[mode]
     ocp = [("CURR:PROT:STAT?;:CURR:PROT?", "1;160")] if mode == "CV" else []  # CV: bounded by the OCP
-    load(confirmed(level, query, f"{value:g}") + confirmed("FUNC:MODE FIX", "FUNC:MODE?", "FIX")
+    load(ocp + confirmed(level, query, f"{value:g}") + confirmed("FUNC:MODE FIX", "FUNC:MODE?", "FIX")
          + ocp + confirmed(f"FUNC {code}", "FUNC?", code)).set_mode(mode, value)
 
 
@@ -398,3 +398,40 @@ def test_emulated_garbage_does_not_stop_the_server(bench):
         assert other.query("*IDN?").startswith("ITECH")  # and a new one too
     errors = [resource.query("SYST:ERR?") for _ in range(6)]
     assert any(e.startswith("-102,") for e in errors) and any(e.startswith("-223,") for e in errors)
+
+
+def test_emulated_ocp_turns_the_input_off_above_its_level_and_latches(bench):
+    """CV sinks what pulls the voltage down: the load's OCP (at the bench's 160 A) cuts it."""
+    plant, device, clock, eload, resource, *_ = bench
+    assert (eload.ocp_enabled, eload.ocp_level) == (True, 160.0)  # programmed by protect()
+    eload.set_mode("CV", 45.0)
+    eload.input_on()
+    with plant.lock:
+        plant.eload.measured_a = 160.0  # at the level: still on
+    device.on_time(clock.t_ns)
+    assert plant.eload.on is True
+    with plant.lock:
+        plant.eload.measured_a = 230.0
+    device.on_time(clock.t_ns)
+    assert plant.eload.on is False and device.tripped == "OCP"
+    with pytest.raises(InstrumentError, match="over-current protection"):
+        eload.input_on()
+    eload.clear_protection()
+    with plant.lock:
+        plant.eload.measured_a = 0.0
+    eload.input_on()
+    assert plant.eload.on is True
+
+
+def test_emulated_cv_and_input_on_refused_with_the_ocp_off(bench):
+    plant, device, clock, eload, resource, *_ = bench
+    resource.write("CURR:PROT:STAT OFF")  # behind the driver's back (the front panel, another program)
+    with pytest.raises(LimitRefused, match="over-current protection must be on"):
+        eload.set_mode("CV", 45.0)
+    with pytest.raises(LimitRefused, match="over-current protection must be on"):
+        eload.input_on()
+    assert (plant.eload.mode, plant.eload.on) == ("CC", False)
+    resource.write("POW 12000;:FUNC POW;:CURR:PROT:STAT ON")  # 12 kW left in CP: 316 A at 38 V
+    with pytest.raises(LimitRefused, match=r"power_setpoint \[W\] \(read back\)"):
+        eload.input_on()
+    assert plant.eload.on is False
