@@ -199,7 +199,8 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
     def protect(self, watchdog_s: float | None) -> None:
         """Program the over-current protection at the bench's current limit (input off above it)
         and the input watchdog: input off when no command arrives for ``watchdog_s`` seconds
-        (``None``: off, only while the input and short read off).
+        (``None``: off, only while the input and short read off; on a bench that gives the load
+        no ``"watchdog"``, ``None`` sends no watchdog command at all).
 
         :raises LimitRefused: beyond the instrument's range or the bench's ``"watchdog"``, no
             current limit on this bench, or ``None`` with the input on (nothing sent).
@@ -208,13 +209,16 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
         """
         i_max = self._require_limit("current", "ocp_level [A]", None)[1]
         ocp_a = self._check_range(self._ctl("ocp_level"), i_max)
+        no_watchdog = watchdog_s is None and "watchdog" not in self.limits
         if watchdog_s is not None:
             self._check_watchdog(watchdog_s)
-        else:
+        elif not no_watchdog:
             self.interlock()
             self._refuse_while_sinking("watchdog_enabled", False)
         self.ocp_level = ocp_a
         self.ocp_enabled = True
+        if no_watchdog:  # the bench gives this load none (a real IT8900 has none): ask for nothing
+            return
         if watchdog_s is None:
             self.watchdog_enabled = False
             return

@@ -167,16 +167,16 @@ class Bench:
         each watched instrument may be given (absent for an IO box without a watchdog)."""
         L, i = self.limits, self.file.instruments
         limits = {
-            "psu": {"voltage": (0.0, L.psu_max_voltage_v), "current": (0.0, L.psu_max_current_a),
-                    "watchdog": (0.0, i.psu.watchdog_s)},
+            "psu": {"voltage": (0.0, L.psu_max_voltage_v), "current": (0.0, L.psu_max_current_a)},
             "eload": {"current": (0.0, L.eload_max_current_a),
-                      "voltage": (L.pack_min_v, max(L.psu_max_voltage_v, L.pack_max_v)),
-                      "watchdog": (0.0, i.eload.watchdog_s)},
+                      "voltage": (L.pack_min_v, max(L.psu_max_voltage_v, L.pack_max_v))},
             "chamber": {"temperature": (L.chamber_min_c, L.chamber_max_c)},
             "io": {},
         }
-        if i.io.watchdog_s is not None:
-            limits["io"]["watchdog"] = (0.0, i.io.watchdog_s)
+        for name in ("psu", "eload", "io"):
+            watchdog_s = getattr(getattr(i, name), "watchdog_s", None)
+            if watchdog_s is not None:
+                limits[name]["watchdog"] = (0.0, watchdog_s)
         return limits
 
     def _driver_options(self) -> dict[str, dict]:

@@ -365,3 +365,12 @@ def test_generated_cr_values_below_the_implied_minimum_are_refused(make):
         r = rng.uniform(0.01, 64.5 / 160 * 0.9999)
         assert "bench current limit 160 A" in str(refused(lambda: load.set_mode("CR", r), "eload"))
     assert load.resource.sent == []
+
+
+def test_a_load_the_bench_gives_no_watchdog_gets_its_ocp_and_no_watchdog_command(expected_protocol):
+    """A real IT8900 has no watchdog (it answers -113): with none on the bench, ask it for none."""
+    resource = expected_protocol([("CURR:PROT 160", None), OK, ("CURR:PROT?", "160"),
+                                  ("CURR:PROT:STAT ON", None), OK, ("CURR:PROT:STAT?", "1")])
+    load = ItechIT8900(resource, "eload", {"current": (0.0, 160.0), "voltage": (38.0, 64.5)})
+    load.protect(None)
+    assert "no hard limit configured" in str(refused(lambda: load.protect(1.0), "eload"))
