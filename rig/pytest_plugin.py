@@ -74,6 +74,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if not config.pluginmanager.has_plugin("packrig-fixtures"):
         from rig import fixtures  # the bench fixtures: imported only when pytest runs
         config.pluginmanager.register(fixtures, "packrig-fixtures")
+    if not hasattr(config, "workerinput"):
+        _check_expressions(config)
     # Files named on the command line are checked at once (on the xdist controller too): a bad
     # file stops the run before any test starts, as a usage error naming file and field.
     if any(config.getoption(o) is not None for o in ("--bench", "--firmware", "--seed", "--pack-spec", "--run-dir")):
@@ -87,6 +89,24 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(session, "packrig-run")
         if config.pluginmanager.has_plugin("xdist"):
             config.pluginmanager.register(XdistHooks(session), "packrig-run-xdist")
+
+
+def _check_expressions(config: pytest.Config) -> None:
+    """``-m`` and ``-k`` parsed here, on the controller: under xdist pytest parses them only in the
+    workers, where a bad one crashes every worker (INTERNALERROR) instead of one usage error."""
+    try:
+        from _pytest.mark.expression import Expression  # what pytest itself parses them with
+    except ImportError:
+        return
+    for flag, option in (("-m", "markexpr"), ("-k", "keyword")):
+        text = config.getoption(option, None)
+        if not text:
+            continue
+        try:
+            Expression.compile(text)
+        except SyntaxError as exc:
+            raise pytest.UsageError(f"Wrong expression passed to '{flag}': {text}: at column {exc.offset}: "
+                                    f"{exc.msg}") from None
 
 
 def run_session(config: pytest.Config):

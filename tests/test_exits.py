@@ -75,7 +75,8 @@ def run(tmp_path):
     class Run:
         def start(self, mode: str) -> subprocess.Popen:
             env = {**os.environ, "EXIT_MODE": mode, "READY_FILE": str(ready)}
-            args = ["-q", "-p", "no:cacheprovider", "--bench", str(bench), str(tmp_path / "test_case.py")]
+            args = ["-q", "-p", "no:cacheprovider", "--bench", str(bench), "--run-dir", str(tmp_path / "run"),
+                    str(tmp_path / "test_case.py")]
             # Ctrl-C as in a terminal: a suite started in the background inherits SIGINT ignored,
             # and Python then installs no KeyboardInterrupt handler; the run gets one back here.
             self.process = subprocess.Popen(

@@ -70,3 +70,42 @@ def test_unknown_feature_name_is_a_usage_error(pytester):
     result = pytester.runpytest()
     result.stdout.fnmatch_lines(["*unknown bench feature*has_chamber*"])
     assert result.ret != 0
+
+
+# --- plain pytest: bad input is one line and exit code 4, before any test, also under xdist --------
+
+def _one_line_usage_error(result) -> str:
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, result.stdout.str()[-2000:] + result.stderr.str()[-2000:]
+    err = result.stderr.str().strip()
+    everything = result.stdout.str() + err
+    assert "Traceback" not in everything and "INTERNALERROR" not in everything, everything[-3000:]
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+@pytest.mark.parametrize("case", ["bench missing", "firmware invalid", "pack spec invalid", "marker expression",
+                                  "keyword expression", "run folder holds a run"])
+def test_bad_input_is_one_line_and_exit_4_under_xdist(pytester, tmp_path, case):
+    from rig.files.firmware_profile import CONFORMING_PROFILE
+    from rig.files.pack_spec import DEFAULT_PACK_SPEC
+
+    bad_fw, bad_spec, held = tmp_path / "fw.toml", tmp_path / "spec.toml", tmp_path / "held"
+    bad_fw.write_text(CONFORMING_PROFILE.read_text().replace("[bms]", "[bms]\nnot_a_field = 1", 1))
+    bad_spec.write_text(DEFAULT_PACK_SPEC.read_text().replace("groups = 16", "groups = 0", 1))
+    held.mkdir()
+    (held / "manifest.json").write_text("{}")
+    args, said = {
+        "bench missing": (["--bench", str(tmp_path / "nowhere.toml")], "nowhere.toml: file not found"),
+        "firmware invalid": (["--firmware", str(bad_fw)], "bms.not_a_field"),
+        "pack spec invalid": (["--pack-spec", str(bad_spec)], "ratings.groups"),
+        "marker expression": (["-m", "protection and"], "Wrong expression passed to '-m'"),
+        "keyword expression": (["-k", "L2 and ("], "Wrong expression passed to '-k'"),
+        "run folder holds a run": (["--run-dir", str(held)], "already holds a run"),
+    }[case]
+    pytester.makepyfile("def test_uses_the_bench(bench):\n    raise AssertionError('must not run')\n")
+    if case != "run folder holds a run":
+        args += ["--run-dir", str(tmp_path / "run")]
+    result = pytester.runpytest_subprocess("-n", "2", "-p", "no:cacheprovider", *args)
+    assert said in _one_line_usage_error(result)
+    assert "must not run" not in result.stdout.str()
+    assert not (tmp_path / "run").exists()

@@ -22,8 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 TESTCASES = ROOT / "testcases"
 
 
-def run_testcases(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args],
+def run_testcases(*args: str, cwd: Path, run_dir: Path | None = None) -> subprocess.CompletedProcess:
+    """The test cases in a pytest child; its run folder (recordings, manifest) in ``run_dir``,
+    default a fresh ``cwd/run-<n>``: never in the repository's reports/."""
+    if run_dir is None:
+        run_dir = cwd / f"run-{len(list(cwd.glob('run-*')))}"
+    return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "--run-dir", str(run_dir), *args],
                           cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
@@ -120,12 +125,13 @@ def test_a_build_whose_over_voltage_never_cuts_is_stopped_by_the_supervisor(tmp_
     broken = tmp_path / "no-over-voltage.toml"
     broken.write_text(text)
     (tmp_path / "test_charge.py").write_text(CHARGE_TEST)
-    done = run_testcases(str(tmp_path / "test_charge.py"), "--firmware", str(broken), cwd=tmp_path)
+    run_dir = tmp_path / "run"
+    done = run_testcases(str(tmp_path / "test_charge.py"), "--firmware", str(broken), cwd=tmp_path, run_dir=run_dir)
     assert done.returncode != 0, done.stdout[-2000:]
     trip = re.search(r"SAFETY TRIP at t=[0-9.]+ s: group (\d+) voltage \(cell tap\) = ([0-9.]+) beyond 3.76 V",
                      done.stdout)
     assert trip, f"the failure does not name the supervisor's group limit:\n{done.stdout[-2000:]}"
-    recording = next((ROOT / "reports" / "recordings").glob("*test_charge_relies_on_the_bms_to_stop.samples.csv"))
+    recording = next((run_dir / "recordings").glob("*test_charge_relies_on_the_bms_to_stop.samples.csv"))
     taps = [float(row["value"]) for row in read_samples(recording)
             if re.fullmatch(r"group\d+_v", str(row["name"]))]
     # sampled every supervisor period: the excursion it caught is the first sample above the limit
