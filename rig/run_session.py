@@ -179,7 +179,13 @@ class RunSession:
             stop.set()
 
     def pytest_keyboard_interrupt(self, excinfo) -> None:
-        self.interrupted = "interrupted (Ctrl-C or SIGTERM): bench made safe"
+        from rig import exits
+        problems = exits.make_all_safe()  # again (it is idempotent): the plugin's hook did it first
+        self.interrupted = "interrupted (Ctrl-C or SIGTERM): " + (
+            f"bench NOT made safe: {'; '.join(problems)}" if problems else "bench made safe")
+        reporter = self.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None and not self.worker:
+            reporter.write_line(f"packrig: {self.interrupted.split(': ', 1)[1]}, run interrupted", red=True, bold=True)
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session, exitstatus) -> None:

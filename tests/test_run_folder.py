@@ -134,3 +134,21 @@ def test_ctrl_c_leaves_the_folder_incomplete_with_what_it_recorded(tmp_path):
     manifest = manifest_of(folder)
     assert manifest["complete"] is False and "interrupted" in manifest["incomplete_reason"]
     assert list((folder / "recordings").glob("*.samples.csv")), "what it recorded is kept"
+
+
+def test_run_ids_sort_by_start_time_and_latest_names_the_newest(tmp_path):
+    import datetime as dt
+
+    from rig import run_folder
+
+    early = run_folder.new_run_id(dt.datetime(2026, 12, 5, 10, 35, 0, tzinfo=dt.timezone.utc))
+    late = run_folder.new_run_id(dt.datetime(2026, 12, 5, 10, 35, 1, tzinfo=dt.timezone.utc))
+    assert re.fullmatch(r"20261205T103500Z-[0-9a-f]{6}", early) and early < late
+    reports = tmp_path / "reports"
+    for run_id in (early, late):
+        folder = run_folder.claim(run_folder.default_run_dir(reports, run_id))
+        assert (folder / "INCOMPLETE").read_text() == "running\n"
+        run_folder.point_latest(folder, reports)
+    assert (reports / "latest").resolve() == (reports / "runs" / late).resolve()
+    assert (reports / "latest.txt").read_text().strip() == str(reports / "runs" / late)
+    assert (reports / "runs" / early / "INCOMPLETE").exists(), "the older run is left as it was"
