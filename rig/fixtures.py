@@ -23,8 +23,10 @@ from rig.files.bench_file import LoadedBench
 from rig.light_reader import LightReader
 from rig.measure import MEASUREMENTS, Measurements
 from rig.pack import Pack
+from rig.pytest_plugin import recordings_dir
 from rig.pcs import PcsStandIn
-from rig.recorder import Recorder
+from rig.recorder import RECORDING, Recorder
+from rig.report.plot_hook import attach_recordings, make_plot, note_outcome
 from rig.supervisor import Supervisor
 
 # python-can's socketcand client warns on every read that ends mid-frame (bursts do)
@@ -58,8 +60,9 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
               temperature_c=state.get("temperature_c"))
     exits.track(b)
     f = bench_file.file.recording
-    b.recorder = Recorder(bench_file.recording_dir, request.node.nodeid, can_format=f.can_format,
-                          flush_s=f.flush_s, clock=b.clock)
+    b.recorder = request.node.stash[RECORDING] = Recorder(
+        recordings_dir(request.config), request.node.nodeid, can_format=f.can_format, flush_s=f.flush_s,
+        clock=b.clock)
     for driver in b.instruments.values():
         driver.listeners.append(b.recorder.record_step)
     # the test's measurements live on the bench, so the stimulus helpers can note what they did
@@ -77,6 +80,18 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
         b.close()
         exits.untrack(b)
         b.recorder.close()
+        if not pytestconfig.getoption("--no-plots", default=False):
+            make_plot(request.node, b.recorder)  # never raises: a plot is no part of the verdict
+
+
+@pytest.hookimpl(hookwrapper=True, trylast=True)
+def pytest_runtest_makereport(item, call):
+    """The test's outcome noted for its plot; at teardown (the fixtures gone, the test's Allure
+    result the open one) its plot, CAN log and samples CSV attached."""
+    report = (yield).get_result()
+    note_outcome(item, report)
+    if call.when == "teardown":
+        attach_recordings(item)
 
 
 @pytest.fixture
@@ -97,8 +112,11 @@ def pcs(bench) -> PcsStandIn:
 
 @pytest.fixture
 def lights(bench) -> LightReader:
-    """The light sensors on the pack panel(s)."""
-    return LightReader(bench.io, bench.file.instruments.io.inputs, bench.clock)
+    """The light sensors on the pack panel(s); every sample recorded (rows ``light:<name>``)."""
+    reader = LightReader(bench.io, bench.file.instruments.io.inputs, bench.clock)
+    reader.listeners.append(lambda t, lit: bench.recorder.record_sample(
+        t, **{f"light:{name}": int(on) for name, on in lit.items()}))
+    return reader
 
 
 @pytest.fixture

@@ -15,6 +15,9 @@ and classifies each one (PACK_SPEC.md 3):
 
 All lights are read in one ``io.inputs()`` call per sample, so their samples are simultaneous,
 and sampling steps with ``clock.sleep``, so a 10-s window costs nothing on the virtual clock.
+Every sample goes to the reader's ``listeners`` as ``(t, {name: lit})``: the bench fixture
+records them (rows ``light:<name>`` of the samples CSV), and the test's plot draws each light as
+a lane from them.
 """
 from __future__ import annotations
 
@@ -98,6 +101,8 @@ class LightReader:
             raise ValueError(f"sample_period must be > 0 s, got {sample_period!r}")
         self.io, self.inputs, self.clock = io, dict(inputs), clock
         self.sample_period = sample_period
+        #: called with ``(clock time s, {name: lit})`` after every reading (the recorder).
+        self.listeners: list[Callable[[float, dict[str, bool]], object]] = []
 
     def read(self) -> dict[str, bool]:
         """One simultaneous reading of every light: name -> lit.
@@ -109,7 +114,12 @@ class LightReader:
         if missing:
             raise InstrumentError("IO box", "inputs()",
                                   f"no state for light input(s) {missing}; channels answered: {sorted(states)}")
-        return {name: bool(states[ch]) for name, ch in self.inputs.items()}
+        lit = {name: bool(states[ch]) for name, ch in self.inputs.items()}
+        if self.listeners:
+            t = self.clock.now()
+            for listener in self.listeners:
+                listener(t, lit)
+        return lit
 
     def observe(self, window_s: float) -> dict[str, LightState]:
         """Sample every light from now for ``window_s`` seconds (both ends included) and classify each.

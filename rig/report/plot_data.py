@@ -1,0 +1,193 @@
+"""What a test's plot shows, read back from the test's recording after the test.
+
+Two views of the pack, on one time axis (the rig clock, s):
+
+- **the rig's**, from the samples CSV: every supervisor sample (``pack_v`` on the DMM,
+  ``psu_a``/``eload_a`` read-backs, ``group1_v``.. on the cell taps, ``case1_c``.. on the
+  thermocouples, relay states), every light sample (rows ``light:<name>``, 1 lit / 0 dark) and
+  the marks the test and the stimulus helpers noted (rows ``mark``);
+- **the BMS's**, from the CAN log: the master pack's own reports (0x356 pack voltage, current and
+  temperature; the detail frames' 16 group voltages, min/max group, temperatures, protection
+  levels and state), decoded through pack.dbc. Voltage and temperature faults act on the BMS's
+  sense lines only, so a protection's stimulus shows here and not on the rig's cell taps.
+
+A long test is thinned to about ``max_points`` reports per frame (evenly in time), but a status
+frame (levels, state) is kept whenever its payload changes, so no level change is lost.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rig.protocol import can_frames
+from rig.recorder import frame_times, read_can, read_samples
+
+#: The master pack's address: the plot shows the pack under test (pack 1).
+MASTER = 2
+#: Frames whose every change matters (a level, a state): kept whenever the payload changes.
+STATUS_FRAMES = ("DetailProtection", "DetailStatus")
+#: Frames of measured values: thinned evenly in time on a long test.
+VALUE_FRAMES = ("PackMeasurements", "StateOfCharge", "DetailGroupVoltages1to4", "DetailGroupVoltages5to8",
+                "DetailGroupVoltages9to12", "DetailGroupVoltages13to16", "DetailTemperatures", "DetailSummary")
+#: Samples CSV rows that are not quantities of the pack.
+_NOT_SAMPLES = ("can_first_frame_s", "can_clock_offset_s")
+
+
+@dataclass
+class Series:
+    """One quantity over time: times (rig clock, s) and values, oldest first."""
+
+    t: list[float] = field(default_factory=list)
+    v: list[float] = field(default_factory=list)
+
+    def add(self, t: float, v: float) -> None:
+        self.t.append(t)
+        self.v.append(v)
+
+
+@dataclass
+class TestRecording:
+    """A test's recording as the plot reads it (see the module docstring)."""
+
+    rig: dict[str, Series]             #: supervisor quantity -> series (``pack_v``, ``group3_v`` ...)
+    bms: dict[str, Series]             #: DBC signal of the master's reports -> series (``Group3Voltage``)
+    lights: dict[str, Series]          #: light name -> lit (1) / dark (0) per sample
+    marks: list[tuple[float, str]]     #: (rig time s, label), oldest first
+    start_s: float                     #: first instant recorded, rig time s
+    end_s: float                       #: last instant recorded, rig time s
+    frames: int                        #: CAN frames in the log
+
+
+def _frame_ids() -> dict[int, tuple[str, bool]]:
+    """Arbitration ID -> (frame name, is a status frame) of the frames the plot reads."""
+    ids = {}
+    for f in can_frames.FRAMES:
+        if f.pack_address not in (None, MASTER):
+            continue
+        if f.name in STATUS_FRAMES or f.name in VALUE_FRAMES:
+            ids[f.frame_id] = (f.name, f.name in STATUS_FRAMES)
+    return ids
+
+
+_IDS = _frame_ids()
+
+
+def read_recording(can_path: str | Path, samples_path: str | Path, max_points: int = 1500) -> TestRecording:
+    """Read a test's recording (its CAN log and samples CSV) into what the plot draws.
+
+    :param max_points: about how many reports of each measured-value frame to keep.
+    :raises OSError, ValueError: a file missing or not a recording.
+    """
+    samples = read_samples(samples_path)
+    rig: dict[str, Series] = {}
+    lights: dict[str, Series] = {}
+    marks: list[tuple[float, str]] = []
+    times = [r["time_s"] for r in samples]
+    for row in samples:
+        if row["kind"] != "sample":
+            continue
+        name, value, t = row["name"], row["value"], row["time_s"]
+        if name == "mark":
+            marks.append((t, str(value)))
+        elif name.startswith("light:"):
+            lights.setdefault(name[6:], Series()).add(t, float(value))
+        elif name.startswith("measure:") or name in _NOT_SAMPLES or not isinstance(value, float):
+            continue
+        else:
+            rig.setdefault(name, Series()).add(t, value)
+    frames = read_can(can_path) if Path(can_path).exists() else []
+    frame_t = frame_times(frames, samples)
+    times += frame_t[:1] + frame_t[-1:]
+    start, end = (min(times), max(times)) if times else (0.0, 0.0)
+    bms = _decode(frames, frame_t, max(end - start, 1e-9) / max(max_points, 1))
+    marks.sort(key=lambda m: m[0])
+    return TestRecording(rig, bms, lights, marks, start, end, len(frames))
+
+
+def _decode(frames, frame_t: list[float], min_dt: float) -> dict[str, Series]:
+    """The master's reports decoded through pack.dbc: thinned to one per ``min_dt`` s per frame,
+    status frames kept at every change; one decode per distinct payload (reports repeat)."""
+    bms: dict[str, Series] = {}
+    kept_at: dict[int, float] = {}
+    last_data: dict[int, bytes] = {}
+    decoded: dict[tuple[int, bytes], dict] = {}
+    held: set[str] = set()  # signals of status frames
+    for msg, t in zip(frames, frame_t):
+        known = _IDS.get(msg.arbitration_id)
+        if known is None or not msg.is_rx or msg.is_error_frame or msg.is_remote_frame:
+            continue
+        data = bytes(msg.data)
+        status = known[1]
+        if status:
+            if last_data.get(msg.arbitration_id) == data:
+                continue
+        elif t - kept_at.get(msg.arbitration_id, -1e300) < min_dt:
+            continue
+        kept_at[msg.arbitration_id], last_data[msg.arbitration_id] = t, data
+        signals = decoded.get((msg.arbitration_id, data))
+        if signals is None:
+            try:
+                message = can_frames.DATABASE.get_message_by_frame_id(msg.arbitration_id)
+                signals = message.decode(data, decode_choices=False)
+            except Exception:  # noqa: BLE001 - a frame that breaks the protocol is the test's to report
+                continue
+            decoded[(msg.arbitration_id, data)] = signals
+        for name, value in signals.items():
+            if isinstance(value, (int, float)):
+                bms.setdefault(name, Series()).add(t, float(value))
+                if status:
+                    held.add(name)
+    # a status frame is kept at its changes: its last value holds to the end of the log
+    for name in held:
+        series = bms[name]
+        if series.t[-1] < frame_t[-1]:
+            series.add(frame_t[-1], series.v[-1])
+    return bms
+
+
+# --- shapes the plot draws ------------------------------------------------------------------------
+
+def lights_shown(rec: TestRecording) -> list[str]:
+    """The pack's own lights, and another pack's (``pack2_run`` ...) only if ever lit."""
+    return [n for n, s in rec.lights.items() if "_" not in n or any(s.v)]
+
+
+def sample_period(t: list[float]) -> float:
+    """The usual time between two samples (the median step), s."""
+    steps = sorted(b - a for a, b in zip(t, t[1:]) if b > a)
+    return steps[len(steps) // 2] if steps else 0.05
+
+
+def runs(t: list[float], v: list[float], end: float | None, period: float | None = None) -> list[tuple]:
+    """``(from, to, on)`` runs of a sampled level (on: >= 0.5), each sample held until the next;
+    with a ``period``, a gap of more than 3 periods ends the run one period after its last sample
+    (no one looked in between). The last sample holds until ``end`` (or one period)."""
+    out: list[list] = []
+    for i, (ti, vi) in enumerate(zip(t, v)):
+        nxt = t[i + 1] if i + 1 < len(t) else (end if end is not None else ti + (period or 0.0))
+        if period is not None and nxt - ti > 3 * period:
+            nxt = ti + period
+        on = vi >= 0.5
+        if out and out[-1][2] == on and abs(out[-1][1] - ti) < 1e-9:
+            out[-1][1] = nxt
+        else:
+            out.append([ti, nxt, on])
+    return [tuple(r) for r in out]
+
+
+def last_window(series: Series, period: float) -> list[tuple[float, bool]]:
+    """The (time, lit) samples of the last unbroken observation of a light."""
+    i = len(series.t) - 1
+    while i > 0 and series.t[i] - series.t[i - 1] <= 3 * period:
+        i -= 1
+    return [(t, v >= 0.5) for t, v in zip(series.t[i:], series.v[i:])]
+
+
+def both_closed(r1: Series, r2: Series) -> Series:
+    """1 while both relays are reported closed, over the union of their report times."""
+    out, a, b = Series(), 0.0, 0.0
+    events = sorted([(t, 1, v) for t, v in zip(r1.t, r1.v)] + [(t, 2, v) for t, v in zip(r2.t, r2.v)])
+    for t, which, v in events:
+        a, b = (v, b) if which == 1 else (a, v)
+        out.add(t, 1.0 if a >= 0.5 and b >= 0.5 else 0.0)
+    return out
