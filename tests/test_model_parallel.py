@@ -113,3 +113,25 @@ def test_rs485_cut_is_a_link_failure_and_powers_off(pair):
     assert PROFILE.failures.parallel_connection.failure_bit in master.report.failures
     clock.sleep(5.0)
     assert master.state == "Off"
+
+
+@pytest.mark.parametrize("turned", [0, 1], ids=["master-off", "slave-off"])
+def test_a_partner_turned_off_is_noticed_after_three_poll_periods(pair, turned):
+    """The partner of a pack turned off by its button fails by the silence on the line (three
+    missed polls, or three poll periods unpolled), never at once; the pack turned off stays off
+    although its partner keeps the common bus live until then."""
+    bench, clock = pair
+    press(bench, clock, "power_button", "pack2_power_button")
+    clock.sleep(3.0)
+    button = ("power_button", "pack2_power_button")[turned]
+    press(bench, clock, button, seconds=PROFILE.power_off.button_hold_s)
+    off, partner = bench.world.bms[turned], bench.world.bms[1 - turned]
+    clock.wait_for(lambda: off.state, timeout=5.0, poll=0.05, until=lambda s: s == "Off")
+    bit = PROFILE.failures.parallel_connection.failure_bit
+    polls = PROFILE.parallel.rs485_missed_polls * PROFILE.parallel.rs485_poll_period_s
+    clock.sleep(polls - PROFILE.parallel.rs485_poll_period_s - 0.05)
+    assert bit not in partner.report.failures and partner.state == "Standby"
+    clock.sleep(PROFILE.parallel.rs485_poll_period_s + 0.2)
+    assert bit in partner.report.failures
+    clock.sleep(5.0)
+    assert partner.state == "Off" and off.state == "Off"

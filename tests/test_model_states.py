@@ -37,6 +37,26 @@ def test_activation_window_follows_the_profile():
     assert m.bms.state == "Off"
 
 
+def test_a_pack_turned_off_with_live_terminals_waits_for_them_to_go_dead():
+    """Activation is a voltage *applied*: turned off by its button with the supply still on its
+    terminals, the pack stays off; the supply off and on again wakes it."""
+    m = PackModel()
+    apply_volts(m, 52.0)
+    m.sleep(3.0)
+    assert m.bms.state != "Off"
+    m.output("power_button", True)
+    m.sleep(PROFILE.power_off.button_hold_s + 0.1)
+    m.output("power_button", False)
+    m.sleep(PROFILE.power_off.flicker_count * PROFILE.power_off.flicker_period_s + 3.0)
+    assert m.bms.state == "Off"
+    with m.plant.lock:
+        m.plant.psu.on = False
+    m.sleep(1.0)
+    apply_volts(m, 52.0)
+    m.sleep(3.0)
+    assert m.bms.state != "Off"
+
+
 # --- power on / off (manual 6.2, 6.3) --------------------------------------------------------
 
 def test_button_held_two_seconds_powers_on_through_precharge():

@@ -114,6 +114,7 @@ class Bms:
         self._off_since = 0
         self._button_down: int | None = None
         self._in_window_since: int | None = None
+        self._activation_armed = True                 # off with no voltage in the window since: wakes on one
         self._precharge_since: int | None = None
         self._cut_since: dict[str, int] = {}          # row -> current flowing against an L2 since
         self._cut_rows: set[str] = set()              # rows whose L2 opened the relays
@@ -231,8 +232,14 @@ class Bms:
         return a.min_v <= bus_v <= a.max_v
 
     def _activation(self, bus_v: float, t_ns: int) -> None:
+        """Manual 2.2: a voltage *applied* in the window wakes the pack. A pack that turned off with
+        its terminals live (its partner in a pair, a charger left on) waits for them to leave the
+        window first, or the voltage it turned off with would turn it on again at once."""
         if not self._activation_window(bus_v):
             self._in_window_since = None
+            self._activation_armed = True
+            return
+        if not self._activation_armed:
             return
         if self._in_window_since is None:
             self._in_window_since = t_ns
@@ -276,6 +283,7 @@ class Bms:
         self._panel_since = t_ns
 
     def _become_off(self, t_ns: int) -> None:
+        self._activation_armed = False  # re-armed by the first sample with the terminals out of the window
         self.state, self.relays, self._off_since = OFF, (False, False, False), t_ns
         self._poweroff_at = None
         self.run_pattern = None
@@ -409,7 +417,8 @@ class Bms:
         """Coulomb counting on the measured current; recalibrate to 100 % at full charge.
 
         SOH is learned on a full discharge: the charge counted out from a full recalibration down
-        to the cell under-voltage alarm is the capacity the pack still has, against its rating.
+        to the cell under-voltage alarm, net of any charge in between, is the capacity the pack
+        still has, against its rating.
         """
         r = self.report
         ah = r.current_a * dt / 3600.0
@@ -419,7 +428,7 @@ class Bms:
         if r.soc_pct >= 100.0:
             self._out_since_full = 0.0
         elif self._out_since_full is not None:
-            self._out_since_full -= min(ah, 0.0)
+            self._out_since_full -= ah
             if q["min_group_voltage"] <= self.p.protections.cell_under_voltage.l1.threshold:
                 r.soh_pct = min(100.0, self._out_since_full / self.capacity_ah * 100.0)
                 self._out_since_full = None

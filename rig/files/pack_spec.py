@@ -22,6 +22,9 @@ Volts = Annotated[float, Field(ge=0.0, le=100.0)]
 Amps = Annotated[float, Field(ge=0.0, le=2500.0)]
 Celsius = Annotated[float, Field(ge=-60.0, le=150.0)]
 ReqId = Annotated[str, Field(pattern=r"^REQ-[A-Z0-9.-]+$")]
+#: The pack's temperature sensors: T1-T4 on the cells, T5 on the power stage (PACK_SPEC.md 6).
+Sensor = Literal["T1", "T2", "T3", "T4", "T5"]
+Sensors = Annotated[tuple[Sensor, ...], Field(strict=False, min_length=1)]
 
 #: Where the project's pack spec lives: beside the test cases that assert against it.
 DEFAULT_PACK_SPEC = Path(__file__).resolve().parents[2] / "testcases" / "pack_spec.toml"
@@ -166,6 +169,13 @@ class Soc(FileModel):
     full_soc_pct: Percent
 
 
+class Soh(FileModel):
+    """SOH learned over a full discharge (the project's reading of PACK_SPEC.md 6, see the file)."""
+
+    id: ReqId
+    tolerance_pct: Percent
+
+
 class Can(FileModel):
     id: ReqId
     period_s: Annotated[float, Field(gt=0.0, le=60.0)]
@@ -176,6 +186,8 @@ class Can(FileModel):
     discharge_current_limit_a: Amps
     manufacturer: Annotated[str, Field(min_length=1, max_length=8)]
     frames: Annotated[tuple[str, ...], Field(strict=False)]
+    #: the sensors 0x356's mean cell temperature is the mean of (both packs' with two)
+    temperature_sensors: Sensors
 
 
 class Lights(FileModel):
@@ -198,6 +210,8 @@ class SpecProtection(ProtectionRow):
     id: ReqId
     title: str
     unit: Literal["V", "A", "C"]
+    #: the sensors whose readings a temperature row compares (None: not a temperature row)
+    sensors: Sensors | None = None
 
 
 class ShortCircuit(FileModel):
@@ -262,6 +276,7 @@ class PackSpec(FileModel):
     rs485: Rs485
     storage_recharge: StorageRecharge
     soc: Soc
+    soh: Soh
     can: Can
     lights: Lights
     levels: Levels
