@@ -72,7 +72,8 @@ def _expression(flag: str, text: str | None) -> None:
 
 
 def validate(args: argparse.Namespace):
-    """Every input checked before anything runs; returns the loaded bench file.
+    """Every input checked before anything runs; returns the loaded bench file and pack spec
+    (the spec the run asserts against, kept for the matrix at the end).
 
     :raises BadInput: the first bad input, in one line.
     """
@@ -88,7 +89,7 @@ def validate(args: argparse.Namespace):
         raise BadInput(f"--firmware and --seed apply to an emulated bench only; {bench.path} is the real "
                        f"bench {bench.file.bench.name!r}")
     try:
-        load_pack_spec(Path(args.pack_spec or bench.pack_spec_path))
+        spec = load_pack_spec(Path(args.pack_spec or bench.pack_spec_path))
     except ConfigError as exc:
         raise BadInput(f"bad pack spec: {exc}") from None
     if bench.emulated:
@@ -102,7 +103,7 @@ def validate(args: argparse.Namespace):
     _expression("-k", args.keyword)
     if args.workers != "auto" and not (args.workers.isdigit()):
         raise BadInput(f"--workers must be 'auto' or a number of workers (0: none), got {args.workers!r}")
-    return bench
+    return bench, spec
 
 
 def _run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
@@ -179,18 +180,18 @@ def _stop_child(child: subprocess.Popen) -> int:
     return child.wait()
 
 
-def _after_tests(run_dir: Path, spec_path: Path, args, allure) -> dict[str, Path | None]:
-    """The matrix and the HTML report of a run that finished; returns the paths written."""
+def _after_tests(run_dir: Path, spec, args, allure) -> dict[str, Path | None]:
+    """The matrix and the HTML report of a run that finished; returns the paths written. Neither
+    can undo the run: a failure here is said in one line and the rest is still written."""
     from rig.report.manifest import report_name
 
     paths: dict[str, Path | None] = {}
     manifest = json.loads((run_dir / run_folder.MANIFEST).read_text(encoding="utf-8"))
     try:
-        from rig.files.pack_spec import load_pack_spec
         from rig.report.matrix import write_matrix
-        paths["matrix"] = write_matrix(manifest, load_pack_spec(spec_path), run_dir)[0]
-    except ImportError:
-        pass
+        paths["matrix"] = write_matrix(manifest, spec, run_dir)[0]
+    except Exception as exc:  # noqa: BLE001 - the run's verdict stands without its matrix
+        print(f"packrig run: no traceability matrix: {type(exc).__name__}: {exc}")
     if args.no_html:
         return paths
     if allure is None:
@@ -209,13 +210,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     from rig.report.allure_html import allure_cli
 
     try:
-        bench = validate(args)
+        bench, spec = validate(args)
         identity = None if bench.emulated else _first_contact(bench)
         run_dir, default_layout = _run_dir(args)
     except BadInput as exc:
         print(f"packrig run: {exc}", file=sys.stderr)
         return USAGE
-    spec_path = Path(args.pack_spec or bench.pack_spec_path)
     live = sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb"
     feed_dir = Path(tempfile.mkdtemp(prefix="packrig-feed-"))
     feed = feed_dir / "progress.jsonl" if live else None
@@ -256,7 +256,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return code
     paths = {}
     try:
-        paths = _after_tests(run_dir, spec_path, args, allure_cli(run_folder.REPORTS))
+        paths = _after_tests(run_dir, spec, args, allure_cli(run_folder.REPORTS))
     except KeyboardInterrupt:
         _ensure_incomplete(run_dir, "interrupted while writing the reports")
         print("packrig run: run interrupted while writing the reports", file=sys.stderr)

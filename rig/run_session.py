@@ -31,6 +31,7 @@ from rig.report import manifest as mf
 
 #: a test's facts, built up over its setup, call and teardown (worker side)
 _FACTS = pytest.StashKey[dict]()
+KEEP_EVERY_S = 2.0  # wall seconds between two rewrites of the manifest during the run
 _OK_EXITS = (pytest.ExitCode.OK, pytest.ExitCode.TESTS_FAILED, pytest.ExitCode.NO_TESTS_COLLECTED)
 
 
@@ -61,6 +62,7 @@ class RunSession:
         self.tests: dict[str, dict] = {}
         self.interrupted: str | None = None
         self._feed_lock = threading.Lock()
+        self._kept_at = time.monotonic()
 
     # --- where things go ------------------------------------------------------------------------------
     @property
@@ -109,6 +111,17 @@ class RunSession:
             self.manifest["pack_identity"] = identity
             self.write_manifest()
 
+    def _keep_so_far(self) -> None:
+        """The manifest with the tests finished so far, every 2 s at most: a killed controller
+        leaves them on disk (``complete`` stays false)."""
+        now = time.monotonic()
+        if now - self._kept_at < KEEP_EVERY_S:
+            return
+        self._kept_at = now
+        tests = sorted(self.tests.values(), key=lambda t: t["nodeid"])
+        self.manifest.update(tests=tests, counts=mf.counts(tests))
+        self.write_manifest()
+
     def write_manifest(self) -> None:
         run_folder.write_json(self.run_dir / run_folder.MANIFEST, self.manifest)
 
@@ -116,6 +129,9 @@ class RunSession:
         complete = exitstatus in _OK_EXITS and self.interrupted is None
         why = None if complete else (self.interrupted or f"pytest ended with exit code {int(exitstatus)}")
         tests = sorted(self.tests.values(), key=lambda t: t["nodeid"])
+        for t in tests:
+            if t["outcome"] is None:  # set up, never called: the run stopped under it
+                t["outcome"], t["message"] = "error", t["message"] or f"did not finish: {why or 'run stopped'}"
         mf.finish(self.manifest, tests, complete=complete, why=why)
         self.write_manifest()
         results = getattr(self.config.option, "allure_report_dir", None)
@@ -153,7 +169,8 @@ class RunSession:
         self.start()
         entry = self.tests.setdefault(report.nodeid, mf.new_test(report.nodeid))
         _merge(entry, report, facts)
-        if report.when == "teardown":
+        if report.when not in ("setup", "call"):  # teardown, or xdist's report of a crashed worker
+            self._keep_so_far()
             self._feed({"event": "end", "nodeid": report.nodeid, "outcome": entry["outcome"],
                         "message": entry["message"], "duration_s": round(entry["duration_s"], 3),
                         "virtual_s": entry["virtual_s"], "requirements": entry["requirements"]})
@@ -283,8 +300,6 @@ def _merge(entry: dict, report, facts: dict | None) -> None:
     elif report.skipped and entry["outcome"] is None:
         entry["outcome"] = "skipped"
         entry["message"] = _message(report)
-    elif report.when == "setup" and entry["outcome"] is None:
-        entry["outcome"] = "passed"  # until the call says otherwise
     if report.failed and entry["message"] is None:
         entry["message"] = _message(report)
 

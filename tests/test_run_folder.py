@@ -152,3 +152,35 @@ def test_run_ids_sort_by_start_time_and_latest_names_the_newest(tmp_path):
     assert (reports / "latest").resolve() == (reports / "runs" / late).resolve()
     assert (reports / "latest.txt").read_text().strip() == str(reports / "runs" / late)
     assert (reports / "runs" / early / "INCOMPLETE").exists(), "the older run is left as it was"
+
+
+def test_in_a_terminal_a_live_display_follows_the_run(tmp_path):
+    """stdout a terminal (a pseudo-terminal here): the live display (counts, running tests, virtual
+    time reached) instead of pytest's dots, which go to pytest-output.txt; the summary at the end."""
+    import pty
+
+    folder = tmp_path / "run"
+    master, slave = pty.openpty()
+    process = subprocess.Popen([sys.executable, "-m", "rig.cli", "run", "--reports", str(folder), "--workers", "2",
+                                "-k", "test_storage_recharge or (test_protections and cell_over_voltage and L2)"],
+                               cwd=ROOT, stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "160"})
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    process.wait(timeout=300)
+    os.close(master)
+    screen = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert process.returncode == 0, screen[-3000:]
+    total = manifest_of(folder)["counts"]["total"]
+    assert total >= 5 and f"{total}/{total} tests" in screen and "running test" in screen
+    assert re.search(r"gw\d\s+test_storage_recharge\.py::\S+\s+\d+ s\s+\d+ (s|min|h)", screen), \
+        "the long test's virtual time was not shown"
+    assert f"packrig run run: {total} passed of {total}" in screen
+    assert f"{total} passed" in (folder / "pytest-output.txt").read_text()
