@@ -63,7 +63,9 @@ def render(run_dir: Path, allure: str, name: str, timeout_s: float = 600.0) -> t
 
     :returns: (the ``index.html`` that shows this run, or None; a line saying what happened).
     """
-    run_dir = Path(run_dir)
+    run_dir = Path(run_dir).resolve()
+    if "/" in allure:
+        allure = str(Path(allure).resolve())  # it runs from the run folder
     results, html = run_dir / run_folder.ALLURE_RESULTS, run_dir / run_folder.HTML
     if not results.is_dir():
         return None, f"no Allure results in {results}"
