@@ -202,6 +202,7 @@ class RunSession:
             f"bench NOT made safe: {'; '.join(problems)}" if problems else "bench made safe")
         reporter = self.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and not self.worker:
+            reporter.write("\n")  # after the progress dots
             reporter.write_line(f"packrig: {self.interrupted.split(': ', 1)[1]}, run interrupted", red=True, bold=True)
 
     @pytest.hookimpl(trylast=True)
