@@ -48,7 +48,8 @@ def wire(frame: Frame, *, lower: bool = False) -> bytes:
 
 def corrupted(frame: Frame, fault: Rtn) -> bytes:
     """``frame`` with one fault a pack must answer with its RTN: :attr:`Rtn.CHKSUM` (CHKSUM off by
-    one) or :attr:`Rtn.LCHKSUM` (the LENGTH's check nibble off by one, CHKSUM right)."""
+    one), :attr:`Rtn.LCHKSUM` (the LENGTH's check nibble off by one, CHKSUM right) or
+    :attr:`Rtn.FORMAT` (the last character before CHKSUM not hex, CHKSUM right)."""
     raw = encode_frame(frame)
     body = raw[1:-5]
     if fault == Rtn.CHKSUM:
@@ -56,8 +57,11 @@ def corrupted(frame: Frame, fault: Rtn) -> bytes:
     if fault == Rtn.LCHKSUM:
         nibble = (int(body[8:9], 16) + 1) & 0xF
         body = body[:8] + f"{nibble:X}".encode("ascii") + body[9:]
-        return SOI + body + f"{checksum(body):04X}".encode("ascii") + EOI
-    raise ValueError(f"corrupted(): fault {fault!r} is none of Rtn.CHKSUM, Rtn.LCHKSUM")
+    elif fault == Rtn.FORMAT:
+        body = body[:-1] + b"G"
+    else:
+        raise ValueError(f"corrupted(): fault {fault!r} is none of Rtn.CHKSUM, Rtn.LCHKSUM, Rtn.FORMAT")
+    return SOI + body + f"{checksum(body):04X}".encode("ascii") + EOI
 
 
 def is_reply(frame: Frame) -> bool:

@@ -39,6 +39,13 @@ ROW_STATES = {
     "charge_under_temperature": ("cell_temp_states", AlarmState.BELOW_LOWER),
     "discharge_under_temperature": ("cell_temp_states", AlarmState.BELOW_LOWER),
 }
+#: 0x44 fields whose readings come from each BMS sampler: its failure (PACK_SPEC.md 4) makes them
+#: 0xF0 "other fault", and a failed voltage front-end flags every cell in Status4/5.
+SAMPLER_FIELDS = {
+    "voltage_frontend": ("cell_states", "module_voltage_state"),
+    "temperature_sampling": ("temp_states",),
+    "current_sampling": ("charge_current_state", "discharge_current_state"),
+}
 #: Status1 bit of each row that has one (Pylontech v3.3 "Get alarm info").
 STATUS1_BITS = {
     "cell_over_voltage": Status1.MODULE_OVER_VOLTAGE,

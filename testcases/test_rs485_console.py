@@ -22,9 +22,9 @@ import pytest
 from rig.protocol.rs485 import Cid2, Rtn, decode_frame, request
 from rig.protocol.rs485_commands import ALL_PACKS, AlarmState, Status3, parse_reply
 from rig.rs485_console import REPLY_CODES, corrupted, wire
-from testcases.console import (CELL_SENSORS, LEVELS, ROW_STATES, check_alarm_info_follows_can,
+from testcases.console import (CELL_SENSORS, LEVELS, ROW_STATES, SAMPLER_FIELDS, check_alarm_info_follows_can,
                                check_charge_management_follows_can, console, level_signal, read, states_of)
-from testcases.observe import half_step
+from testcases.observe import half_step, seconds_until
 from testcases.stimulus import beyond, drive, flow, margin, power_on
 
 RS485 = pytest.mark.requirement("rs485", manual="2.4")
@@ -135,9 +135,11 @@ def test_alarm_info_and_limits_follow_can(row_name, level, spec, bench, pack, pc
         measure, spec, read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr, adr, " at rest"), pcs, " at rest")
 
     drive(bench, pack, faults, row.quantity, beyond(row, trip.threshold, margin(spec, row)))
-    pcs.wait_until(level_signal(row_name), lambda shown: LEVELS.index(shown) >= level,
-                   within=trip.delay_s + late + 2 * spec.can.period_s, frame="DetailProtection", pack_address=adr,
-                   what=f"at L{level} or above", poll=spec.can.period_s / 10)
+    within = trip.delay_s + late + spec.can.period_s
+    took = seconds_until(bench.clock, lambda: pcs.latest("DetailProtection", adr)[level_signal(row_name)],
+                         until=lambda shown: LEVELS.index(shown) >= level, within=within)
+    measure(f"DetailProtection.{level_signal(row_name)} at L{level} after the stimulus", took, req=row.id,
+            unit="s", at_most=within)
     where = f" with {row_name} at L{level}"
     values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr, adr, where)
     info = read(line, measure, spec, Cid2.ALARM_INFO, adr, adr, where)
@@ -157,6 +159,35 @@ def test_alarm_info_and_limits_follow_can(row_name, level, spec, bench, pack, pc
         n = readings.index(pick(readings))
         measure(f"0x44 {field}[{n}]{where} (the extreme reading of 0x42)", states_of(info, field)[n], req=req,
                 equals=state)
+
+
+@RS485
+@pytest.mark.parametrize("sampler", list(SAMPLER_FIELDS))
+def test_alarm_info_of_a_failed_sampler(sampler, spec, bench, pack, pcs, faults, measure, line):
+    """A sampling failure (PACK_SPEC.md 4: voltage front-end, temperature sampling, current
+    sampling) shows in 0x44 as it shows on CAN: every reading of that sampler in state 0xF0
+    "other fault" (a failed voltage front-end also flags every cell in Status4/5), and the
+    MOSFETs of Status2 and 0x92's enable flags as 0x35C says once the failure holds the relays
+    open."""
+    req, adr, failure = spec.rs485.id, spec.rs485.master_address, getattr(spec.failures, sampler)
+    on_and_reporting(pack, spec)
+    faults.sensor_failure(pack.number - 1, sampler)
+    within = 2 * spec.can.period_s
+    took = seconds_until(bench.clock, lambda: pcs.latest("DetailStatus", adr)[failure.failure_bit],
+                         until=lambda bit: bit == 1, within=within)
+    measure(f"DetailStatus.{failure.failure_bit} after the failure", took, req=failure.id, unit="s", at_most=within)
+    bench.clock.sleep(spec.can.period_s)   # a report with the relays as the failure left them
+    where = f" with the {sampler.replace('_', ' ')} failed"
+    info = read(line, measure, spec, Cid2.ALARM_INFO, adr, adr, where)
+    with measure.together():
+        for field in SAMPLER_FIELDS[sampler]:
+            measure(f"0x44 {field}{where}", set(states_of(info, field)), req=req, equals={AlarmState.OTHER})
+        if sampler == "voltage_frontend":
+            measure(f"0x44 cells flagged in Status4/5{where}", info.failed_cells, req=req,
+                    equals=tuple(range(1, spec.ratings.groups + 1)))
+    check_alarm_info_follows_can(measure, spec, info, pcs, adr, where)
+    check_charge_management_follows_can(
+        measure, spec, read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr, adr, where), pcs, where)
 
 
 # --- identity, limits, request forms ----------------------------------------------------------
@@ -227,9 +258,10 @@ def test_system_parameters_identity_and_request_forms(spec, bench, pack, pcs, me
 def test_error_replies_and_silence_for_another_address(spec, bench, pack, measure, line):
     """A request the pack cannot take is answered with the RTN that names the fault, from the
     pack's own ADR with an empty INFO: a VER other than 0x20 (0x01), a wrong CHKSUM (0x02), a wrong
-    LCHKSUM (0x03), a command it does not know (0x04), ADR 0 with a command other than 0x4F and
-    0x51 (0x90). A frame for another address, well formed or not, gets no reply at all: the
-    replies heard before the answer of a request that follows it are counted."""
+    LCHKSUM (0x03), a command it does not know (0x04), a character that is not hex (0x05), the
+    other pack's command value (0x06), ADR 0 with a command other than 0x4F and 0x51 (0x90). A
+    frame for another address, well formed or not, and a frame whose address cannot be read get
+    no reply at all: the replies heard before the answer of a request that follows are counted."""
     rs, req, adr = spec.rs485, spec.rs485.id, spec.rs485.master_address
     power_on(pack)
     analog = request(Cid2.ANALOG_VALUES, adr)
@@ -238,6 +270,9 @@ def test_error_replies_and_silence_for_another_address(spec, bench, pack, measur
               adr, Rtn.VER),
              ("a wrong CHKSUM", corrupted(analog, Rtn.CHKSUM), adr, Rtn.CHKSUM),
              ("a wrong LCHKSUM", corrupted(analog, Rtn.LCHKSUM), adr, Rtn.LCHKSUM),
+             ("a character that is not hex", corrupted(analog, Rtn.FORMAT), adr, Rtn.FORMAT),
+             ("0x42 naming the other pack's data", wire(request(Cid2.ANALOG_VALUES, adr, bytes([rs.slave_address]))),
+              adr, Rtn.DATA),
              (f"an unknown command 0x{unknown:02X}", wire(request(unknown, adr)), adr, Rtn.CID2),
              ("0x42 to ADR 0", wire(request(Cid2.ANALOG_VALUES, 0)), None, Rtn.ADR))
     with measure.together():
@@ -251,7 +286,9 @@ def test_error_replies_and_silence_for_another_address(spec, bench, pack, measur
         for label, probe in ((f"0x42 for ADR {other}", wire(request(Cid2.ANALOG_VALUES, other))),
                              (f"0x93 for ADR {other}", wire(request(Cid2.SERIAL_NUMBER, other))),
                              (f"a wrong CHKSUM for ADR {other}", corrupted(request(Cid2.ANALOG_VALUES, other),
-                                                                           Rtn.CHKSUM))):
+                                                                           Rtn.CHKSUM)),
+                             ("a frame whose ADR is not hex", wire(analog).replace(b"~2002", b"~20ZZ", 1)),
+                             ("a frame cut after its VER", b"~20\r")):
             replies = line.replies_before_witness(probe, adr)
             measure(f"replies to {label} (no pack there)", None if replies is None else len(replies), req=req,
                     equals=0)
