@@ -53,7 +53,8 @@ def measure(workers: int, pytest_args: list[str], tmp: Path) -> tuple[dict, int,
     started = time.perf_counter()
     run = subprocess.run(
         [sys.executable, "-m", "coverage", "run", f"--rcfile={rc}", "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         "-n", str(workers), "--run-dir", str(tmp / "run"), *(pytest_args or [str(ROOT / "testcases")])],
+         "-n", str(workers), "--run-dir", str(tmp / "run"), "--no-plots",  # plots are the rig's, not the BMS's
+         *(pytest_args or [str(ROOT / "testcases")])],
         cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - started
     summary = next((line.strip("= ") for line in reversed(run.stdout.splitlines())
