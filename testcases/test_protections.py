@@ -251,6 +251,7 @@ def _release_past_its_value(measure, spec, bench, pack, pcs, faults, row, name, 
                 at_most=spec.power_off.terminals_off_max_v)
     drive(bench, pack, faults, row.quantity, past)
     released = _wait_level(pcs, name, lambda k: k < level, within=_shows_within(spec, lv.delay_s))
+    measure.mark(f"release: L{released.level} on CAN", at=released.at)  # frame time
     measure(f"level reported past the release ({past:g} {row.unit})", released.level, req=row.id, at_most=level - 1)
     if level == 3:
         report = _report_at(pcs, spec, released.at)
@@ -264,6 +265,7 @@ def _release_after_the_cut(measure, spec, pack, pcs, row, name, level, trip):
     after, late = row.release.after_cut_s, spec.tolerance.delay_late_s
     pack.stop()  # a PCS that obeys the limit: no more current (a level 3 has cut it already)
     released = _wait_level(pcs, name, lambda k: k < level, within=after + _shows_within(spec, 0.0) + spec.can.period_s)
+    measure.mark(f"release: L{released.level} on CAN", at=released.at)  # frame time
     measure(f"level reported {after:g} s after the cut", released.level, req=row.id, at_most=level - 1)
     measure(f"L{level} release: first report without it, after the last report before the trip",
             released.at - trip.before, req=row.id, unit="s", at_least=after, tolerance=late)
@@ -281,6 +283,7 @@ def _release_by_power_on(measure, spec, bench, pack, pcs, faults, row, name):
             req=row.id, equals=0)
     power_on(pack)
     released = _wait_level(pcs, name, lambda k: k == 0, within=_shows_within(spec, 0.0))
+    measure.mark(f"release: L{released.level} on CAN", at=released.at)  # frame time
     measure("level reported after power on above the release value", released.level, req=row.id, equals=0)
 
 
