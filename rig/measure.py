@@ -55,7 +55,8 @@ class RequirementFailed(RigError, AssertionError):
         if len(measurements) == 1:
             message = measurements[0].line()
         else:
-            message = f"{len(measurements)} measurements failed:\n" + "\n".join(
+            names = ", ".join(f"{m.requirement} {m.name}" for m in measurements)
+            message = f"{len(measurements)} measurements failed: {names}\n" + "\n".join(
                 f"  {m.line()}" for m in measurements)
         super().__init__(message)
 

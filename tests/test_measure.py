@@ -116,7 +116,7 @@ def test_the_report_shows_every_failed_measurement_first_and_attaches_the_traceb
     assert result["status"] == "failed"
     message = result["statusDetails"]["message"]
     assert message.splitlines() == [
-        "2 measurements failed:",
+        "2 measurements failed: REQ-A Relay1Closed, REQ-B ALM light",
         "  REQ-A: Relay1Closed = 1, expected 0; after: group 16 driven to 3.63 V (t = 1.500 s)",
         "  REQ-B: ALM light = 'off', expected 'on'; after: group 16 driven to 3.63 V (t = 1.500 s)"]
     assert "trace" not in result["statusDetails"]
@@ -162,7 +162,7 @@ def test_together_records_every_check_then_fails_once_listing_each_failure():
     assert [m.name for m in measure.taken] == ["Relay1Closed", "Relay2Closed", "terminal voltage (DMM)"]
     assert [m.name for m in failed.value.measurements] == ["Relay1Closed", "terminal voltage (DMM)"]
     assert str(failed.value).splitlines() == [
-        "2 measurements failed:",
+        "2 measurements failed: REQ-FAIL-R1 Relay1Closed, REQ-FAIL-R1 terminal voltage (DMM)",
         "  REQ-FAIL-R1: Relay1Closed = 1, expected 0 (t = 12.500 s)",
         "  REQ-FAIL-R1: terminal voltage (DMM) = 51.2 V, expected <= 1 V (t = 12.500 s)"]
     assert [m.name for m in measure.failed()] == ["Relay1Closed", "terminal voltage (DMM)"]
