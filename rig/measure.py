@@ -167,7 +167,8 @@ class Measurements:
         """Check ``value`` against the limits given; see the module docstring.
 
         :param req: the requirement id from the pack spec (``spec.protections.cell_over_voltage.id``).
-        :param at_least: lower limit; :param at_most: upper limit (either or both).
+        :param at_least: the lower limit (with or without ``at_most``).
+        :param at_most: the upper limit.
         :param nominal: with ``tolerance``: ``nominal ± tolerance``.
         :param tolerance: with ``nominal``, the half width of the limits; with a one-sided limit,
             the scale its margin is read against (e.g. the spec's threshold tolerance).
