@@ -109,7 +109,7 @@ def test_status_tests_and_worst_margin_of_a_requirement(written):
     cov = by_id["REQ-PROT-COV"]
     assert (cov["status"], cov["tests"], cov["passed"], cov["failed"]) == ("failed", "2", "1", "1")
     assert cov["worst_margin"] == f"{(2.1 - 2.3) / 0.55:.3f}"  # the failed trip delay, outside its limit
-    assert cov["worst_measurement"] == "trip delay (test_protections.py::test_l2[cell_over_voltage])"
+    assert cov["worst_measurement"] == "trip delay (L2 · cell over voltage)"
     assert "every group driven to 3.7 V" in cov["failed_measurements"]
     assert cov["manual"] == "2.2; 7.4" and cov["iec_62619"] == "8.2.2"
     assert cov["ul_1973"] == "Overcharge Test; UL X"  # the spec's, then what the marker adds

@@ -14,7 +14,8 @@ procedures, lights, CAN ...), with
 - the worst margin of its measurements (:func:`rig.report.margin.margin`: 1 = nominal, 0 = on
   the limit, negative = outside) and which measurement it was.
 
-Gaps are listed first. To (re)make the matrix of an existing run folder::
+Gaps are listed first (the CSV's first rows; on the page a list above the table, which follows
+the spec's order). To (re)make the matrix of an existing run folder::
 
     python -m rig.report.matrix reports/latest
 """
@@ -53,6 +54,7 @@ class Row:
     tests: list[dict] = field(default_factory=list)
     worst: float | None = None
     worst_what: str = ""
+    worst_name: str = ""
     failures: list[str] = field(default_factory=list)
 
     def count(self, outcome: str) -> int:
@@ -97,9 +99,10 @@ def rows_of(manifest: dict, spec) -> list[Row]:
                     continue
                 value = margin(m)
                 if value is not None and (row.worst is None or value < row.worst):
-                    row.worst, row.worst_what = value, f"{m.get('name')} ({_short(test['nodeid'])})"
+                    row.worst, row.worst_name = value, str(m.get("name"))
+                    row.worst_what = f"{row.worst_name} ({test_title(test['nodeid'])})"
                 if m.get("outcome") == "failed":
-                    row.failures.append(f"{_short(test['nodeid'])}: {_measurement_text(m)}")
+                    row.failures.append(f"{test_title(test['nodeid'])}: {_measurement_text(m)}")
     return list(rows.values())
 
 
@@ -125,7 +128,8 @@ def write_matrix(manifest: dict, spec, out_dir: Path) -> tuple[Path, Path]:
     ordered = [r for r in rows if r.status == "gap"] + [r for r in rows if r.status != "gap"]
     csv_path, html_path = out_dir / CSV_NAME, out_dir / HTML_NAME
     _write_atomic(csv_path, _csv_text(ordered))
-    _write_atomic(html_path, _html_text(manifest, ordered, uncovered_tests(manifest, spec)))
+    spec_order = {r.id: i for i, r in enumerate(rows)}
+    _write_atomic(html_path, _html_text(manifest, ordered, uncovered_tests(manifest, spec), spec_order))
     return html_path, csv_path
 
 
@@ -156,11 +160,12 @@ h1 { font-size: 1.5em; margin: 0 0 .2em; } h2 { font-size: 1.15em; margin: 1.4em
 .facts th { text-align: left; font-weight: 600; padding: 1px 1.2em 1px 0; vertical-align: top; }
 .facts td { padding: 1px 0; word-break: break-all; }
 .summary span { display: inline-block; margin-right: 1.4em; }
-table.matrix { border-collapse: collapse; width: 100%; font-size: .9em; }
-table.matrix th, table.matrix td { border: 1px solid #bbb; padding: 3px 6px; vertical-align: top; text-align: left; }
+table.matrix { border-collapse: collapse; width: 100%; font-size: .9em; table-layout: fixed; }
+table.matrix th, table.matrix td { border: 1px solid #bbb; padding: 3px 6px; vertical-align: top; text-align: left;
+                                   overflow-wrap: break-word; word-break: break-word; }
 table.matrix thead th { background: #eee; }
 table.matrix tr { page-break-inside: avoid; break-inside: avoid; }
-td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
+td.num { font-variant-numeric: tabular-nums; } .margin { font-weight: 700; white-space: nowrap; }
 .id { font-family: ui-monospace, Menlo, Consolas, monospace; white-space: nowrap; }
 .status { font-weight: 700; white-space: nowrap; text-transform: uppercase; font-size: .85em; }
 .gap { background: #fff1c2; } .failed, .error { background: #ffd6d6; } .passed { background: #dcf5dc; }
@@ -174,7 +179,8 @@ ul.tests { margin: 0; padding-left: 1.1em; } ul.tests li { margin: 0; }
 """
 
 
-def _html_text(manifest: dict, rows: list[Row], orphans: list[dict]) -> str:
+def _html_text(manifest: dict, rows: list[Row], orphans: list[dict], spec_order: dict[str, int]) -> str:
+    """The page: the run's facts, the counts, the gaps, then every requirement in the spec's order."""
     e = html.escape
     run = manifest.get("run_id", "?")
     gaps = [r for r in rows if r.status == "gap"]
@@ -206,9 +212,11 @@ def _html_text(manifest: dict, rows: list[Row], orphans: list[dict]) -> str:
     parts.append('<p class="muted">Margin: distance of a measured value from its nearer limit, as a fraction of the '
                  "tolerance (1 = nominal, 0 = on the limit, negative = outside); the worst of the requirement's "
                  "measurements that have limits and a tolerance.</p>")
-    parts.append('<table class="matrix"><thead><tr><th>Requirement</th><th>Manual</th><th>IEC 62619</th>'
+    parts.append('<table class="matrix"><colgroup><col style="width:19%"><col style="width:7%">'
+                 '<col style="width:7%"><col style="width:11%"><col style="width:8%"><col style="width:37%">'
+                 '<col style="width:11%"></colgroup><thead><tr><th>Requirement</th><th>Manual</th><th>IEC 62619</th>'
                  "<th>UL 1973</th><th>Status</th><th>Tests</th><th>Worst margin</th></tr></thead><tbody>")
-    for r in rows:
+    for r in sorted(rows, key=lambda r: spec_order[r.id]):
         parts.append(_row_html(r))
     parts.append("</tbody></table>")
     if orphans:
@@ -240,6 +248,10 @@ def _facts(manifest: dict) -> str:
                                               for k, v in rows if v is not None) + "</table>"
 
 
+def _tally(r: Row) -> str:
+    return f"{r.count('passed')}/{len(r.tests)} passed" if r.tests else "no test"
+
+
 def _file_fact(facts: dict | None) -> str | None:
     """``name — path, sha256 …`` of a file the run used (the full digest: a lab checks it)."""
     if not facts:
@@ -258,14 +270,13 @@ def _row_html(r: Row) -> str:
     if r.worst is None:
         worst = '<span class="muted">–</span>'
     else:
-        worst = f'<span class="{"neg" if r.worst < 0 else ""}">{r.worst:.2f}</span><br>' \
-                f'<span class="muted">{e(r.worst_what)}</span>'
+        worst = f'<span class="margin{" neg" if r.worst < 0 else ""}">{r.worst:.2f}</span><br>' \
+                f'<span class="muted">{e(r.worst_name)}</span>'
     return (f'<tr class="{r.status}"><td><span class="id">{e(r.id)}</span><br>{e(r.title)}<br>'
             f'<span class="muted">{e(r.section)}</span></td>'
             f"<td>{e(', '.join(r.manual) or '–')}</td><td>{e(', '.join(r.iec) or '–')}</td>"
             f"<td>{e(', '.join(r.ul) or '–')}</td>"
-            f'<td class="status">{e(r.status)}<br><span class="muted">{r.count("passed")}/{len(r.tests)} passed'
-            f"</span></td>"
+            f'<td class="status">{e(r.status)}<br><span class="muted">{_tally(r)}</span></td>'
             f'<td>{"<ul class=tests>" + tests + "</ul>" if tests else "<span class=muted>none</span>"}{failures}</td>'
             f'<td class="num">{worst}</td></tr>')
 
@@ -285,7 +296,7 @@ def _title(spec, section: str) -> str:
 
 
 #: words of section names that are written in capitals (or otherwise) in the manual
-_ACRONYMS = {"pcs": "PCS", "soc": "SOC", "can": "CAN", "iec62619": "IEC 62619", "rs485": "RS485",
+_ACRONYMS = {"pcs": "PCS", "soc": "SOC", "soh": "SOH", "can": "CAN", "iec62619": "IEC 62619", "rs485": "RS485",
              "relay1": "relay 1", "relay2": "relay 2"}
 
 
@@ -295,10 +306,6 @@ def _add(into: list[str], refs) -> None:
         ref = ref.strip()
         if ref and ref not in into:
             into.append(ref)
-
-
-def _short(nodeid: str) -> str:
-    return nodeid.rsplit("/", 1)[-1]
 
 
 def _file(nodeid: str) -> str:
