@@ -130,10 +130,12 @@ def by_requirement(tests: list[dict]) -> dict[str, dict]:
             if t["outcome"] in OUTCOMES:
                 row[t["outcome"]] += 1
             if t["outcome"] in ("failed", "error") and t.get("message"):
+                # the failure's own line when it names this requirement (it says value, limit,
+                # stimulus and time); else this requirement's first failed measurement
                 failed_here = [m for m in t.get("measurements", [])
                                if m.get("outcome") == "failed" and m.get("requirement") == req]
-                line = _measurement_line(failed_here[0]) if failed_here else t["message"]
-                row["messages"].append(f"{t['nodeid']}: {line}")
+                line = t["message"] if req in t["message"] or not failed_here else _measurement_line(failed_here[0])
+                row["messages"].append(f"{t['nodeid'].removeprefix('testcases/')}: {line}")
     return out
 
 
@@ -147,8 +149,10 @@ def _measurement_line(m: dict) -> str:
     if m.get("expected") is not None:
         want.append(f"== {m['expected']!r}")
     shown = f"{value:.6g}" if isinstance(value, float) else repr(value)
-    stim = f" after {m['stimulus']}" if m.get("stimulus") else ""
-    return f"{m.get('name')} = {shown} {unit}".rstrip() + f", expected {' and '.join(want) or '?'}{stim}"
+    stim = f"; after: {m['stimulus']}" if m.get("stimulus") else ""
+    at = f" (t = {m['at_s']:.3f} s)" if isinstance(m.get("at_s"), (int, float)) else ""
+    return (f"{m.get('requirement')}: {m.get('name')} = {shown} {unit}".rstrip()
+            + f", expected {' and '.join(want) or '?'}{stim}{at}")
 
 
 def environment_properties(manifest: dict) -> str:
