@@ -88,6 +88,13 @@ def test_requirement_ids_finds_every_id_of_the_pack_spec(spec):
     assert requirement_ids(spec)["REQ-PROT-COV"] == "protections.cell_over_voltage"
 
 
+def test_every_requirement_has_a_traceability_entry(spec):
+    """A new section of the pack spec with an ``id`` gets its row in ``[traceability]`` (its manual
+    section and certification clauses, or ``{}`` where there are none), so the matrix never guesses."""
+    missing = [req for req in requirement_ids(spec) if req not in spec.traceability]
+    assert not missing, f"add these ids to [traceability] in testcases/pack_spec.toml: {missing}"
+
+
 def test_the_matrix_lists_every_id_of_the_pack_spec_with_gaps_first(written, spec):
     page, rows = written
     ids = [r["requirement"] for r in rows]
