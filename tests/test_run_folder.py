@@ -87,7 +87,7 @@ def test_two_runs_give_two_folders_the_second_shows_its_failures_the_first_is_un
     index = second / "html" / "index.html"
     assert printed(done.stdout, "HTML report", index) and index.is_file()
     summary = json.loads((second / "html" / "summary.json").read_text())
-    assert summary["name"].startswith("packrig 2-moved") and "moved" in summary["name"]
+    assert summary["name"] == "packrig 2-moved: firmware conforming (moved.toml) on emulated"
     assert summary["stats"]["failed"] == len(failed) and summary["status"] == "failed"
     # history across the runs beside it: the first run's data point, then this one
     assert len((second / "allure-history.jsonl").read_text().splitlines()) == 2

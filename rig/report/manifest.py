@@ -182,7 +182,10 @@ def report_name(manifest: dict) -> str:
     """One line naming the run, the firmware (or pack) and the bench: the HTML report's title."""
     fw = manifest.get("firmware")
     ident = manifest.get("pack_identity") or {}
-    what = fw["name"] if fw else (ident.get("rs485_version") or ident.get("can_name") or "pack")
+    if fw:  # a copied profile keeps its [meta] name: the file says which build it is
+        what = fw["name"] if Path(fw["path"]).stem == fw["name"] else f"{fw['name']} ({Path(fw['path']).name})"
+    else:
+        what = ident.get("rs485_version") or ident.get("can_name") or "pack"
     return f"packrig {manifest['run_id']}: firmware {what} on {(manifest.get('bench') or {}).get('name')}"
 
 
