@@ -76,9 +76,15 @@ class SoakResult:
         """The first RSS sample at or after ``t`` s (the last one if none)."""
         return next((rss for at, rss in self.rss_series if at >= t), self.rss_series[-1][1])
 
+    @property
+    def warmed_up(self) -> bool:
+        return self.rss_series[-1][0] > self.warm_up_s
+
     def rss_growth_mb(self) -> dict[str, float]:
-        """Growth from the end of the warm-up to the end, MB, by process."""
-        warm, end = self.rss_at(self.warm_up_s), self.rss_series[-1][1]
+        """Growth from the end of the warm-up (from the start, for a soak inside its warm-up) to
+        the end, MB, by process."""
+        warm = self.rss_at(self.warm_up_s) if self.warmed_up else self.rss_series[0][1]
+        end = self.rss_series[-1][1]
         return {name: end[name] - warm[name] for name in end}
 
     def report(self) -> str:
@@ -90,8 +96,10 @@ class SoakResult:
             f"  spurious trips:     {len(self.trips)} (goal 0){''.join(f'; {t}' for t in self.trips)}",
         ]
         for name, grown in growth.items():
-            lines.append(f"  RSS growth {name + ':':9} {grown:+.1f} MB from the end of the warm-up "
-                         f"({self.warm_up_s / 3600:.3g} h) to the end (goal < {RSS_GOAL_MB:g} MB); MB every "
+            since = (f"the end of the warm-up ({self.warm_up_s / 3600:.3g} h)" if self.warmed_up else
+                     f"the start (the soak ended inside its {self.warm_up_s / 3600:.3g}-h warm-up)")
+            lines.append(f"  RSS growth {name + ':':9} {grown:+.1f} MB from {since} to the end "
+                         f"(goal < {RSS_GOAL_MB:g} MB); MB every "
                          f"{self.rss_period_s / 3600:.3g} h from the start: "
                          + " ".join(f"{rss[name]:.0f}" for _, rss in self.rss_series))
         lines.append(f"  CAN frames logged:  {self.can_logged} of {self.can_expected} expected (goal equal): "
