@@ -110,7 +110,7 @@ class RemoteEmulator:
             line = self._replies.readline()
         except OSError as exc:
             raise self._lost(str(exc)) from exc
-        if not line:
+        if not line.endswith(b"\n"):  # nothing, or a reply cut short: the connection ended
             raise self._lost(f"closed by the emulator (no reply to {op})")
         reply = json.loads(line)
         if not reply.get("ok"):
@@ -141,7 +141,7 @@ class RemoteEmulator:
         except (OSError, ValueError):
             return ("not reported: it was stopped before it could act; its emulated outputs ended "
                     "with the process")
-        held = "reached" if report.get("safe") else "INCOMPLETE"
+        held = "reached" if report.get("safe") else "NOT reached"
         return f"{held} by the emulator before it exited ({report.get('reason')}): {report.get('safe_state')}"
 
     def endpoints(self) -> dict:

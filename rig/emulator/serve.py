@@ -74,10 +74,16 @@ def serve(args: argparse.Namespace) -> int:
         control.stop_for("internal error")
         code = 3
     finally:
-        ok, outcome = safe_state(emulated)
+        try:
+            ok, outcome = safe_state(emulated)
+        except Exception as exc:  # noqa: BLE001 - say so, and still stop the servers
+            ok, outcome = False, f"NOT REACHED ({type(exc).__name__}: {exc})"
         (log.info if ok else log.warning)("stopped (%s); safe state: %s", control.reason, outcome)
         if args.exit_file:
-            _write_whole(Path(args.exit_file), {"reason": control.reason, "safe": ok, "safe_state": outcome})
+            try:
+                _write_whole(Path(args.exit_file), {"reason": control.reason, "safe": ok, "safe_state": outcome})
+            except OSError as exc:
+                log.warning("--exit-file %s: %s", args.exit_file, exc.strerror or exc)
         control.stop()
         emulated.close()
     return code
