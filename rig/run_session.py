@@ -12,8 +12,10 @@ reports as ``report.packrig``, a JSON-safe dict that xdist carries to the contro
 report (pytest serialises a report's extra attributes).
 
 The progress feed (``--progress-feed FILE``, given by ``packrig run``) is a JSON-lines file:
-``start``/``end`` of each test from the controller, ``clock`` (virtual time reached) from the
-process running the test, every half second of wall time. ``packrig run`` draws it live.
+``collected`` (how many tests), ``start`` of each test and ``clock`` (the virtual time it reached,
+every half second of wall time) from the process running it, ``end`` (outcome, message) from the
+controller. Each event is one short ``write`` in append mode, so lines never interleave.
+``packrig run`` draws it live (:mod:`rig.report.progress`).
 """
 from __future__ import annotations
 
