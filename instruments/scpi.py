@@ -191,6 +191,9 @@ class ScpiInstrument:
         ending in ``?``) or one of :attr:`RAW_WRITES`; a query line must hold a query."""
         if not isinstance(line, str):
             raise SetpointTypeError(self.name, "raw command", line, "a str")
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in line):  # a newline would end the line early
+            raise LimitRefused(self.name, "raw command", line, "one line of printable text, no control "
+                               "characters (a newline would start a second, unchecked command)")
         headers = self._headers(line)
         setting = [h for h in headers if not h.endswith("?") and h not in self.RAW_WRITES]
         if setting or (query and not any(h.endswith("?") for h in headers)):

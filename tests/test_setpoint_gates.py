@@ -211,7 +211,7 @@ def test_psu_output_on_only_with_the_state_within_the_limits(make, state, quanti
 @pytest.mark.parametrize("line", [
     "VOLT 100", "OUTP ON", ":SOUR:VOLT 5", "INP ON", "INP:SHOR ON", "CURR:PROT:STAT OFF", "*RST",
     "ROUT:CLOS (@104)", "SYST:COMM:WDOG 0", "OUTP:PROT:WDOG OFF", "MEAS:VOLT?;:VOLT 100", "*CLS;OUTP ON",
-    "", " ", ";", "volt 100", "*SAV 1",
+    "", " ", ";", "volt 100", "*SAV 1", "MEAS:VOLT?\nOUTP ON", "*OPC?\rINP ON", "*CLS\x00OUTP ON",
 ])
 def test_raw_writes_that_set_anything_are_refused(make, line):
     for kind in ("psu", "eload", "io"):
