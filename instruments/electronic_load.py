@@ -99,11 +99,6 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
         step); ``None``: never.
     """
 
-    def __init__(self, resource, name: str, limits=None, interlock=None, *,
-                 short_permit: Callable[[], bool] | None = None):
-        super().__init__(resource, name, limits, interlock)
-        self.short_permit = short_permit or (lambda: False)
-
     #: role mode ("CC", "CV", "CR", "CP") -> the model's FUNCtion keyword
     MODE_CODES: dict[str, str] = {}
     #: starts an armed list (with ``trigger_source`` "BUS")
@@ -113,13 +108,21 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
     #: the watchdog delay's resolution, s
     WATCHDOG_STEP_S = 1.0
 
+    def __init__(self, resource, name: str, limits=None, interlock=None, *,
+                 short_permit: Callable[[], bool] | None = None):
+        super().__init__(resource, name, limits, interlock)
+        self.short_permit = short_permit or (lambda: False)
+
     def set_mode(self, mode: str, value: float) -> None:
         """Select ``mode`` ("CC" A, "CV" V, "CR" ohm, "CP" W) at ``value``, in fixed mode; the
         input state is unchanged. The set-point is written before the mode switches, so the
         load never runs a stale set-point of the new mode.
 
         :raises ValueError: an unknown mode.
-        :raises LimitRefused: ``value`` beyond the instrument's range or the bench's limit.
+        :raises LimitRefused: ``value`` beyond the instrument's range or the bench's limit, a CR
+            or CP value implying more than the current limit over the bench's voltage range, or
+            CV with the load's OCP not on at the current limit (nothing set).
+        :raises SetpointTypeError: ``value`` is not a number.
         :raises InstrumentError: the instrument reported an error or reads back another value.
         """
         if not isinstance(mode, str) or mode not in SETPOINT_OF:
