@@ -14,9 +14,9 @@ command>`` or ``NA:<reason>``) and there is no ``SYST:ERR?`` queue. So this driv
 the base class's transport: a setting reads its acknowledgement and raises
 :class:`~instruments.errors.InstrumentError` on ``NA:``, a query raises on ``NA:`` too, and
 :meth:`check_errors` has nothing to read. Raw lines (:meth:`write`, :meth:`query`) may only be
-queries (a ``?`` before the first comma: ``TEMP?``, ``CONSTANT SET?,TEMP``). The declared set-point still goes through the
-base's gates (instrument range, bench hard limit ``"temperature"``, interlock) and is confirmed
-by reading it back. On a real chamber's LAN port the replies end in CR LF: open the resource
+queries (a ``?`` before the first comma: ``TEMP?``, ``CONSTANT SET?,TEMP``). The declared
+set-point still goes through the base's gates (type, instrument range, bench hard limit
+``"temperature"``, interlock) and is confirmed by reading it back. On a real chamber's LAN port the replies end in CR LF: open the resource
 with ``read_termination="\\r\\n"`` (``"\\n"`` works as well; the CR is stripped).
 
 A ramp is ESPEC's one-step remote program: from the air temperature now to the set-point in
