@@ -406,6 +406,15 @@ class Bms:
         """The pack sat switched off for ``seconds`` more (storage ageing): its SOC is stale."""
         self._off_since -= ns(seconds)
 
+    def conditioned(self, soc_pct: float, moved_ah: float) -> None:
+        """The bench moved ``moved_ah`` through the pack at once, to ``soc_pct`` (fault insertion's
+        conditioning): the BMS's counts follow as if it had counted that charge."""
+        self.report.soc_pct = soc_pct
+        if soc_pct >= 100.0:
+            self._out_since_full = 0.0
+        elif self._out_since_full is not None:
+            self._out_since_full -= moved_ah
+
     def _soc_from_rest_voltage(self) -> None:
         """After a long rest the SOC is read from the mean group voltage on the firmware's table."""
         table = self.p.soc.ocv_table_v

@@ -115,13 +115,19 @@ class Faults:
             bms.stored(seconds)
         w.advance_to(w.t_ns)
 
-    def set_soc(self, pack: int, soc_pct: float) -> None:
-        """Condition a pack to ``soc_pct`` at once (what a real bench does by charging); the BMS
-        is told, as it would have counted the charge."""
+    def set_soc(self, pack: int, soc_pct: float) -> float:
+        """Condition a pack to ``soc_pct`` at once (what a real bench does by charging or
+        discharging it); the BMS is told, as it would have counted the charge (its SOC and the
+        charge it counts for SOH). Returns the charge moved, Ah (+ = into the pack), as a bench's
+        conditioning step counts it."""
         bms = self._bms(pack)
-        w = self.world
-        w.physics.set_pack_soc(pack, soc_pct / 100.0)
-        bms.report.soc_pct = soc_pct
+        physics = self.world.physics
+        before = physics.soc[pack].copy()
+        physics.set_pack_soc(pack, soc_pct / 100.0)
+        # every group gets the same Ah (set_pack_soc): the charge through the pack's terminals
+        moved = float(((physics.soc[pack] - before) * physics.capacity_ah[pack]).mean())
+        bms.conditioned(soc_pct, moved)
+        return moved
 
     def clear(self) -> None:
         """Undo every inserted fault."""
