@@ -63,6 +63,9 @@ def claim(folder: str | Path, *, overwrite: bool = False) -> Path:
     folder = Path(folder).resolve()
     if folder.exists() and not folder.is_dir():
         raise RunFolderRefused(f"{folder}: not a folder")
+    if (folder / RUNS).is_dir():  # e.g. --reports reports: the root of many runs, not one run
+        raise RunFolderRefused(f"{folder} holds the runs in {folder / RUNS}; give a folder for this run "
+                               f"(e.g. {folder / RUNS / 'my-run'}) or leave --reports out")
     if holds_run(folder):
         if not overwrite:
             raise RunFolderRefused(f"{folder} already holds a run ({_run_id_in(folder)}); "

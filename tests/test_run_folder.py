@@ -152,6 +152,8 @@ def test_run_ids_sort_by_start_time_and_latest_names_the_newest(tmp_path):
     assert (reports / "latest").resolve() == (reports / "runs" / late).resolve()
     assert (reports / "latest.txt").read_text().strip() == str(reports / "runs" / late)
     assert (reports / "runs" / early / "INCOMPLETE").exists(), "the older run is left as it was"
+    with pytest.raises(run_folder.RunFolderRefused, match="holds the runs in"):
+        run_folder.claim(reports)  # `--reports reports`: the root of the runs is no run folder
 
 
 def test_in_a_terminal_a_live_display_follows_the_run(tmp_path):
