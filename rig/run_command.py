@@ -14,7 +14,9 @@
    with the path of the HTML page that shows this run.
 
 Ctrl-C: the child makes the bench safe and stops; the folder keeps what was recorded and is
-marked INCOMPLETE; "bench made safe, run interrupted", exit code 2. Exit codes are pytest's.
+marked INCOMPLETE; "bench made safe, run interrupted", exit code 2. A run the child stopped
+itself (a safety trip: 2, a crash: 3) is marked INCOMPLETE with the child's reason, and what ran
+is still reported (matrix, HTML, summary). Exit codes are pytest's.
 """
 from __future__ import annotations
 
@@ -243,20 +245,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             feed_dir.rmdir()
     if default_layout:
         run_folder.point_latest(run_dir, run_dir.parent.parent)
-    if interrupted or code == INTERRUPTED:
+    if interrupted:
         _ensure_incomplete(run_dir, "interrupted (Ctrl-C): bench made safe")
         _print_summary(run_dir, {"recordings": run_dir / run_folder.RECORDINGS})
         print("packrig run: bench made safe, run interrupted", file=sys.stderr)
         return INTERRUPTED
-    if code not in _COMPLETE_EXITS:
-        _ensure_incomplete(run_dir, f"pytest ended with exit code {code}")
+    stopped = None
+    if code not in _COMPLETE_EXITS:  # a safety trip (2), a crash (3): what ran is still reported
+        stopped = _ensure_incomplete(run_dir, f"pytest ended with exit code {code}")
         if live:
             _print_tail(run_dir / "pytest-output.txt")
-        _print_summary(run_dir, {"recordings": run_dir / run_folder.RECORDINGS})
-        return code
     paths = {}
     try:
-        paths = _after_tests(run_dir, spec, args, allure_cli(run_folder.REPORTS))
+        if (run_dir / run_folder.MANIFEST).exists():
+            paths = _after_tests(run_dir, spec, args, allure_cli(run_folder.REPORTS))
     except KeyboardInterrupt:
         _ensure_incomplete(run_dir, "interrupted while writing the reports")
         print("packrig run: run interrupted while writing the reports", file=sys.stderr)
@@ -265,21 +267,27 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                              "recordings": run_dir / run_folder.RECORDINGS,
                              "manifest": run_dir / run_folder.MANIFEST, "junit": run_dir / run_folder.JUNIT,
                              "pytest output": run_dir / "pytest-output.txt" if live else None})
+    if stopped:
+        print(f"packrig run: run stopped: {stopped}", file=sys.stderr)
     return code
 
 
-def _ensure_incomplete(run_dir: Path, why: str) -> None:
-    """The folder says INCOMPLETE, and so does its manifest, whatever the child managed to write."""
-    run_folder.mark_incomplete(run_dir, why)
+def _ensure_incomplete(run_dir: Path, why: str) -> str:
+    """The folder says INCOMPLETE, and so does its manifest, whatever the child managed to write;
+    the reason the child gave (a safety trip ...) is kept. Returns the reason in force."""
     path = run_dir / run_folder.MANIFEST
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return
-    if manifest.get("complete") or not manifest.get("incomplete_reason"):
-        manifest["complete"] = False
-        manifest["incomplete_reason"] = why
-        run_folder.write_json(path, manifest)
+        manifest = None
+    if manifest is not None:
+        if manifest.get("complete") or not manifest.get("incomplete_reason"):
+            manifest["complete"] = False
+            manifest["incomplete_reason"] = why
+            run_folder.write_json(path, manifest)
+        why = manifest["incomplete_reason"]
+    run_folder.mark_incomplete(run_dir, why)
+    return why
 
 
 def _print_summary(run_dir: Path, paths: dict) -> None:
