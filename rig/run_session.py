@@ -368,4 +368,5 @@ def _command() -> list[str]:
     given = os.environ.get("PACKRIG_COMMAND")
     if given:
         return json.loads(given)
-    return [Path(sys.argv[0]).name, *sys.argv[1:]]
+    program = Path(sys.argv[0]).name
+    return ["pytest" if program in ("__main__.py", "pytest", "py.test") else program, *sys.argv[1:]]
