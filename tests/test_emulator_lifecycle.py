@@ -191,6 +191,22 @@ def test_sigterm_puts_the_emulated_bench_in_its_safe_state_before_exit(hand_star
                       "e-load short off, every relay open, chamber standby"}
 
 
+@pytest.mark.parametrize("content,option", [
+    (b"\xff\xfe[bench]\n", "--bench"),                 # not UTF-8
+    (b"x = " + b"[" * 5000 + b"\n", "--bench"),        # nested past any sane depth
+    (None, "--bench"),                                 # a real bench: no [emulator] section
+    (b"\xff\xfe[bms]\n", "--firmware"),
+], ids=["non-utf8-bench", "nested-bench", "real-bench", "non-utf8-firmware"])
+def test_emulate_refuses_a_bad_file_in_one_line_before_serving(tmp_path, content, option):
+    path = BENCHES / "example-real.toml" if content is None else tmp_path / "bad.toml"
+    if content is not None:
+        path.write_bytes(content)
+    done = subprocess.run([sys.executable, "-m", "rig.cli", "emulate", option, str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 4 and done.stdout == "", done
+    assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith(f"error: {path}: "), done.stderr
+
+
 # --- behind a killed rig, the instruments' own watchdogs act --------------------------------------
 
 def test_psu_and_eload_outputs_go_off_through_their_watchdogs_after_the_rig_is_killed(tmp_path):
