@@ -8,12 +8,13 @@ So a run on a real bench (a bench file without ``[emulator]``) starts here:
   driver's ``identify()``, which also checks the reply names the model the bench file declares;
 - the CAN interface is opened and listened to for ``listen_s``: a frame heard, and the pack's
   manufacturer name if 0x35E comes by (the pack identity of the manifest);
-- the RS485 port is opened.
+- the RS485 port is opened and listened to (two packs in parallel talk; one alone is silent).
 
 Nothing is switched or set: only identification queries are sent. The result is a table; an
 instrument, the CAN interface or the RS485 port that fails is a stop (exit code 4, a usage error:
 the bench file does not describe the bench that is there), naming it. A silent CAN bus is shown,
-not a stop: a pack that is off sends nothing until a test powers it on.
+not a stop: a pack that is off sends nothing until a test powers it on (nor does a lone pack
+on RS485 until asked).
 """
 from __future__ import annotations
 
@@ -108,7 +109,9 @@ def check_can(loaded: LoadedBench, listen_s: float) -> tuple[Contact, dict | Non
     return Contact("can", where, True, text), ({"can_name": name} if name else None)
 
 
-def check_rs485(loaded: LoadedBench) -> Contact | None:
+def check_rs485(loaded: LoadedBench, listen_s: float = 0.5) -> Contact | None:
+    """Open the RS485 port and listen: two packs in parallel talk (the master polls the slave);
+    one pack alone is silent until asked, so silence is shown, not a stop."""
     if loaded.file.rs485 is None:
         return None
     import serial
@@ -116,12 +119,21 @@ def check_rs485(loaded: LoadedBench) -> Contact | None:
     r = loaded.file.rs485
     where = f"{r.url} @ {r.baudrate} Bd"
     try:
-        port = serial.serial_for_url(r.url, baudrate=r.baudrate, timeout=0.0)
+        port = serial.serial_for_url(r.url, baudrate=r.baudrate, timeout=listen_s)
     except Exception as exc:  # noqa: BLE001
         return Contact("rs485", where, False, f"cannot open: {_one_line(exc)}")
-    with suppress(Exception):
-        port.close()
-    return Contact("rs485", where, True, "opened")
+    heard = b""
+    try:
+        heard = port.read(256)
+    except Exception as exc:  # noqa: BLE001
+        return Contact("rs485", where, False, f"opened, then: {_one_line(exc)}")
+    finally:
+        with suppress(Exception):
+            port.close()
+    if not heard:
+        return Contact("rs485", where, True, f"opened; silent for {listen_s:g} s (one pack talks only when asked)",
+                       warning=True)
+    return Contact("rs485", where, True, f"opened; heard {len(heard)} bytes")
 
 
 def first_contact(loaded: LoadedBench, listen_s: float = 3.0) -> tuple[list[Contact], dict | None]:
