@@ -9,7 +9,8 @@ PSU and e-load read-backs, its module voltage against the DMM, its capacities ag
 and SOH the pack sends on CAN; 0x44 and 0x92 against what the pack reports on CAN at the same
 instant, in a protection row of each kind (voltage, current, temperature, cell difference);
 0x47 against the pack spec's thresholds. Then the error replies (RTN 0x01 VER, 0x02 CHKSUM,
-0x03 LCHKSUM, 0x04 CID2, 0x90 ADR) and silence when a frame is for another address.
+0x03 LCHKSUM, 0x04 CID2, 0x05 format, 0x06 data, 0x90 ADR) and silence when a frame is for
+another address.
 
 The pack is the master of a pair (ADR 2) when it stands alone. Two packs: test_rs485_pair.py.
 """

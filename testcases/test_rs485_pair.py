@@ -116,8 +116,8 @@ def test_master_polls_the_slave_with_0x42_and_0x44(spec, bench, pack, pack2, pcs
 def test_console_reads_each_pack_while_the_master_polls(spec, bench, pack, pack2, pcs, measure):
     """A console on the polled line asks each pack at its address: only that pack answers (the
     other stays silent), with its own cells (against its cell taps), its own serial number and
-    alarm info as its detail frames say; the master answers 0x42 for the whole group with both
-    packs, itself first."""
+    alarm info as its detail frames say; ADR 0 (0x4F, 0x51) is answered once, by the master; the
+    master answers 0x42 for the whole group with both packs, itself first."""
     rs, req, tol = spec.rs485, spec.rs485.id, spec.tolerance
     line = console(bench, spec)
     _join(bench, pack, spec)
@@ -140,6 +140,10 @@ def test_console_reads_each_pack_while_the_master_polls(spec, bench, pack, pack2
         serials[adr] = read(line, measure, spec, rs485.Cid2.SERIAL_NUMBER, adr, adr).serial
     measure("0x93 serial numbers of the two packs differ", serials[rs.master_address] != serials[rs.slave_address],
             req=req, equals=True)
+    for cid2 in rs.adr0_commands:   # one answer, the master's, however many packs hear ADR 0
+        replies = line.replies_before_witness(wire(rs485.request(cid2, 0)), rs.slave_address)
+        measure(f"replies to 0x{cid2:02X} for ADR 0, and from which ADR", replies and [r.adr for r in replies],
+                req=req, equals=[rs.master_address])
 
     group = read(line, measure, spec, rs485.Cid2.ANALOG_VALUES, rs.master_address, ALL_PACKS, " for the whole group")
     measure("modules in the master's group reply", len(group.modules), req=req, equals=len(packs))
