@@ -82,6 +82,11 @@ BROKEN = {
                                       ["test_parallel.py", "-k", "join"], "REQ-PAR-5"),
     "ALM flicker too slow": (("alm_flicker_period_s = 1.0", "alm_flicker_period_s = 2.0"),
                              ["test_lights_soc.py", "-k", "low_soc"], "REQ-LED-6.1"),
+    "RS485 polls every 2 s": (("rs485_poll_period_s = 1.0", "rs485_poll_period_s = 2.0"),
+                              ["test_rs485_pair.py", "-k", "polls"], "REQ-RS485-7"),
+    "0x47 charge low temperature wrong": (("l1 = { threshold = 5.0, delay_s = 5.0 }",
+                                           "l1 = { threshold = 3.0, delay_s = 5.0 }"),
+                                          ["test_rs485_console.py", "-k", "system_parameters"], "REQ-RS485-7"),
 }
 
 
