@@ -10,8 +10,8 @@ failure and a second pack not powered on within the window as parallel connectio
 
 The bench: both packs on one DC bus behind the breaker, RS485 between them, the CAN cable from
 ``pack`` (the master, ADR 2) to the PCS; ``pack2`` is the slave (ADR 3). The rig watches both
-panels, the bus (DMM), each pack's cell taps, and listens to the RS485 line (``bench.rs485``),
-whose frames it decodes itself (PACK_SPEC.md 7).
+panels, the bus (DMM) and each pack's cell taps; what goes over the RS485 line itself
+(PACK_SPEC.md 7) is read in test_rs485_pair.py.
 """
 from __future__ import annotations
 
