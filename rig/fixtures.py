@@ -26,7 +26,7 @@ from rig.pack import Pack
 from rig.pytest_plugin import recordings_dir
 from rig.pcs import PcsStandIn
 from rig.recorder import RECORDING, Recorder
-from rig.report.plot_hook import attach_recordings, make_plot, note_outcome
+from rig.report.plot_hook import attach_recordings, make_plot, note_outcome, wants_plot
 from rig.supervisor import Supervisor
 
 # python-can's socketcand client warns on every read that ends mid-frame (bursts do)
@@ -80,7 +80,7 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
         b.close()
         exits.untrack(b)
         b.recorder.close()
-        if not pytestconfig.getoption("--no-plots", default=False):
+        if wants_plot(request.node):
             make_plot(request.node, b.recorder)  # never raises: a plot is no part of the verdict
 
 

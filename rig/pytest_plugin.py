@@ -51,8 +51,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="no summary by requirement at the end (packrig run prints its own)")
     group.addoption("--no-first-contact", action="store_true",
                     help="real bench: skip identifying every instrument before the first test")
-    group.addoption("--no-plots", action="store_true",
-                    help="no plot per test (recordings/<test>.png); the CAN log and CSV are still attached")
+    group.addoption("--plots", choices=("all", "failed", "none"), default="all",
+                    help="plot of each test (recordings/<test>.png): all (default), only the failed ones, none; "
+                         "the CAN log and CSV are attached either way")
+    group.addoption("--no-plots", action="store_true", help="the same as --plots none")
 
 
 MARKERS = {

@@ -83,7 +83,9 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 class DatedAscWriter(can.ASCWriter):
     """python-can's ASC writer whose ``date`` line is the time given, not the wall clock's now
-    (the ``Begin Triggerblock`` line is the first frame's time, as python-can writes it)."""
+    (the ``Begin Triggerblock`` line is the first frame's time, as python-can writes it), and
+    whose dates carry three digits of milliseconds, as Vector writes them (python-can 4.6 writes
+    ``.34`` for 34 ms, which a reader takes for 340 ms)."""
 
     def __init__(self, file, *, channel: int, started: float):
         self._date: datetime | None = datetime.fromtimestamp(started)
@@ -91,7 +93,8 @@ class DatedAscWriter(can.ASCWriter):
 
     def _format_header_datetime(self, dt: datetime) -> str:
         date, self._date = self._date, None  # the first call formats the ``date`` line
-        return super()._format_header_datetime(dt if date is None else date)
+        dt = dt if date is None else date
+        return dt.strftime(f"%a %b %d %H:%M:%S.{dt.microsecond // 1000:03d} %Y")
 
 
 def file_stem(node_id: str) -> str:

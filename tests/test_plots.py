@@ -202,3 +202,19 @@ def test_runs_hold_each_sample_and_break_where_no_one_looked():
 def test_the_last_window_of_a_light_is_its_last_unbroken_observation():
     series = plots.Series([0.0, 0.05, 3.0, 3.05, 3.1], [1, 0, 0, 1, 1])
     assert last_window(series, 0.05) == [(3.0, False), (3.05, True), (3.1, True)]
+
+
+def test_plots_failed_draws_only_the_test_that_failed(tmp_path):
+    """``--plots failed``: a quick run keeps the plot where it explains something. A firmware whose
+    cell over-voltage L2 waits 3 s instead of 1 s fails the L2 test; the light test passes."""
+    conforming = (ROOT / "rig" / "emulator" / "firmware" / "conforming.toml").read_text(encoding="utf-8")
+    slow = tmp_path / "slow-l2.toml"
+    slow.write_text(conforming.replace("l2 = { threshold = 3.60, delay_s = 1.0 }",
+                                       "l2 = { threshold = 3.60, delay_s = 3.0 }", 1), encoding="utf-8")
+    recordings, results, done = _run(tmp_path, "--plots", "failed", "--firmware", str(slow), PROTECTION, LIGHTS)
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+    assert [p.name for p in recordings.glob("*.png")] == [f"{file_stem(PROTECTION)}.png"]
+    by_status = {r["status"]: r for r in _results(results)}
+    assert set(by_status) == {"failed", "passed"}
+    assert "image/png" in _attached(results, by_status["failed"])
+    assert set(_attached(results, by_status["passed"])) == {"text/plain", "text/csv"}

@@ -188,6 +188,10 @@ def test_asc_dated_at_the_wall_time_of_the_virtual_run_and_deterministic_on_requ
         for msg in _frames():
             recorder.on_message_received(msg)
     head = recorder.can_path.read_text().splitlines()
+    assert re.search(r":\d\d\.\d{3} \d{4}$", head[0]) and re.search(r":\d\d\.\d{3} \d{4}$", head[3])  # ms as Vector
+    with can.ASCReader(recorder.can_path, relative_timestamp=False) as absolute:
+        assert [m.timestamp for m in absolute] == pytest.approx([recorder.time_origin + t for t in (12.5, 13.5, 13.75)],
+                                                                abs=0.002)
     date = datetime.strptime(head[0].removeprefix("date "), "%a %b %d %H:%M:%S.%f %Y")
     assert abs(date.timestamp() - recorder.time_origin) < 1.0
     begin = datetime.strptime(head[3].removeprefix("Begin Triggerblock "), "%a %b %d %H:%M:%S.%f %Y")

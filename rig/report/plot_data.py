@@ -16,11 +16,14 @@ frame (levels, state) is kept whenever its payload changes, so no level change i
 """
 from __future__ import annotations
 
+import csv
+import io
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rig.protocol import can_frames
-from rig.recorder import frame_times, read_can, read_samples
+from rig.recorder import COLUMNS, frame_times, read_can
 
 #: The master pack's address: the plot shows the pack under test (pack 1).
 MASTER = 2
@@ -70,6 +73,8 @@ def _frame_ids() -> dict[int, tuple[str, bool]]:
 
 
 _IDS = _frame_ids()
+#: The same IDs as an ASC log writes them (hex, ``x`` after an extended one).
+_ASC_IDS = {f"{i:X}x" if i > 0x7FF else f"{i:X}": i for i in _IDS}
 
 
 def read_recording(can_path: str | Path, samples_path: str | Path, max_points: int = 1500) -> TestRecording:
@@ -78,33 +83,106 @@ def read_recording(can_path: str | Path, samples_path: str | Path, max_points: i
     :param max_points: about how many reports of each measured-value frame to keep.
     :raises OSError, ValueError: a file missing or not a recording.
     """
-    samples = read_samples(samples_path)
+    samples, first, last = _sample_rows(samples_path)
     rig: dict[str, Series] = {}
     lights: dict[str, Series] = {}
     marks: list[tuple[float, str]] = []
-    times = [r["time_s"] for r in samples]
-    for row in samples:
-        if row["kind"] != "sample":
-            continue
-        name, value, t = row["name"], row["value"], row["time_s"]
+    times = [first, last] if first is not None else []
+    for t, name, value in samples:
         if name == "mark":
-            marks.append((t, str(value)))
+            marks.append((t, value))
         elif name.startswith("light:"):
             lights.setdefault(name[6:], Series()).add(t, float(value))
-        elif name.startswith("measure:") or name in _NOT_SAMPLES or not isinstance(value, float):
+        elif name.startswith("measure:") or name in _NOT_SAMPLES:
             continue
         else:
-            rig.setdefault(name, Series()).add(t, value)
-    frames = read_can(can_path) if Path(can_path).exists() else []
-    frame_t = frame_times(frames, samples)
-    times += frame_t[:1] + frame_t[-1:]
+            try:
+                rig.setdefault(name, Series()).add(t, float(value))
+            except ValueError:
+                continue  # a state in words ("Run"): not drawn
+    rig = {name: _thin(series, max_points) for name, series in rig.items()}
+    samples = [{"name": name, "value": float(value)} for _, name, value in samples if name in _NOT_SAMPLES]
+    can_path = Path(can_path)
+    if not can_path.exists():
+        reports, count = [], 0
+    elif can_path.suffix == ".asc":
+        reports, count = _asc_reports(can_path, samples)
+    else:
+        frames = read_can(can_path)
+        reports = [(t, m.arbitration_id, bytes(m.data)) for t, m in zip(frame_times(frames, samples), frames)
+                   if m.is_rx and not m.is_error_frame and not m.is_remote_frame and m.arbitration_id in _IDS]
+        count = len(frames)
+    times += [r[0] for r in reports[:1] + reports[-1:]]
     start, end = (min(times), max(times)) if times else (0.0, 0.0)
-    bms = _decode(frames, frame_t, max(end - start, 1e-9) / max(max_points, 1))
+    bms = _decode(reports, max(end - start, 1e-9) / max(max_points, 1))
     marks.sort(key=lambda m: m[0])
-    return TestRecording(rig, bms, lights, marks, start, end, len(frames))
+    return TestRecording(rig, bms, lights, marks, start, end, count)
 
 
-def _decode(frames, frame_t: list[float], min_dt: float) -> dict[str, Series]:
+def _sample_rows(path: str | Path) -> tuple[list[tuple[float, str, str]], float | None, float | None]:
+    """The ``sample`` rows of a samples CSV as (time, name, value text), and the first and last
+    time of the file's rows (None without rows). The columns are :data:`rig.recorder.COLUMNS`;
+    unlike :func:`rig.recorder.read_samples` this parses no step row (an emulated hour has a
+    few hundred thousand). A last row torn by a kill is skipped."""
+    data = Path(path).read_bytes()
+    lines = data[: data.rfind(b"\n") + 1].decode("utf-8").splitlines()
+    if not lines or tuple(next(csv.reader(lines[:1]))) != COLUMNS:
+        raise ValueError(f"{path}: not a samples CSV (expected the header {','.join(COLUMNS)})")
+    times = [line.partition(",")[0] for line in (lines[1], lines[-1])] if len(lines) > 1 else []
+    # a sample row is one line; step rows (most of them) are skipped before the csv parser
+    out = [(float(row[0]), row[2], row[3]) for row in csv.reader(l for l in lines[1:] if l[l.find(",") + 1:][:7] == "sample,")
+           if len(row) == len(COLUMNS)]
+    first, last = math.inf, -math.inf
+    for text in times:
+        try:
+            first, last = min(first, float(text)), max(last, float(text))
+        except ValueError:
+            pass
+    if out:
+        first, last = min(first, out[0][0]), max(last, out[-1][0])
+    return (out, first, last) if last >= first else (out, None, None)
+
+
+def _thin(series: Series, max_points: int) -> Series:
+    """At most about ``2 * max_points`` points: the lowest and the highest sample of each of
+    ``max_points`` runs of samples, in time order, so that a spike is never thinned away."""
+    n = len(series.t)
+    if n <= 2 * max_points:
+        return series
+    out, step = Series(), n / max_points
+    for k in range(max_points):
+        a, b = int(k * step), min(int((k + 1) * step), n)
+        if a >= b:
+            continue
+        low = min(range(a, b), key=series.v.__getitem__)
+        high = max(range(a, b), key=series.v.__getitem__)
+        for i in sorted({low, high}):
+            out.add(series.t[i], series.v[i])
+    return out
+
+
+def _asc_reports(path: Path, samples: list[dict]) -> tuple[list[tuple[float, int, bytes]], int]:
+    """(rig time, ID, data) of the received frames the plot reads, from an ASC log, and the count
+    of all its frames. python-can's reader parses every line (~20 us each: 1.5 s for an emulated
+    hour); this reads only the few fields of the lines it keeps. Times are the log's (relative
+    to its first frame) put on the rig clock as :func:`rig.recorder.frame_times` does."""
+    found = {r["name"]: r["value"] for r in samples if r["name"] in _NOT_SAMPLES}
+    base = found.get("can_first_frame_s", 0.0) - found.get("can_clock_offset_s", 0.0)
+    data = path.read_bytes()
+    reports, count = [], 0
+    for line in data[: data.rfind(b"\n") + 1].decode("ascii").splitlines():
+        fields = line.split()
+        if len(fields) < 6 or fields[4] != "d" or fields[3] not in ("Rx", "Tx"):
+            continue  # header, an event, an error or remote frame
+        count += 1
+        frame_id = _ASC_IDS.get(fields[2])
+        if frame_id is not None and fields[3] == "Rx":
+            size = int(fields[5], 16)
+            reports.append((float(fields[0]) + base, frame_id, bytes.fromhex("".join(fields[6:6 + size]))))
+    return reports, count
+
+
+def _decode(reports: list[tuple[float, int, bytes]], min_dt: float) -> dict[str, Series]:
     """The master's reports decoded through pack.dbc: thinned to one per ``min_dt`` s per frame,
     status frames kept at every change; one decode per distinct payload (reports repeat)."""
     bms: dict[str, Series] = {}
@@ -112,26 +190,21 @@ def _decode(frames, frame_t: list[float], min_dt: float) -> dict[str, Series]:
     last_data: dict[int, bytes] = {}
     decoded: dict[tuple[int, bytes], dict] = {}
     held: set[str] = set()  # signals of status frames
-    for msg, t in zip(frames, frame_t):
-        known = _IDS.get(msg.arbitration_id)
-        if known is None or not msg.is_rx or msg.is_error_frame or msg.is_remote_frame:
-            continue
-        data = bytes(msg.data)
-        status = known[1]
+    for t, frame_id, data in reports:
+        status = _IDS[frame_id][1]
         if status:
-            if last_data.get(msg.arbitration_id) == data:
+            if last_data.get(frame_id) == data:
                 continue
-        elif t - kept_at.get(msg.arbitration_id, -1e300) < min_dt:
+        elif t - kept_at.get(frame_id, -1e300) < min_dt:
             continue
-        kept_at[msg.arbitration_id], last_data[msg.arbitration_id] = t, data
-        signals = decoded.get((msg.arbitration_id, data))
+        kept_at[frame_id], last_data[frame_id] = t, data
+        signals = decoded.get((frame_id, data))
         if signals is None:
             try:
-                message = can_frames.DATABASE.get_message_by_frame_id(msg.arbitration_id)
-                signals = message.decode(data, decode_choices=False)
+                signals = can_frames.DATABASE.get_message_by_frame_id(frame_id).decode(data, decode_choices=False)
             except Exception:  # noqa: BLE001 - a frame that breaks the protocol is the test's to report
                 continue
-            decoded[(msg.arbitration_id, data)] = signals
+            decoded[(frame_id, data)] = signals
         for name, value in signals.items():
             if isinstance(value, (int, float)):
                 bms.setdefault(name, Series()).add(t, float(value))
@@ -140,8 +213,8 @@ def _decode(frames, frame_t: list[float], min_dt: float) -> dict[str, Series]:
     # a status frame is kept at its changes: its last value holds to the end of the log
     for name in held:
         series = bms[name]
-        if series.t[-1] < frame_t[-1]:
-            series.add(frame_t[-1], series.v[-1])
+        if series.t[-1] < reports[-1][0]:
+            series.add(reports[-1][0], series.v[-1])
     return bms
 
 

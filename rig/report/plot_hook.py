@@ -38,7 +38,20 @@ def note_outcome(item: pytest.Item, report: pytest.TestReport) -> None:
             lines = str(getattr(report.longrepr, "reprcrash", None) and report.longrepr.reprcrash.message
                         or report.longreprtext).strip().splitlines()
             message = lines[0] if lines else ""
+            kind, colon, rest = message.partition(": ")
+            if colon and " " not in kind:  # "rig.measure.RequirementFailed: ..." -> what failed
+                message = rest
         item.stash[CALL_OUTCOME] = (report.outcome if report.when == "call" else "error", message)
+
+
+def wants_plot(item: pytest.Item) -> bool:
+    """Whether ``item`` gets a plot: ``--plots all`` (the default), ``failed`` (a test that failed
+    or errored), ``none`` (or ``--no-plots``)."""
+    config = item.config
+    mode = "none" if config.getoption("--no-plots", default=False) else config.getoption("--plots", default="all")
+    if mode == "failed":
+        return item.stash.get(CALL_OUTCOME, ("", ""))[0] in ("failed", "error")
+    return mode == "all"
 
 
 def make_plot(item: pytest.Item, recorder: Recorder) -> Path | None:
