@@ -196,7 +196,7 @@ class ScpiElectronicLoad(ScpiInstrument, ElectronicLoad):
 
     def measure(self) -> tuple[float, float]:
         """Measured (voltage V, current A) at the input; current positive into the load."""
-        volts, amps = self.query_numbers("MEAS:VOLT?;:MEAS:CURR?", 2)
+        volts, amps = self._query_numbers("MEAS:VOLT?;:MEAS:CURR?", 2)
         return volts, amps
 
     def protect(self, watchdog_s: float | None) -> None:

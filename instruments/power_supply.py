@@ -87,7 +87,7 @@ class ScpiPowerSupply(ScpiInstrument, PowerSupply):
 
     def measure(self) -> tuple[float, float]:
         """Measured (voltage V, current A) at the output; current positive out of the supply."""
-        volts, amps = self.query_numbers("MEAS:VOLT?;:MEAS:CURR?", 2)
+        volts, amps = self._query_numbers("MEAS:VOLT?;:MEAS:CURR?", 2)
         return volts, amps
 
     def protect(self, ovp_v: float, ocp: bool, watchdog_s: float | None) -> None:

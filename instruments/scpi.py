@@ -191,7 +191,7 @@ class ScpiInstrument:
         ending in ``?``) or one of :attr:`RAW_WRITES`; a query line must hold a query."""
         if not isinstance(line, str):
             raise SetpointTypeError(self.name, "raw command", line, "a str")
-        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in line):  # a newline would end the line early
+        if not line.isprintable():  # a newline (any control character) would end the line early
             raise LimitRefused(self.name, "raw command", line, "one line of printable text, no control "
                                "characters (a newline would start a second, unchecked command)")
         headers = self._headers(line)
@@ -221,9 +221,14 @@ class ScpiInstrument:
         return self._query(command)
 
     def query_numbers(self, command: str, count: int) -> tuple[float, ...]:
-        """A query answered with ``count`` numbers, ``;``- or ``,``-separated (a compound query:
-        several readings of the same instant in one round trip)."""
-        reply = self.query(command)
+        """A raw query answered with ``count`` numbers, ``;``- or ``,``-separated (a compound
+        query: several readings of the same instant in one round trip); checked as :meth:`query`."""
+        self._check_raw(command, query=True)
+        return self._query_numbers(command, count)
+
+    def _query_numbers(self, command: str, count: int) -> tuple[float, ...]:
+        """:meth:`query_numbers` for a query the driver composed."""
+        reply = self._query(command)
         try:
             numbers = tuple(float(x) for x in reply.replace(";", ",").split(","))
         except ValueError:
