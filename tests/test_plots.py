@@ -218,3 +218,14 @@ def test_plots_failed_draws_only_the_test_that_failed(tmp_path):
     assert set(by_status) == {"failed", "passed"}
     assert "image/png" in _attached(results, by_status["failed"])
     assert set(_attached(results, by_status["passed"])) == {"text/plain", "text/csv"}
+
+
+def test_the_tests_own_readings_come_from_the_step_rows():
+    from rig.report.plot_data import _READING, _readings
+    assert _readings(1.5, "psu", "MEAS:VOLT?;:MEAS:CURR?", "+5.23398E+01;+1.60000E+01") == [
+        (1.5, "psu_v_read", "+5.23398E+01"), (1.5, "psu_a_read", "+1.60000E+01")]
+    assert _readings(2.0, "dmm", "READ?", "+5.234E+01") == [(2.0, "dmm_v_read", "+5.234E+01")]
+    assert _readings(2.0, "eload", "MEAS:VOLT?;:MEAS:CURR?", "52.3") == []  # reply and queries do not pair
+    assert _READING.match('4.05,step,eload,,MEAS:VOLT?;:MEAS:CURR?,52.34018;0,,0.00014')
+    assert not _READING.match('4.0,step,psu,,VOLT 56,,,0.0001')  # a set-up command
+    assert not _READING.match('4.0,step,scanner,,"MEAS:VOLT:DC? 10,DEF,(@101:116)","+3.26E+00",,0.0002')

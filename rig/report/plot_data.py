@@ -17,8 +17,8 @@ frame (levels, state) is kept whenever its payload changes, so no level change i
 from __future__ import annotations
 
 import csv
-import io
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -129,9 +129,17 @@ def _sample_rows(path: str | Path) -> tuple[list[tuple[float, str, str]], float 
     if not lines or tuple(next(csv.reader(lines[:1]))) != COLUMNS:
         raise ValueError(f"{path}: not a samples CSV (expected the header {','.join(COLUMNS)})")
     times = [line.partition(",")[0] for line in (lines[1], lines[-1])] if len(lines) > 1 else []
-    # a sample row is one line; step rows (most of them) are skipped before the csv parser
-    out = [(float(row[0]), row[2], row[3]) for row in csv.reader(l for l in lines[1:] if l[l.find(",") + 1:][:7] == "sample,")
-           if len(row) == len(COLUMNS)]
+    # a sample row is one line; step rows (most of them) are skipped before the csv parser,
+    # but for the readings of the PSU, e-load and DMM (see _readings)
+    kept = (line for line in lines[1:] if line[line.find(",") + 1:][:7] == "sample," or _READING.match(line))
+    out = []
+    for row in csv.reader(kept):
+        if len(row) != len(COLUMNS):
+            continue
+        if row[1] == "sample":
+            out.append((float(row[0]), row[2], row[3]))
+        else:
+            out += _readings(float(row[0]), row[2], row[4], row[5])
     first, last = math.inf, -math.inf
     for text in times:
         try:
@@ -141,6 +149,29 @@ def _sample_rows(path: str | Path) -> tuple[list[tuple[float, str, str]], float 
     if out:
         first, last = min(first, out[0][0]), max(last, out[-1][0])
     return (out, first, last) if last >= first else (out, None, None)
+
+
+#: A step row of a reading instrument whose command measures (the rest is set-up and checks).
+_READING = re.compile(r"[^,]*,step,(psu|eload|dmm),,[^,]*(MEAS|READ|FETC)", re.IGNORECASE)
+
+
+def _readings(t: float, instrument: str, command: str, reply: str) -> list[tuple[float, str, str]]:
+    """The values a PSU, e-load or DMM query returned, as samples ``<instrument>_v_read`` /
+    ``<instrument>_a_read``: each SCPI query of the command (``MEAS:VOLT?;:MEAS:CURR?``, ``READ?``)
+    against its value in the reply. These are the test's own readings (a wait for a cut polls
+    every 50 ms), denser than the supervisor's samples."""
+    queries, values = command.split(";"), reply.split(";")
+    if len(queries) != len(values):
+        return []
+    out = []
+    for query, value in zip(queries, values):
+        query = query.strip(": ").upper()
+        if not query.endswith("?"):
+            continue
+        quantity = "a" if "CURR" in query else "v" if "VOLT" in query or query.startswith(("READ", "FETC")) else None
+        if quantity is not None:
+            out.append((t, f"{instrument}_{quantity}_read", value.strip()))
+    return out
 
 
 def _thin(series: Series, max_points: int) -> Series:

@@ -219,13 +219,27 @@ def _line(ax, series: Series | None, scale: float, label: str | None, bms: bool 
             ax.plot(t, series.v, label=label, **{"color": RIG, "lw": 1.4, "marker": ".", "ms": 3, **style})
 
 
+def _readings(ax, series: Series | None, scale: float, label: str, sign: float = 1.0,
+              colour: str = "#17becf") -> None:
+    """The test's own readings of an instrument: dots on a thin line (they come when the test
+    asks, every 50 ms while it waits for a cut)."""
+    if series is not None and series.t:
+        ax.plot([t / scale for t in series.t], [sign * v for v in series.v], lw=0.7, marker=".", ms=4,
+                color=colour, label=label, zorder=2.6)
+
+
 def _pack(ax, rec, ctx: _Context) -> None:
+    _readings(ax, rec.rig.get("dmm_v_read"), ctx.scale, "DMM readings of the test (rig)")
     _line(ax, rec.rig.get("pack_v"), ctx.scale, "terminals (rig DMM)")
     _line(ax, rec.bms.get("Voltage"), ctx.scale, "pack voltage (BMS, CAN)", bms=True)
     ax.set_ylabel("pack [V]", fontsize=9)
 
 
 def _current(ax, rec, ctx: _Context) -> None:
+    eload_read = rec.rig.get("eload_a_read")
+    _readings(ax, rec.rig.get("psu_a_read"), ctx.scale, "PSU readings of the test (rig)")
+    if eload_read is not None and any(eload_read.v):
+        _readings(ax, eload_read, ctx.scale, "e-load readings of the test (rig), -", sign=-1.0, colour="#9467bd")
     _line(ax, rec.rig.get("psu_a"), ctx.scale, "PSU read-back (rig)")
     eload = rec.rig.get("eload_a")
     if eload is not None and any(eload.v):
@@ -387,7 +401,7 @@ def _windows(axes, rec: TestRecording, measurements, scale: float) -> list[tuple
         high = t0 + m.limits.high if m.limits.high is not None else rec.end_s
         name = f"W{len(out) + 1}"
         for ax in axes.values():
-            ax.axvspan(low / scale, high / scale, color=colour, alpha=0.10, lw=0)
+            ax.axvspan(low / scale, high / scale, color=colour, alpha=0.14, lw=0, zorder=0.5)
             ax.axvline((t0 + m.value) / scale, color=colour, lw=1.8, alpha=0.9)
         first = next(iter(axes.values()))
         first.text((t0 + m.value) / scale, 0.96, f" {name}", transform=first.get_xaxis_transform(), fontsize=8,
