@@ -91,7 +91,8 @@ def report(data: dict, show_missing: bool) -> tuple[float, float]:
             f = files.get(module)
             if f and (f["missing_lines"] or f.get("missing_branches")):
                 branches = ", ".join(f"{a}->{'exit' if b < 0 else b}" for a, b in f.get("missing_branches", []))
-                print(f"\n{module}\n  lines never run: {_ranges(f['missing_lines'])}\n  branches never taken: {branches}")
+                print(f"\n{module}\n  lines never run: {_ranges(f['missing_lines'])}\n"
+                      f"  branches never taken: {branches or 'none'}")
     return stmt_pct, branch_pct
 
 
