@@ -110,11 +110,11 @@ def test_no_plots_leaves_the_can_log_and_csv_attached(tmp_path):
 
 # --- the figure, artist by artist, from a recording made here -------------------------------------
 
-def _recording(tmp_path: Path) -> Recorder:
+def _recording(tmp_path: Path, can_format: str = "asc") -> Recorder:
     """Nine virtual seconds of a cell over-voltage trip: group 16 driven at 3 s, L2 reported at
     5 s, the current cut at 6 s; lights watched from 6 s."""
     clock = VirtualClock()
-    recorder = Recorder(tmp_path, "testcases/test_x.py::test_trip[cell_over_voltage]", "asc", clock=clock)
+    recorder = Recorder(tmp_path, "testcases/test_x.py::test_trip[cell_over_voltage]", can_format, clock=clock)
     for t in range(10):
         driven = 3.63 if t >= 3 else 3.30
         level = 2 if t >= 5 else 0
@@ -185,8 +185,12 @@ def test_the_figure_shows_thresholds_windows_marks_lanes_and_the_driven_group(tm
             assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
 
 
-def test_the_png_is_written_beside_the_recording(tmp_path):
-    recorder = _recording(tmp_path)
+@pytest.mark.parametrize("can_format", ["asc", "blf"])
+def test_the_png_is_written_beside_the_recording_from_either_log(tmp_path, can_format):
+    recorder = _recording(tmp_path, can_format)
+    rec = read_recording(recorder.can_path, recorder.samples_path)
+    assert rec.bms["CellOverVoltageLevel"].t == [0.0, 5.0, 9.0]  # on the rig clock, from either log
+    assert rec.frames == 40 and (rec.start_s, rec.end_s) == (0.0, 9.0)
     png = plots.plot_test(recorder.can_path, recorder.samples_path, recorder.can_path.with_suffix(".png"),
                           title="Trip")
     with Image.open(png) as image:

@@ -6,7 +6,8 @@ reported value until the next report):
 
 1. **Pack voltage** [V]: the rig's DMM on the terminals, the BMS's report (0x356).
 2. **Current** [A], + charge: the PSU's read-back, the e-load's (drawn negative: it
-   discharges), the BMS's report.
+   discharges), the BMS's report. The rig's lines here are every reading it took: the
+   supervisor's samples and the test's own (a wait for a cut reads every 50 ms).
 3. **Group voltages** [V]: the band between the lowest and highest of the 16 cell taps (rig) and
    the BMS's lowest and highest group; the driven group as lines of its own when a stimulus
    names it ("group 16 driven to 3.63 V").
@@ -219,31 +220,24 @@ def _line(ax, series: Series | None, scale: float, label: str | None, bms: bool 
             ax.plot(t, series.v, label=label, **{"color": RIG, "lw": 1.4, "marker": ".", "ms": 3, **style})
 
 
-def _readings(ax, series: Series | None, scale: float, label: str, sign: float = 1.0,
-              colour: str = "#17becf") -> None:
-    """The test's own readings of an instrument: dots on a thin line (they come when the test
-    asks, every 50 ms while it waits for a cut)."""
-    if series is not None and series.t:
-        ax.plot([t / scale for t in series.t], [sign * v for v in series.v], lw=0.7, marker=".", ms=4,
-                color=colour, label=label, zorder=2.6)
+def _every_reading(rec, instrument: str, quantity: str) -> Series | None:
+    """Every reading the rig took of an instrument (the supervisor's and the test's own: a wait
+    for a cut polls every 50 ms), else the supervisor's samples alone."""
+    return rec.rig.get(f"{instrument}_{quantity}_read") or rec.rig.get(f"{instrument}_{quantity}")
 
 
 def _pack(ax, rec, ctx: _Context) -> None:
-    _readings(ax, rec.rig.get("dmm_v_read"), ctx.scale, "DMM readings of the test (rig)")
-    _line(ax, rec.rig.get("pack_v"), ctx.scale, "terminals (rig DMM)")
+    _line(ax, rec.rig.get("dmm_v_read") or rec.rig.get("pack_v"), ctx.scale, "terminals (rig DMM)", lw=1.2)
     _line(ax, rec.bms.get("Voltage"), ctx.scale, "pack voltage (BMS, CAN)", bms=True)
     ax.set_ylabel("pack [V]", fontsize=9)
 
 
 def _current(ax, rec, ctx: _Context) -> None:
-    eload_read = rec.rig.get("eload_a_read")
-    _readings(ax, rec.rig.get("psu_a_read"), ctx.scale, "PSU readings of the test (rig)")
-    if eload_read is not None and any(eload_read.v):
-        _readings(ax, eload_read, ctx.scale, "e-load readings of the test (rig), -", sign=-1.0, colour="#9467bd")
-    _line(ax, rec.rig.get("psu_a"), ctx.scale, "PSU read-back (rig)")
-    eload = rec.rig.get("eload_a")
+    _line(ax, _every_reading(rec, "psu", "a"), ctx.scale, "PSU read-back (rig)", lw=1.2)
+    eload = _every_reading(rec, "eload", "a")
     if eload is not None and any(eload.v):
-        _line(ax, Series(eload.t, [-a for a in eload.v]), ctx.scale, "e-load read-back (rig), -", color="#6a3d9a")
+        _line(ax, Series(eload.t, [-a for a in eload.v]), ctx.scale, "e-load read-back (rig), -", color="#6a3d9a",
+              lw=1.2)
     _line(ax, rec.bms.get("Current"), ctx.scale, "current (BMS, CAN)", bms=True)
     ax.axhline(0.0, color="#999999", lw=0.6)
     ax.set_ylabel("current [A]\n+ charge", fontsize=9)
