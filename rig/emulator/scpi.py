@@ -10,7 +10,32 @@ Upper-case letters are the short form, ``[...]`` is optional; matching is case-i
 accepts the short or the long form of each node, as real instruments do. What no pattern
 matches goes to the error queue as ``-113,"Undefined header"``; a handler raising
 :class:`ScpiError` queues its code (``-222,"Data out of range"``, the setting unchanged).
-``*IDN?``, ``*RST``, ``*CLS``, ``*OPC?`` and ``SYSTem:ERRor[:NEXT]?`` are common to all.
+
+Common to all (IEEE 488.2-1992 chapter 10, SCPI-99 volume 1 chapter 4): ``*IDN? *RST *CLS
+*ESE <n> *ESE? *ESR? *SRE <n> *SRE? *STB? *OPC *OPC? *WAI *TST? *SAV <n> *RCL <n>`` and
+``SYSTem:ERRor[:NEXT]? SYSTem:ERRor:COUNt? SYSTem:ERRor:ALL? SYSTem:VERSion?``.
+
+Status reporting (488.2 11.5 and 11.2): the standard event status register (ESR) has PON 128
+(set at power-on), CME 32 (an error -100..-199 was queued), EXE 16 (-200..-299), DDE 8
+(-300..-399 and device errors > 0), QYE 4 (-400..-499), OPC 1 (``*OPC``); URQ 64 and RQC 2 are
+never set (no front-panel request, no controller passing). ``*ESR?`` reads and clears it. The
+status byte (``*STB?``) has bit 2 the error queue not empty (SCPI-99), MAV 16 the output queue
+holds a reply (a query earlier in the same message), ESB 32 ``ESR & ESE``, MSS 64 the summary
+of the others ANDed with ``SRE``; ``*SRE`` ignores bit 6 (488.2 10.34). ``*CLS`` clears the
+ESR and the error queue, not the enable registers; ``*RST`` changes no status register. Every
+operation completes before the next command runs, so ``*OPC`` sets OPC at once and ``*WAI``
+has nothing to wait for. ``*TST?`` answers 0 (passed). ``*SAV``/``*RCL`` store and recall
+what :meth:`ScpiDevice.settings` returns, in :attr:`ScpiDevice.save_locations` locations.
+
+Compound messages (SCPI-99 volume 1, 6.2.4): after a command, the path is its header less its
+last node; a following command without a leading ``:`` continues there (``MEAS:VOLT?;CURR?`` is
+``MEAS:VOLT?`` then ``MEAS:CURR?``), a leading ``:`` goes back to the root, a common command
+(``*...``) leaves the path alone, and each new line starts at the root.
+
+Numeric arguments (SCPI-99 volume 1, 7.2): a number with an optional suffix (``50 V``,
+``500 mV``, ``2.5KOHM``: multipliers as SCPI-99 7.7.3, so ``M`` is milli, ``MA`` mega except in
+``MOHM``/``MHZ``), or ``MIN``/``MAX``/``DEF``; a suffix of another unit is ``-131``, a suffix where
+the command takes none ``-138``.
 
 :class:`ScpiServer` serves one device on ``127.0.0.1`` at a port the OS picks, one line per
 command (``\\n`` terminated, several commands joined by ``;``), so pyvisa-py reaches it as
@@ -32,6 +57,13 @@ from collections.abc import Callable
 
 MAX_LINE = 4096
 MAX_ERRORS = 20
+#: SYSTem:VERSion? answer: the SCPI version the dialects follow
+SCPI_VERSION = "1999.0"
+
+# IEEE 488.2 11.5.1.1: standard event status register bits
+ESR_PON, ESR_URQ, ESR_CME, ESR_EXE, ESR_DDE, ESR_QYE, ESR_RQC, ESR_OPC = 128, 64, 32, 16, 8, 4, 2, 1
+# IEEE 488.2 11.2.2 and SCPI-99 9.1: status byte bits
+STB_EAV, STB_MAV, STB_ESB, STB_MSS = 4, 16, 32, 64
 #: connections the OS queues before the server accepts them (socketserver's default is 5)
 LISTEN_BACKLOG = 128
 
@@ -80,6 +112,22 @@ def compile_pattern(pattern: str) -> re.Pattern:
 Handler = Callable[..., "str | None"]
 
 
+def error_bit(code: int) -> int:
+    """The ESR bit an error sets (488.2 11.5.1.1, SCPI-99 volume 2, 21.8)."""
+    if -199 <= code <= -100:
+        return ESR_CME
+    if -299 <= code <= -200:
+        return ESR_EXE
+    if -499 <= code <= -400:
+        return ESR_QYE
+    return ESR_DDE if code != 0 else 0
+
+
+def _register_value(arg: str) -> int:
+    """An enable-register value 0..255 (488.2 10.10, 10.34: a decimal numeric, rounded)."""
+    return round(parse_number(arg, 0, 255, minmax=False))
+
+
 class ScpiDevice:
     """Base of an emulated SCPI instrument: command table, error queue, common commands.
 
@@ -89,6 +137,8 @@ class ScpiDevice:
 
     #: *IDN? answer: manufacturer,model,serial,firmware
     idn = "packrig,emulated,0,0"
+    #: *SAV/*RCL locations (0..n-1); 0 refuses both with -113, as a model without them does
+    save_locations = 0
 
     def __init__(self) -> None:
         self._table: list[tuple[re.Pattern, Handler]] = []
@@ -96,16 +146,36 @@ class ScpiDevice:
         #: the last command lines received, oldest first (what a bench log would show)
         self.history: deque[str] = deque(maxlen=100)
         self.lock = threading.RLock()
+        #: 488.2 registers: event status (PON at power-on), its enable, the service request enable
+        self.esr, self.ese, self.sre = ESR_PON, 0, 0
+        self._saved: dict[int, dict] = {}
+        self._path = ""          # the compound-message path (SCPI-99 6.2.4), "" = root
+        self._pending = 0        # replies of the message being executed (MAV)
         self.command("*IDN?", lambda arg: self.idn)
         self.command("*RST", lambda arg: self.reset())
-        self.command("*CLS", lambda arg: self.errors.clear())
+        self.command("*CLS", lambda arg: self.clear_status())
+        self.command("*ESE", lambda arg: setattr(self, "ese", _register_value(arg)))
+        self.command("*ESE?", lambda arg: str(self.ese))
+        self.command("*ESR?", lambda arg: self._read_esr())
+        self.command("*SRE", lambda arg: setattr(self, "sre", _register_value(arg) & ~STB_MSS))
+        self.command("*SRE?", lambda arg: str(self.sre))
+        self.command("*STB?", lambda arg: str(self.status_byte()))
+        self.command("*OPC", lambda arg: setattr(self, "esr", self.esr | ESR_OPC))
         self.command("*OPC?", lambda arg: "1")
+        self.command("*WAI", lambda arg: None)
+        self.command("*TST?", lambda arg: "0")
+        self.command("*SAV", self._save)
+        self.command("*RCL", self._recall)
         self.command("SYSTem:ERRor[:NEXT]?", lambda arg: self.next_error())
+        self.command("SYSTem:ERRor:COUNt?", lambda arg: str(len(self.errors)))
+        self.command("SYSTem:ERRor:ALL?", lambda arg: self._all_errors())
+        self.command("SYSTem:VERSion?", lambda arg: SCPI_VERSION)
 
     def command(self, pattern: str, handler: Handler) -> None:
         self._table.append((compile_pattern(pattern), handler))
 
     def queue_error(self, code: int, message: str) -> None:
+        self.esr |= error_bit(code)
         if len(self.errors) >= MAX_ERRORS:
             self.errors[-1] = (-350, "Queue overflow")
         else:
@@ -114,6 +184,55 @@ class ScpiDevice:
     def next_error(self) -> str:
         code, message = self.errors.popleft() if self.errors else (0, "No error")
         return f'{code},"{message}"'
+
+    def _all_errors(self) -> str:
+        """SYSTem:ERRor:ALL?: every queued error, oldest first, the queue emptied; ``0,"No error"``
+        when there is none."""
+        out = [self.next_error()]
+        while self.errors:
+            out.append(self.next_error())
+        return ",".join(out)
+
+    # --- IEEE 488.2 status ----------------------------------------------------------------------
+    def clear_status(self) -> None:
+        """*CLS: the event register and the error queue; the enable registers stay."""
+        self.esr = 0
+        self.errors.clear()
+
+    def _read_esr(self) -> str:
+        value, self.esr = self.esr, 0
+        return str(value)
+
+    def status_byte(self) -> int:
+        """*STB?: EAV, MAV, ESB and the summary bit MSS (module docstring)."""
+        stb = (STB_EAV if self.errors else 0) | (STB_MAV if self._pending else 0)
+        stb |= STB_ESB if self.esr & self.ese else 0
+        return stb | (STB_MSS if stb & self.sre else 0)
+
+    def settings(self) -> dict:
+        """What *SAV stores: the device's settings (not its readings or outputs). Subclasses with
+        :attr:`save_locations` override it and :meth:`apply_settings`."""
+        return {}
+
+    def apply_settings(self, settings: dict) -> None:
+        """*RCL: put back what :meth:`settings` returned."""
+
+    def _location(self, arg: str) -> int:
+        if not self.save_locations:
+            raise ScpiError(-113, "Undefined header; this model keeps no saved states")
+        value = parse_number(arg, 0, self.save_locations - 1, minmax=False)
+        if value != int(value):
+            raise ScpiError(-224, f"Illegal parameter value; location {arg!r}")
+        return int(value)
+
+    def _save(self, arg: str) -> None:
+        self._saved[self._location(arg)] = self.settings()
+
+    def _recall(self, arg: str) -> None:
+        location = self._location(arg)
+        if location not in self._saved:
+            raise ScpiError(-224, f"Illegal parameter value; nothing saved in location {location}")
+        self.apply_settings(self._saved[location])
 
     def reset(self) -> None:
         """*RST: back to the power-on state (outputs off). Subclasses extend it."""
@@ -131,18 +250,31 @@ class ScpiDevice:
         with self.lock:
             self.history.append(line)
             self.touched()
+            self._path, self._pending = "", 0  # a new message starts at the root
             for cmd in filter(None, (c.strip() for c in line.split(";"))):
                 reply = self._execute(cmd)
                 if reply is not None:
                     replies.append(reply)
+                    self._pending += 1
+            self._pending = 0  # the replies go out now
         return replies
 
+    def _full_header(self, header: str) -> str:
+        """The header with the compound-message path applied, and the path moved on (SCPI-99 6.2.4)."""
+        if header.startswith(":"):
+            header = header[1:]
+        elif not header.startswith("*"):
+            header = self._path + header
+        if not header.startswith("*"):
+            self._path = header.rpartition(":")[0] + ":" if ":" in header else ""
+        return header
+
     def _execute(self, cmd: str) -> str | None:
-        header, _, arg = cmd.partition(" ")
+        header, _, arg = cmd.replace("\t", " ").partition(" ")
         if not header.isprintable() or len(header) > 128:
             self.queue_error(-102, "Syntax error")
             return None
-        upper = header.upper()
+        upper = self._full_header(header.upper())
         for regex, handler in self._table:
             if regex.match(upper):
                 try:
@@ -157,20 +289,54 @@ class ScpiDevice:
         return None
 
 
-def parse_number(arg: str, lo: float, hi: float, *, minmax: bool = True) -> float:
-    """A numeric argument within [lo, hi]; ``MIN``/``MAX`` accepted like real instruments.
+#: SCPI-99 7.7.3 suffix multipliers (upper case: the suffix is case-insensitive)
+MULTIPLIERS = {"EX": 1e18, "PE": 1e15, "T": 1e12, "G": 1e9, "MA": 1e6, "K": 1e3, "M": 1e-3,
+               "U": 1e-6, "N": 1e-9, "P": 1e-12, "F": 1e-15, "A": 1e-18}
+#: units whose "M" multiplier means mega, not milli (SCPI-99 7.7.3)
+MEGA_M = {"OHM", "HZ"}
+_NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)\s*([A-Z]*)")
 
-    :raises ScpiError: -222 when outside the range, -104 when not a number.
+
+def scale_suffix(suffix: str, unit: str | None) -> float:
+    """The factor a suffix applies to a number for a command taking ``unit`` (None: no unit).
+
+    :raises ScpiError: -138 a suffix where none is taken, -131 a suffix of another unit.
+    """
+    if not suffix:
+        return 1.0
+    if unit is None:
+        raise ScpiError(-138, f"Suffix not allowed; {suffix!r}")
+    if suffix == unit:
+        return 1.0
+    prefix = suffix[:-len(unit)] if suffix.endswith(unit) else None
+    if prefix == "M" and unit in MEGA_M:
+        return 1e6
+    if prefix and prefix in MULTIPLIERS:
+        return MULTIPLIERS[prefix]
+    raise ScpiError(-131, f"Invalid suffix; {suffix!r} where {unit} is taken")
+
+
+def parse_number(arg: str, lo: float, hi: float, *, minmax: bool = True, unit: str | None = None,
+                 default: float | None = None) -> float:
+    """A numeric argument within [lo, hi]: a number with an optional suffix of ``unit``
+    (``"V"``: ``50 V``, ``500 mV``), or ``MIN``/``MAX``, or ``DEF`` when ``default`` is given.
+
+    :raises ScpiError: -222 outside the range, -104 not a number, -131/-138 a wrong suffix,
+        -224 ``DEF`` where the command has no default.
     """
     text = arg.strip().upper()
     if minmax and text in ("MIN", "MINIMUM"):
         return lo
     if minmax and text in ("MAX", "MAXIMUM"):
         return hi
-    try:
-        value = float(text)
-    except ValueError:
-        raise ScpiError(-104, f"Data type error; {arg!r} is not a number") from None
+    if minmax and text in ("DEF", "DEFAULT"):
+        if default is None:
+            raise ScpiError(-224, f"Illegal parameter value; {arg!r}: this setting has no default")
+        return default
+    match = _NUMBER.fullmatch(text)
+    if not match:
+        raise ScpiError(-104, f"Data type error; {arg!r} is not a number")
+    value = float(match.group(1)) * scale_suffix(match.group(2), unit)
     if not lo <= value <= hi or value != value:
         raise out_of_range(value, lo, hi)
     return value

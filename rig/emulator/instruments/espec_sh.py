@@ -16,6 +16,8 @@ is echoed as ``OK:<command>``; a refused one is answered ``NA:<reason>`` and cha
     TEMP, S<c> [H<c>] [L<c>] constant set-point -40..150 C, alarm limits -50..160 C
     CONSTANT SET?,TEMP       constant set-point,ON
     MODE,{CONSTANT|STANDBY|OFF}     MODE?     MON? -> air,,mode,alarm count    ROM?
+    TYPE?                    sensor,controller,maximum temperature: "T,S2,150.0" (no humidity)
+    ALARM?                   the alarm count then the codes: "0" (the emulation raises none)
     RUN PRGM, TEMP<c> TIME<h>:<m> GOTEMP<c>    remote program: ramp TEMP -> GOTEMP in h:m
     PRGM,END,{STANDBY|CONST|HOLD|OFF}          end the remote program
     NA:CMD ERR | NA:PARA ERR | NA:DATA OUT OF RANGE | NA:CONT NOT READY-2 (no program running)
@@ -63,6 +65,8 @@ class EmulatedEspecSh(ScpiDevice):
 
     #: answer to ROM?: model code and controller ROM version
     rom = "SU-242 Ver.1.00"
+    #: TYPE?'s controller field, as an SH-641 answers it (akaeba/ATWG: "T,T,S2,160.0")
+    controller = "S2"
 
     def __init__(self, plant: Plant):
         super().__init__()
@@ -78,6 +82,8 @@ class EmulatedEspecSh(ScpiDevice):
             (r"MON\?", lambda m: f"{self._air():.1f},,{self.mode},0"),
             (r"MODE\?", lambda m: self.mode),
             (r"ROM\?", lambda m: self.rom),
+            (r"TYPE\?", lambda m: f"T,{self.controller},{SETPOINT_RANGE[1]:.1f}"),
+            (r"ALARM\?", lambda m: "0"),
             (r"CONSTANT SET\?,TEMP", lambda m: f"{self.setpoint_c:.1f},ON"),
             (r"TEMP,(.+)", self._set_temp),
             (r"MODE,(CONSTANT|STANDBY|OFF)", self._set_mode),

@@ -22,6 +22,11 @@ selects CC/CV/CR/CP, a list is built with ``LIST:RANGe/COUNt/STEP/LEVel/WIDth``,
     *TRG (with TRIG:SOUR BUS)    TRIGger[:IMMediate] (any source)
     PROTection:CLEar
     MEASure|FETCh[:SCALar]:VOLTage|CURRent|POWer[:DC]?
+    SYSTem:REMote    SYSTem:LOCal    SYSTem:RWLock      (the guide's remote/local; no panel here)
+    *SAV <1..100>    *RCL <1..100>   function and levels
+
+A level takes its unit (``CURR 5 A``, ``VOLT 50 V``, ``RES 2 KOHM``, ``POW 1 KW``) and ``MIN``,
+``MAX`` or ``DEF`` (the ``*RST`` value), as the guide's ``<NRf+>``.
 
 **Over-current protection** (ITECH's software OCP, *IT8800 User Manual* 3.17.2; the SCPI as
 the IT8500+ and IT8600 guides of the family word it; ``*RST``: off, level MAX): while on, an
@@ -119,6 +124,9 @@ class EmulatedIT8900(ScpiDevice):
         self.command("*TRG", self._bus_trigger)
         self.command("TRIGger[:IMMediate]", lambda arg: self._start_list())
         self.command("PROTection:CLEar", self._clear_protection)
+        self.remote = "LOC"  # SYST:REM / LOC / RWL: kept and answered, nothing to lock here
+        for word in ("REMote", "LOCal", "RWLock"):
+            self.command(f"SYSTem:{word}", lambda arg, w=word: setattr(self, "remote", w[:3].upper()))
         self.watchdog.declare(self, "INPut", number)
         for root in ("MEASure", "FETCh"):
             for quantity, field in (("VOLTage", "measured_v"), ("CURRent", "measured_a"), ("POWer", None)):
@@ -127,8 +135,11 @@ class EmulatedIT8900(ScpiDevice):
 
     # --- fixed-mode settings ---------------------------------------------------------------------
     def _level(self, pattern: str, function: str) -> None:
-        def set_(arg: str) -> None:
-            self.levels[function] = parse_number(arg, *self.ranges[function])  # -222: unchanged
+        unit = {"CURR": "A", "VOLT": "V", "RES": "OHM", "POW": "W"}[function]
+
+        def set_(arg: str) -> None:  # -222: unchanged; DEF is the *RST level
+            self.levels[function] = parse_number(arg, *self.ranges[function], unit=unit,
+                                                 default=self.reset_levels()[function])
             self._sync()
 
         def get(arg: str) -> str:
@@ -254,10 +265,24 @@ class EmulatedIT8900(ScpiDevice):
         with self.plant.lock:
             return None if self.tripped else self.watchdog.deadline_ns()
 
+    def reset_levels(self) -> dict[str, float]:
+        """The ``*RST`` level of each function (also what ``DEF`` sets)."""
+        return {"CURR": 0.0, "VOLT": self.ranges["VOLT"][1], "RES": self.ranges["RES"][1], "POW": 0.0}
+
+    #: *SAV/*RCL locations; the IT8800 guide numbers them 1..100 (0 is taken too)
+    save_locations = 101
+
+    def settings(self) -> dict:
+        return {"function": self.function, "levels": dict(self.levels)}
+
+    def apply_settings(self, settings: dict) -> None:
+        self.function, self.levels = settings["function"], dict(settings["levels"])
+        self._sync()
+
     def reset(self) -> None:
         """Power-on / ``*RST``: input and short off, fixed CC at 0 A, list cleared, watchdog off."""
         self.function, self.list_mode, self.trigger_source = "CURR", False, "MAN"
-        self.levels = {"CURR": 0.0, "VOLT": self.ranges["VOLT"][1], "RES": self.ranges["RES"][1], "POW": 0.0}
+        self.levels = self.reset_levels()
         self.list_range, self.list_count, self.list_steps = self.ranges["CURR"][1], 1, 1
         self.list_levels = [0.0] * MAX_LIST_STEPS
         self.list_widths = [1.0] * MAX_LIST_STEPS

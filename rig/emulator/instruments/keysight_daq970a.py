@@ -19,7 +19,19 @@ sees what: ``group_channels[pack][group]`` reads ``plant.scanner.group_v[pack][g
     ROUTe:SCAN (@<list>)    ROUTe:SCAN?    ROUTe:SCAN:SIZE?    READ?
     UNIT:TEMPerature {C|F|K}[,(@<list>)]   and ? [(@<list>)]
     [SENSe:]VOLTage[:DC]:NPLCycles {<n>|MIN|MAX},(@<list>)  and ? (@<list>)   0.02..200 PLC
-    *IDN? *RST *CLS *OPC? SYSTem:ERRor?
+    INITiate    FETCh?    R? [<max>]    DATA:POINts?    *TRG
+    TRIGger:SOURce {IMMediate|BUS}   TRIGger:COUNt {<n>|MIN|MAX|DEF}   (and ?)
+    FORMat:READing:{CHANnel|UNIT|TIME|ALARm} {ON|OFF}   (and ?)
+    *SAV <1..5>    *RCL <1..5>
+    plus the IEEE 488.2 common commands and SYSTem:ERRor/VERSion of the shared server
+
+Scanning as the guide's "Scanning" chapter: ``INITiate`` sweeps the scan list TRIG:COUN times into
+reading memory (with BUS, at ``*TRG``); ``FETCh?`` returns the memory, ``R?`` returns the oldest
+readings as a definite-length block and erases them, ``DATA:POINts?`` counts them; ``READ?`` =
+INIT + FETC? (-214 with BUS). FORMat:READing adds, after each reading: its unit (`` VDC``, `` C``),
+the time since the scan started (``000000000.000``, s), the channel, the alarm (always 0: no
+limits are modelled). TRIG:SOUR TIMer and EXTernal are refused (-224, not modelled): the emulated
+scan takes every sweep at one instant of the world's clock, which a timed scan would misstate.
 
 Readings: ``+3.30212300E+00``. Overload, an open thermocouple, or a thermocouple reading taken
 on a cell tap (volts far beyond any thermocouple table) read ``+9.90000000E+37``. A channel not
@@ -30,9 +42,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from rig.emulator.instruments import keyword
 from rig.emulator.plant import Plant
-from rig.emulator.scpi import ScpiDevice, ScpiError, parse_number
+from rig.emulator.scpi import ScpiDevice, ScpiError, parse_bool, parse_number
 
+#: FORMat:READing fields, in the order they follow a reading
+FORMAT_FIELDS = ("UNIT", "TIME", "CHANnel", "ALARm")
+TRIGGER_COUNT_RANGE = (1, 50_000)
 VOLT_RANGES = (0.1, 1.0, 10.0, 100.0, 300.0)  # DAQ970A internal DMM, V; DAQM901A max 300 V
 NPLC_VALUES = (0.02, 0.2, 1.0, 2.0, 10.0, 20.0, 100.0, 200.0)
 TC_TYPES = ("B", "E", "J", "K", "N", "R", "S", "T")
@@ -109,7 +125,19 @@ class EmulatedDaq970A(ScpiDevice):
         self.command("ROUTe:SCAN", self._set_scan)
         self.command("ROUTe:SCAN?", lambda arg: block(self.scan))
         self.command("ROUTe:SCAN:SIZE?", lambda arg: str(len(self.scan)))
-        self.command("READ?", lambda arg: self._read(self.scan))
+        self.command("READ?", lambda arg: self._read_scan())
+        self.command("INITiate[:IMMediate]", lambda arg: self._initiate())
+        self.command("*TRG", self._bus_trigger)
+        self.command("FETCh?", lambda arg: self._fetch())
+        self.command("R?", self._read_and_erase)
+        self.command("DATA:POINts?", lambda arg: str(len(self.memory)))
+        self.command("TRIGger:SOURce", self._set_trigger_source)
+        self.command("TRIGger:SOURce?", lambda arg: self.trigger_source)
+        self.command("TRIGger:COUNt", self._set_trigger_count)
+        self.command("TRIGger:COUNt?", lambda arg: reading(self.trigger_count))
+        for field in FORMAT_FIELDS:
+            self.command(f"FORMat:READing:{field}", lambda arg, f=field: self._set_format(f, arg))
+            self.command(f"FORMat:READing:{field}?", lambda arg, f=field: "1" if self._format_on(f) else "0")
         self.command("UNIT:TEMPerature", self._set_unit)
         self.command("UNIT:TEMPerature?", self._get_unit)
         self.command("[SENSe:]VOLTage[:DC]:NPLCycles", self._set_nplc)
@@ -134,6 +162,22 @@ class EmulatedDaq970A(ScpiDevice):
         self.units: dict[int, str] = {}
         self.nplc: dict[int, float] = {}
         self.scan: list[int] = []
+        self.trigger_source, self.trigger_count = "IMM", 1
+        self.formats: set[str] = set()
+        self.memory: list[str] = []
+        self.waiting = False
+
+    #: *SAV/*RCL locations (the guide: 1 to 5; 0 is taken too)
+    save_locations = 6
+
+    def settings(self) -> dict:
+        return {"function": dict(self.function), "units": dict(self.units), "nplc": dict(self.nplc),
+                "scan": list(self.scan), "trigger_source": self.trigger_source,
+                "trigger_count": self.trigger_count, "formats": set(self.formats)}
+
+    def apply_settings(self, settings: dict) -> None:
+        for key, value in settings.items():
+            setattr(self, key, type(value)(value))
 
     # --- channel lists and settings --------------------------------------------------------------
     def _channels(self, text: str) -> list[int]:
@@ -195,7 +239,7 @@ class EmulatedDaq970A(ScpiDevice):
 
     def _set_nplc(self, arg: str) -> None:
         value_text, _, text = arg.partition(",")
-        value = parse_number(value_text, NPLC_VALUES[0], NPLC_VALUES[-1])
+        value = parse_number(value_text, NPLC_VALUES[0], NPLC_VALUES[-1], unit="PLC")
         channels = self._channels(text) if text.strip() else self.scan
         for ch in channels:  # between two supported values: the next longer integration
             self.nplc[ch] = next(n for n in NPLC_VALUES if value <= n * (1 + 1e-9))
@@ -234,11 +278,80 @@ class EmulatedDaq970A(ScpiDevice):
         return round(value, 3)
 
     def _read(self, channels: list[int]) -> str:
+        return ",".join(self._sweep(channels))
+
+    def _sweep(self, channels: list[int]) -> list[str]:
+        """One reading per channel, formatted as FORMat:READing says."""
         if not channels:
             raise ScpiError(-221, "Settings conflict; the scan list is empty")
         out = []
         for ch in channels:
             kind, option = self.function.get(ch, ("VOLT", None))
             value = self._celsius(ch) if kind == "TEMP" else self._volts(ch, option)  # type: ignore[arg-type]
-            out.append(reading(value))
-        return ",".join(out)
+            text = reading(value)
+            if self._format_on("UNIT"):
+                text += " " + (self.units.get(ch, "C") if kind == "TEMP" else "VDC")
+            if self._format_on("TIME"):
+                text += ",000000000.000"  # the emulated sweep is instantaneous
+            if self._format_on("CHAN"):
+                text += f",{ch}"
+            if self._format_on("ALAR"):
+                text += ",0"
+            out.append(text)
+        return out
+
+    # --- scanning into reading memory -------------------------------------------------------------
+    def _format_on(self, field: str) -> bool:
+        return field[:4].upper() in self.formats
+
+    def _set_format(self, field: str, arg: str) -> None:
+        key = field[:4].upper()
+        self.formats = self.formats | {key} if parse_bool(arg) else self.formats - {key}
+
+    def _set_trigger_source(self, arg: str) -> None:
+        source = keyword(arg, ("IMMediate", "BUS", "TIMer", "EXTernal"))
+        if source in ("TIM", "EXT"):
+            raise ScpiError(-224, f"Illegal parameter value; TRIG:SOUR {source} is not modelled by the emulation")
+        self.trigger_source = source
+
+    def _set_trigger_count(self, arg: str) -> None:
+        value = parse_number(arg, *TRIGGER_COUNT_RANGE, default=1)
+        if value != int(value):
+            raise ScpiError(-224, f"Illegal parameter value; {arg!r} is not a whole number")
+        self.trigger_count = int(value)
+
+    def _initiate(self) -> None:
+        if not self.scan:
+            raise ScpiError(-221, "Settings conflict; the scan list is empty")
+        self.memory, self.waiting = [], True
+        if self.trigger_source == "IMM":
+            self._take_sweeps()
+
+    def _take_sweeps(self) -> None:
+        self.memory = [r for _ in range(self.trigger_count) for r in self._sweep(self.scan)]
+        self.waiting = False
+
+    def _bus_trigger(self, arg: str) -> None:
+        if self.trigger_source != "BUS" or not self.waiting:
+            raise ScpiError(-211, "Trigger ignored; not INITiated with TRIG:SOUR BUS")
+        self._take_sweeps()
+
+    def _fetch(self) -> str:
+        if self.waiting:
+            raise ScpiError(-230, "Data corrupt or stale; waiting for a BUS trigger")
+        if not self.memory:
+            raise ScpiError(-230, "Data corrupt or stale; no reading since INITiate")
+        return ",".join(self.memory)
+
+    def _read_scan(self) -> str:
+        if self.trigger_source == "BUS":
+            raise ScpiError(-214, "Trigger deadlock; READ? with TRIG:SOUR BUS")
+        self._initiate()
+        return self._fetch()
+
+    def _read_and_erase(self, arg: str) -> str:
+        """R? [<max>]: the oldest readings as a definite-length block, erased from memory."""
+        count = len(self.memory) if not arg.strip() else int(parse_number(arg, 1, 1e6, minmax=False))
+        taken, self.memory = self.memory[:count], self.memory[count:]
+        body = ",".join(taken)
+        return f"#{len(str(len(body)))}{len(body)}{body}" if body else "#10"

@@ -14,11 +14,14 @@ the short form, ``[...]`` optional)::
     OUTPut:PROTection:CLEar
     OUTPut:PROTection:WDOG[:STATe] 0|1|OFF|ON                         ...?
     OUTPut:PROTection:WDOG:DELay <s>|MIN|MAX                          ...? [MIN|MAX]  1..3600 s
-    MEASure[:SCALar]:VOLTage[:DC]?    MEASure[:SCALar]:CURRent[:DC]?
+    MEASure[:SCALar]:VOLTage[:DC]?    MEASure[:SCALar]:CURRent[:DC]?    MEASure[:SCALar]:POWer[:DC]?
     STATus:QUEStionable:CONDition?    STATus:OPERation:CONDition?
+    *SAV <0..9>    *RCL <0..9>        voltage, current, OVP and OCP settings (not the output state)
 
-plus ``*IDN? *RST *CLS *OPC? SYSTem:ERRor?`` from :class:`ScpiDevice`. ``*IDN?`` answers
-``Keysight Technologies,N8920A,<serial>,<firmware>``. Numbers come back as NR3 (``+5.50000E+01``).
+plus the IEEE 488.2 common commands and ``SYSTem:ERRor[:NEXT|:COUNt|:ALL]? SYSTem:VERSion?`` from
+:class:`ScpiDevice`. ``*IDN?`` answers ``Keysight Technologies,N8920A,<serial>,<firmware>``.
+Numbers come back as NR3 (``+5.50000E+01``); a level takes a unit (``VOLT 50 V``, ``CURR 500 mA``).
+``DEF`` is refused (-224): the guide gives these settings MIN and MAX only.
 
 Protection, as the guide describes it: OVP trips when the output voltage exceeds the OVP level
 (always armed), OCP when the output regulates current (CC) with OCP on, the watchdog when no
@@ -66,10 +69,10 @@ class EmulatedN8900(ScpiDevice):
         #: OUTP? answer: the programmed state, which a protection trip does not change
         self.output_programmed = False
         self._number("[SOURce:]VOLTage[:LEVel][:IMMediate][:AMPLitude]", "voltage_set_v",
-                     lambda: self.max_voltage_v)
+                     lambda: self.max_voltage_v, "V")
         self._number("[SOURce:]CURRent[:LEVel][:IMMediate][:AMPLitude]", "current_set_a",
-                     lambda: self.max_current_a)
-        self._number("[SOURce:]VOLTage:PROTection[:LEVel]", "ovp_v", lambda: self.max_ovp_v)
+                     lambda: self.max_current_a, "A")
+        self._number("[SOURce:]VOLTage:PROTection[:LEVel]", "ovp_v", lambda: self.max_ovp_v, "V")
         self.command("[SOURce:]CURRent:PROTection:STATe", self._set_ocp)
         self.command("[SOURce:]CURRent:PROTection:STATe?", lambda arg: self._psu_bool("ocp_enabled"))
         self.command("OUTPut[:STATe]", self._set_output)
@@ -78,16 +81,17 @@ class EmulatedN8900(ScpiDevice):
         self.watchdog.declare(self, "OUTPut", nr3)
         self.command("MEASure[:SCALar]:VOLTage[:DC]?", lambda arg: self._measured("measured_v"))
         self.command("MEASure[:SCALar]:CURRent[:DC]?", lambda arg: self._measured("measured_a"))
+        self.command("MEASure[:SCALar]:POWer[:DC]?", lambda arg: self._power())
         self.command("STATus:QUEStionable:CONDition?", self._questionable)
         self.command("STATus:OPERation:CONDition?", self._operation)
         self.reset()
 
     # --- settings --------------------------------------------------------------------------------
-    def _number(self, pattern: str, field: str, top) -> None:
+    def _number(self, pattern: str, field: str, top, unit: str) -> None:
         """A numeric setting in [0, top()] kept in ``plant.psu.<field>``: the command and its query."""
 
         def set_(arg: str) -> None:
-            value = parse_number(arg, 0.0, top())  # out of range: -222, the setting unchanged
+            value = parse_number(arg, 0.0, top(), unit=unit)  # out of range: -222, the setting unchanged
             with self.plant.lock:
                 setattr(self.plant.psu, field, value)
 
@@ -123,10 +127,27 @@ class EmulatedN8900(ScpiDevice):
             self.plant.psu.tripped = ""
             self.plant.psu.on = self.output_programmed
 
+    #: *SAV/*RCL locations (the guide: 0 to 9)
+    save_locations = 10
+    SAVED = ("voltage_set_v", "current_set_a", "ovp_v", "ocp_enabled")
+
+    def settings(self) -> dict:
+        with self.plant.lock:
+            return {name: getattr(self.plant.psu, name) for name in self.SAVED}
+
+    def apply_settings(self, settings: dict) -> None:
+        with self.plant.lock:
+            for name, value in settings.items():
+                setattr(self.plant.psu, name, value)
+
     # --- readings ----------------------------------------------------------------------------------
     def _measured(self, field: str) -> str:
         with self.plant.lock:
             return nr3(getattr(self.plant.psu, field))
+
+    def _power(self) -> str:
+        with self.plant.lock:
+            return nr3(self.plant.psu.measured_v * self.plant.psu.measured_a)
 
     def _questionable(self, arg: str) -> str:
         with self.plant.lock:
