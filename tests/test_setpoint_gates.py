@@ -277,7 +277,8 @@ SWITCHES = [
 
 
 @pytest.mark.parametrize("kind, setter, quantity", NUMERIC, ids=[f"{k}-{q}-{n}" for n, (k, _, q) in enumerate(NUMERIC)])
-@pytest.mark.parametrize("value", NOT_NUMBERS + NOT_FINITE, ids=repr)
+@pytest.mark.parametrize("value", NOT_NUMBERS + NOT_FINITE,  # ids stable across xdist workers (no addresses)
+                         ids=[f"{n}-{type(v).__name__}" for n, v in enumerate(NOT_NUMBERS + NOT_FINITE)])
 def test_a_numeric_setpoint_of_the_wrong_kind_is_refused_cleanly(make, kind, setter, quantity, value):
     inst = make(kind)
     err = refused(lambda: setter(inst, value), kind)
