@@ -37,6 +37,7 @@ from rig.emulator.instruments.keysight_daq970a_io import EmulatedDaq970AIo
 from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
 from rig.emulator.parallel import ParallelLink
 from rig.emulator.rs485_bus import Rs485Bus
+from rig.emulator.rs485_console import ConsolePort
 from rig.emulator.rs485_responder import PackResponder
 from rig.emulator.scpi import ScpiServer
 from rig.emulator.socketcand import SocketcandServer
@@ -79,6 +80,8 @@ class EmulatedBench:
         self.faults = Faults(self.world, self.rs485)
         self.rs485.responders.extend(PackResponder(b) for b in self.world.bms)
         self.rs485.responders[0].partners = self.rs485.responders[1:]  # the master answers for its group
+        #: each pack's console port, a line of its own beside the link (rs485_console.py)
+        self.consoles = [ConsolePort(self.rs485, r).start() for r in self.rs485.responders]
         if packs == 2:
             link = ParallelLink(self.world.bms[0], self.world.bms[1], self.rs485)
             self.rs485.on_line = link.on_line
@@ -194,7 +197,8 @@ class EmulatedBench:
         can_kwargs = ({"interface": "virtual", "channel": self._channel, "preserve_timestamps": True}
                       if self.can_bus is not None else self.socketcand.bus_kwargs())
         return {"instruments": {name: s.resource for name, s in self.servers.items()},
-                "can": can_kwargs, "rs485": self.rs485.url}
+                "can": can_kwargs, "rs485": self.rs485.url,
+                "rs485_console": [console.url for console in self.consoles]}
 
     def close(self) -> None:
         """Stop every server (safe to call twice)."""
@@ -204,6 +208,8 @@ class EmulatedBench:
         for server in self.servers.values():
             server.stop()
         self.rs485.stop()
+        for console in self.consoles:
+            console.stop()
         if self.can_bus is not None:
             self.can_bus.shutdown()
         if self.socketcand is not None:

@@ -145,7 +145,8 @@ class RemoteEmulator:
         return f"{held} by the emulator before it exited ({report.get('reason')}): {report.get('safe_state')}"
 
     def endpoints(self) -> dict:
-        return {k: self.endpoints_info[k] for k in ("instruments", "can", "rs485")}
+        return {k: self.endpoints_info[k] for k in ("instruments", "can", "rs485", "rs485_console")
+                if k in self.endpoints_info}
 
     def attach_bus(self, bus: EmulatorBus) -> None:
         """The rig's CAN bus, to keep in step with the emulator's frame count. Returns once the

@@ -156,6 +156,8 @@ def _print_banner(info: dict, packs: int, firmware: str) -> None:
     print(f"  CAN      python-can: interface='socketcand', host='{can_info['host']}', "
           f"port={can_info['port']}, channel='{can_info['channel']}'")
     print(f"  RS485    {info['rs485']}  (pyserial serial_for_url)")
+    for adr, url in enumerate(info.get("rs485_console", []), start=2):
+        print(f"  console  {url}  (pack ADR {adr}: its own RS485 console line)")
     print(f"  control  127.0.0.1:{info['control']}  (JSON lines: advance, fault, cyclic, status, shutdown)")
     print("Ctrl-C to stop.", flush=True)
 
