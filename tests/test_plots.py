@@ -177,12 +177,12 @@ def test_the_figure_shows_thresholds_windows_marks_lanes_and_the_driven_group(tm
     # light lanes with the reader's own classification beside them
     lanes = [t.get_text() for t in axes["lights"].texts]
     assert "ALM on" in lanes and any(t.startswith("LED1 flickering, T = 1.00 s") for t in lanes)
-    # every legend sits right of its panel, over no data
+    # every panel's key sits right of the panels, over no data, each label once
     fig.canvas.draw()
-    for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is not None:
-            assert legend.get_window_extent().x0 >= ax.get_window_extent().x1
+    right = max(ax.get_window_extent().x1 for ax in fig.axes)
+    keys = [t for t in fig.texts if t.get_text() in labels["groups"]]
+    assert sorted(t.get_text() for t in keys) == sorted(labels["groups"])
+    assert all(t.get_window_extent().x0 > right for t in keys)
 
 
 @pytest.mark.parametrize("can_format", ["asc", "blf"])

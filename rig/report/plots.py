@@ -38,9 +38,11 @@ from pathlib import Path
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
-from matplotlib.transforms import Bbox, blended_transform_factory
+from matplotlib.transforms import Bbox, IdentityTransform, blended_transform_factory
 from PIL import Image
 
 from rig.light_reader import classify, display_name
@@ -63,7 +65,8 @@ QUANTITY_PANELS = {"max_group_voltage": "groups", "min_group_voltage": "groups",
 MIN_SPAN = {"pack": 1.0, "current": 2.0, "groups": 0.02, "temps": 1.0, "spread": 0.02}
 _STATE_NAMES = [str(can_frames.dbc_message("DetailStatus", 2).get_signal_by_name("State").choices.get(i, i))
                 for i in range(5)]
-_FIGURES: dict[tuple, tuple[Figure, dict]] = {}   # layout -> a figure to reuse (see the module docstring)
+_FIGURES: dict[tuple, tuple[Figure, dict]] = {}
+   # layout -> a figure to reuse (see the module docstring)
 
 
 @dataclass
@@ -146,11 +149,7 @@ def render(rec: TestRecording, *, title: str, subtitle: str = "", protection: Pr
     _measurement_dots(axes, measurements, scale)
     events = _marks(axes, rec, scale)
     for ax in axes.values():
-        entries = len(ax.get_legend_handles_labels()[0])
-        if entries:  # right of the panel, over no data; two columns when one would overflow it
-            ax.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=7.5 if entries <= 7 else 7,
-                      ncol=1 if entries <= 7 else 2, frameon=False, borderaxespad=0.0, handlelength=2.0,
-                      labelspacing=0.3, columnspacing=0.8)
+        _key(fig, ax)
     failed = any(not m.passed for m in measurements) or subtitle.startswith(("FAILED", "ERROR"))
     fig.text(0.065, 0.965, _shorten(title, 140), fontsize=13, fontweight="bold", va="center")
     if subtitle:
@@ -177,13 +176,11 @@ def _figure(panels: tuple[tuple[str, float], ...]) -> tuple[Figure, dict]:
     cached = _FIGURES.get(panels)
     if cached is not None:
         fig, axes = cached
-        for text in list(fig.texts):
-            text.remove()
+        for artist in [*fig.texts, *fig.artists]:
+            artist.remove()
         for ax in axes.values():
             for artist in [*ax.lines, *ax.collections, *ax.patches, *ax.texts]:
                 artist.remove()
-            if ax.get_legend() is not None:
-                ax.get_legend().remove()
             ax.dataLim = Bbox.null()  # autoscaling from this test's data only
             ax.ignore_existing_data_limits = True
             ax.set_autoscaley_on(True)
@@ -327,6 +324,39 @@ def _lights(ax, rec, ctx: _Context) -> None:
 
 DRAWERS = {"pack": _pack, "current": _current, "groups": _groups, "temps": _temps, "spread": _spread,
            "status": _status, "lights": _lights}
+
+
+def _key(fig, ax) -> None:
+    """The panel's key, right of it (over no data): a sample of each labelled artist beside its
+    label, placed in pixels (a matplotlib legend lays out a box per entry, a fifth of a plot's
+    time); two columns when one would overflow the panel."""
+    handles, labels = ax.get_legend_handles_labels()
+    if not handles:
+        return
+    box = ax.get_window_extent()
+    fits = box.height // (1.45 * 7.5 * DPI / 72)  # entries of one column at 7.5 pt
+    size = 7.5 if len(handles) <= fits else 7.0
+    pitch = 1.45 * size * DPI / 72
+    per_column = len(handles) if len(handles) <= fits else math.ceil(len(handles) / 2)
+    pixels = IdentityTransform()
+    for column in range(math.ceil(len(handles) / per_column)):
+        x = box.x1 + 7 + column * 190
+        entries = list(zip(handles, labels))[column * per_column:(column + 1) * per_column]
+        for i, (handle, label) in enumerate(entries):
+            y = box.y1 - (i + 0.5) * pitch
+            fig.text(x + 26, y, label, transform=pixels, fontsize=size, va="center_baseline")
+            if isinstance(handle, Line2D):
+                sample = Line2D([x, x + 20], [y, y])
+                sample.update_from(handle)
+                sample.set_transform(pixels)
+                sample.set_clip_on(False)
+                if handle.get_linestyle() in ("None", "none", " ", ""):
+                    sample.set_data([x + 10], [y])
+            else:  # a band or bars: a patch of their colour
+                face = handle.get_facecolor()
+                sample = Rectangle((x, y - 3.5), 20, 7, transform=pixels, clip_on=False,
+                                   facecolor=face[0] if len(face) else "#888888", alpha=handle.get_alpha())
+            fig.add_artist(sample)
 
 
 # --- what the test said: thresholds, marks, measurements ----------------------------------------------
