@@ -182,3 +182,15 @@ def test_espec_identification_and_a_constant_run(serve, plant):
     assert session.query("MON?").split(",")[2] == "CONSTANT"
     assert session.query("ALARM?") == "0"
     assert session.query("HUMI?") == "NA:CMD ERR"  # a temperature-only chamber
+
+
+def test_34465a_function_and_input_settings(serve, plant):
+    plant.dmm.measured_v = 3.3
+    session = serve(Emulated34465A(plant))[1]()
+    session.write('FUNC "CURR:DC"')
+    assert session.query("FUNC?") == '"CURR"'
+    assert float(session.query("READ?")) == 0.0
+    session.write('FUNC "VOLT:DC";:VOLT:DC:IMP:AUTO ON;:VOLT:DC:ZERO:AUTO ONCE')
+    assert (session.query("VOLT:DC:IMP:AUTO?"), session.query("VOLT:DC:ZERO:AUTO?")) == ("1", "0")
+    assert float(session.query("READ?")) == pytest.approx(3.3, abs=1e-5)
+    no_errors(session)

@@ -20,6 +20,9 @@ query. Commands (short or long form, any case, ``;``-joined)::
     [SENSe:]VOLTage[:DC]:RANGe {<range>|MIN|MAX|DEF}    and ?   0.1, 1, 10, 100, 1000 V
     [SENSe:]VOLTage[:DC]:RANGe:AUTO {ON|OFF|ONCE}        and ?
     [SENSe:]VOLTage[:DC]:NPLCycles {<n>|MIN|MAX|DEF}     and ?   0.02, 0.06, 0.2, 1, 10, 100
+    [SENSe:]FUNCtion[:ON] "VOLT[:DC]"|"CURR[:DC]"|"RES"  and ?  -> "VOLT" (the function, its settings kept)
+    [SENSe:]VOLTage[:DC]:IMPedance:AUTO {ON|OFF}  [SENSe:]VOLTage[:DC]:ZERO:AUTO {ON|OFF|ONCE}
+                                                  and ?  (kept and answered; no effect on readings)
     *SAV <0..4>    *RCL <0..4>
     plus the IEEE 488.2 common commands and SYSTem:ERRor/VERSion of the shared server
 
@@ -104,6 +107,11 @@ class Emulated34465A(ScpiDevice):
         self.command("TRIGger:DELay?", lambda arg: reading(self.trigger_delay_s))
         self.command("TRIGger:DELay:AUTO", lambda arg: setattr(self, "trigger_delay_auto", parse_bool(arg)))
         self.command("TRIGger:DELay:AUTO?", lambda arg: "1" if self.trigger_delay_auto else "0")
+        self.command("[SENSe:]FUNCtion[:ON]", self._set_function)
+        self.command("[SENSe:]FUNCtion[:ON]?", lambda arg: f'"{self.function}"')
+        for name in ("IMPedance", "ZERO"):
+            self.command(f"[SENSe:]VOLTage[:DC]:{name}:AUTO", lambda arg, n=name: self._set_flag(n, arg))
+            self.command(f"[SENSe:]VOLTage[:DC]:{name}:AUTO?", lambda arg, n=name: "1" if self.flags[n] else "0")
         self.command("[SENSe:]VOLTage[:DC]:RANGe:AUTO", self._set_autorange)
         self.command("[SENSe:]VOLTage[:DC]:RANGe:AUTO?", lambda arg: "1" if self.auto else "0")
         self.command("[SENSe:]VOLTage[:DC]:RANGe", self._set_range)
@@ -116,6 +124,7 @@ class Emulated34465A(ScpiDevice):
         self.auto, self.range_v, self.nplc = True, 1000.0, DEFAULT_NPLC
         self.function = "VOLT"
         self.other_range: float | None = None  # CURR/RES range, None = auto
+        self.flags = {"IMPedance": False, "ZERO": True}  # *RST: 10 Mohm input, autozero on
         self._preset_triggers()
         self.memory: list[str] = []
         self.waiting = False  # INITiated, waiting for a trigger
@@ -143,6 +152,20 @@ class Emulated34465A(ScpiDevice):
 
         self.command(pattern, set_)
         self.command(pattern + "?", lambda arg: reading(getattr(self, field)))
+
+    def _set_function(self, arg: str) -> None:
+        """FUNC "VOLT:DC": choose the function; its range and resolution stay as they were."""
+        word = arg.strip().strip("'\"").upper().removesuffix(":DC")
+        names = {"VOLT": "VOLT", "VOLTAGE": "VOLT", "CURR": "CURR", "CURRENT": "CURR",
+                 "RES": "RES", "RESISTANCE": "RES"}
+        if word not in names:
+            raise ScpiError(-224, f"Illegal parameter value; function {arg!r} is not modelled")
+        self.function = names[word]
+
+    def _set_flag(self, name: str, arg: str) -> None:
+        text = arg.strip().upper()
+        # autozero ONCE zeroes once and leaves autozero OFF (the guide)
+        self.flags[name] = False if name == "ZERO" and text == "ONCE" else parse_bool(text)
 
     def _set_trigger_delay(self, arg: str) -> None:
         self.trigger_delay_s = parse_number(arg, *TRIGGER_DELAY_RANGE_S, unit="S", default=0.0)
