@@ -43,7 +43,6 @@ from matplotlib.patches import Rectangle
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from matplotlib.transforms import Bbox, IdentityTransform, blended_transform_factory
-from PIL import Image
 
 from rig.light_reader import classify, display_name
 from rig.protocol import can_frames
@@ -114,11 +113,9 @@ def draw(rec: TestRecording, png: Path, *, title: str, subtitle: str = "", prote
     """Draw a read recording into ``png`` (1400 x 900 px); see :func:`render`."""
     fig = render(rec, title=title, subtitle=subtitle, protection=protection, measurements=measurements)
     png.parent.mkdir(parents=True, exist_ok=True)
-    fig.canvas.draw()
-    # A 256-colour PNG: a third of the bytes of matplotlib's RGBA one and half its encoding time
-    # (a plot has a few flat colours and their anti-aliased edges).
-    image = Image.frombuffer("RGBA", fig.canvas.get_width_height(), fig.canvas.buffer_rgba())
-    image.quantize(256, method=Image.Quantize.FASTOCTREE).save(png, format="PNG", compress_level=1)
+    # zlib's fastest level: a third of the default's time for a few per cent more bytes (a
+    # palette PNG would be faster still, but its quantizer merges a pale window into the white)
+    fig.savefig(png, dpi=DPI, pil_kwargs={"compress_level": 1})
     return png
 
 
@@ -425,7 +422,7 @@ def _windows(axes, rec: TestRecording, measurements, scale: float) -> list[tuple
         high = t0 + m.limits.high if m.limits.high is not None else rec.end_s
         name = f"W{len(out) + 1}"
         for ax in axes.values():
-            ax.axvspan(low / scale, high / scale, color=colour, alpha=0.14, lw=0, zorder=0.5)
+            ax.axvspan(low / scale, high / scale, color=colour, alpha=0.14, lw=0)
             ax.axvline((t0 + m.value) / scale, color=colour, lw=1.8, alpha=0.9)
         first = next(iter(axes.values()))
         first.text((t0 + m.value) / scale, 0.96, f" {name}", transform=first.get_xaxis_transform(), fontsize=8,
