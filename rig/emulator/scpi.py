@@ -32,10 +32,8 @@ last node; a following command without a leading ``:`` continues there (``MEAS:V
 ``MEAS:VOLT?`` then ``MEAS:CURR?``), a leading ``:`` goes back to the root, a common command
 (``*...``) leaves the path alone, and each new line starts at the root.
 
-Numeric arguments (SCPI-99 volume 1, 7.2): a number with an optional suffix (``50 V``,
-``500 mV``, ``2.5KOHM``: multipliers as SCPI-99 7.7.3, so ``M`` is milli, ``MA`` mega except in
-``MOHM``/``MHZ``), or ``MIN``/``MAX``/``DEF``; a suffix of another unit is ``-131``, a suffix where
-the command takes none ``-138``.
+Arguments (numbers with unit suffixes, ``MIN``/``MAX``/``DEF``, booleans) and :class:`ScpiError`
+are :mod:`rig.emulator.scpi_arguments`, re-exported here.
 
 :class:`ScpiServer` serves one device on ``127.0.0.1`` at a port the OS picks, one line per
 command (``\\n`` terminated, several commands joined by ``;``), so pyvisa-py reaches it as
@@ -55,6 +53,9 @@ import threading
 from collections import deque
 from collections.abc import Callable
 
+from rig.emulator.scpi_arguments import (  # noqa: F401 - re-exported: the models import them here
+    ScpiError, out_of_range, parse_bool, parse_number)
+
 MAX_LINE = 4096
 MAX_ERRORS = 20
 #: SYSTem:VERSion? answer: the SCPI version the dialects follow
@@ -68,18 +69,6 @@ STB_EAV, STB_MAV, STB_ESB, STB_MSS = 4, 16, 32, 64
 LISTEN_BACKLOG = 128
 
 log = logging.getLogger(__name__)
-
-
-class ScpiError(Exception):
-    """A SCPI error to queue: ``code`` and message as the standard numbers them."""
-
-    def __init__(self, code: int, message: str):
-        super().__init__(f'{code},"{message}"')
-        self.code, self.message = code, message
-
-
-def out_of_range(value: float, lo: float, hi: float) -> ScpiError:
-    return ScpiError(-222, f"Data out of range; {value:g} not in [{lo:g}, {hi:g}]")
 
 
 def _node_regex(node: str) -> str:
@@ -287,68 +276,6 @@ class ScpiDevice:
                     return None
         self.queue_error(-113, "Undefined header")
         return None
-
-
-#: SCPI-99 7.7.3 suffix multipliers (upper case: the suffix is case-insensitive)
-MULTIPLIERS = {"EX": 1e18, "PE": 1e15, "T": 1e12, "G": 1e9, "MA": 1e6, "K": 1e3, "M": 1e-3,
-               "U": 1e-6, "N": 1e-9, "P": 1e-12, "F": 1e-15, "A": 1e-18}
-#: units whose "M" multiplier means mega, not milli (SCPI-99 7.7.3)
-MEGA_M = {"OHM", "HZ"}
-_NUMBER = re.compile(r"([-+]?(?:\d+\.?\d*|\.\d+)(?:E[-+]?\d+)?)\s*([A-Z]*)")
-
-
-def scale_suffix(suffix: str, unit: str | None) -> float:
-    """The factor a suffix applies to a number for a command taking ``unit`` (None: no unit).
-
-    :raises ScpiError: -138 a suffix where none is taken, -131 a suffix of another unit.
-    """
-    if not suffix:
-        return 1.0
-    if unit is None:
-        raise ScpiError(-138, f"Suffix not allowed; {suffix!r}")
-    if suffix == unit:
-        return 1.0
-    prefix = suffix[:-len(unit)] if suffix.endswith(unit) else None
-    if prefix == "M" and unit in MEGA_M:
-        return 1e6
-    if prefix and prefix in MULTIPLIERS:
-        return MULTIPLIERS[prefix]
-    raise ScpiError(-131, f"Invalid suffix; {suffix!r} where {unit} is taken")
-
-
-def parse_number(arg: str, lo: float, hi: float, *, minmax: bool = True, unit: str | None = None,
-                 default: float | None = None) -> float:
-    """A numeric argument within [lo, hi]: a number with an optional suffix of ``unit``
-    (``"V"``: ``50 V``, ``500 mV``), or ``MIN``/``MAX``, or ``DEF`` when ``default`` is given.
-
-    :raises ScpiError: -222 outside the range, -104 not a number, -131/-138 a wrong suffix,
-        -224 ``DEF`` where the command has no default.
-    """
-    text = arg.strip().upper()
-    if minmax and text in ("MIN", "MINIMUM"):
-        return lo
-    if minmax and text in ("MAX", "MAXIMUM"):
-        return hi
-    if minmax and text in ("DEF", "DEFAULT"):
-        if default is None:
-            raise ScpiError(-224, f"Illegal parameter value; {arg!r}: this setting has no default")
-        return default
-    match = _NUMBER.fullmatch(text)
-    if not match:
-        raise ScpiError(-104, f"Data type error; {arg!r} is not a number")
-    value = float(match.group(1)) * scale_suffix(match.group(2), unit)
-    if not lo <= value <= hi or value != value:
-        raise out_of_range(value, lo, hi)
-    return value
-
-
-def parse_bool(arg: str) -> bool:
-    text = arg.strip().upper()
-    if text in ("1", "ON"):
-        return True
-    if text in ("0", "OFF"):
-        return False
-    raise ScpiError(-104, f"Data type error; {arg!r} is not ON/OFF/1/0")
 
 
 class _Handler(socketserver.StreamRequestHandler):
