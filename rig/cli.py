@@ -114,8 +114,10 @@ def main(argv: list[str] | None = None) -> int:
     p_emu.add_argument("--exit-file", help="write the safe-state outcome here as JSON when stopping")
     p_emu.set_defaults(func=emulate)
 
+    from rig.mutate.command import add_parser as add_mutate
     from rig.report.commands import add_parsers  # compare, trend: run folders only
     add_parsers(sub)
+    add_mutate(sub)
 
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

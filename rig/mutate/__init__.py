@@ -1,0 +1,1 @@
+"""Mutation testing of the suite: broken firmware profiles made mechanically, and which tests kill them."""

@@ -1,0 +1,171 @@
+"""Running the suite against mutants: which tests kill each, which survive.
+
+Each mutant is written as a firmware profile, validated like any profile a user writes, and run
+as an ordinary ``pytest testcases --firmware M.toml`` in a child process (a mutant's BMS is a
+separate emulator, so mutants run side by side, ``workers`` at a time). Fast by default:
+
+1. the tests of the mutant's own requirements first (``-p rig.mutate.select --requirement``),
+   stopping at the first failure;
+2. only a survivor of those runs the whole suite (``-x``), so a gap in the suite shows as a
+   survivor, not as a requirement's tests being blind.
+
+``matrix=True`` runs every test on every mutant (no stop at the first failure), for the full
+kill matrix. A mutant is *killed* when a test failed (a supervisor trip counts: the rig caught the
+broken build), *survived* when every test passed, *equivalent* when it survived and
+``equivalent.toml`` says why no test can see it, *error* when the run itself broke (a usage
+error, a crash): an error is never counted as a kill.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from rig.errors import ConfigError
+from rig.files.firmware_profile import load_firmware_profile
+from rig.mutate.operators import Mutant
+
+ROOT = Path(__file__).resolve().parents[2]
+TESTCASES = ROOT / "testcases"
+EQUIVALENTS = Path(__file__).with_name("equivalent.toml")
+
+
+@dataclass
+class Outcome:
+    """What the suite did to one mutant."""
+
+    mutant: Mutant
+    status: str = "error"                      # killed | survived | equivalent | error | invalid
+    killed_by: list[str] = field(default_factory=list)         # test node ids that failed
+    requirements: list[str] = field(default_factory=list)      # their requirement ids
+    stage: str = ""                             # "targets" or "suite": which run killed it
+    reason: str = ""                            # equivalent: why; error/invalid: what broke
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict:
+        m = self.mutant
+        return {"name": m.name, "requirement": m.requirement, "operator": m.operator,
+                "field": ".".join(map(str, m.path)), "before": m.before, "after": m.value, "why": m.why,
+                "status": self.status, "killed_by": self.killed_by, "killed_by_requirements": self.requirements,
+                "stage": self.stage, "reason": self.reason, "seconds": round(self.seconds, 2)}
+
+
+def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
+    """Mutant name -> why no test can tell it from the base profile (reviewed by hand)."""
+    if not path.exists():
+        return {}
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    return {e["name"]: e["reason"] for e in data.get("equivalent", [])}
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _failures(junit: Path) -> tuple[list[str], list[str]]:
+    """Failed test ids and their requirement ids, from a JUnit XML file."""
+    if not junit.exists():
+        return [], []
+    tests, reqs = [], []
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        if case.find("failure") is None and case.find("error") is None:
+            continue
+        tests.append(f"{case.get('classname', '')}::{case.get('name', '')}")
+        for prop in case.iter("property"):
+            if prop.get("name") == "requirement" and prop.get("value") not in reqs:
+                reqs.append(prop.get("value"))
+    return tests, reqs
+
+
+class MutationRun:
+    """Runs mutants against the suite; see the module docstring.
+
+    :param base: the base firmware profile as a TOML dict.
+    :param out: folder for the mutants' profiles and runs.
+    :param bench: the (emulated) bench file.
+    :param workers: mutants run at a time.
+    :param matrix: run every test on every mutant.
+    """
+
+    def __init__(self, base: dict, out: Path, *, bench: Path, workers: int = 2, matrix: bool = False,
+                 seed: int | None = None, timeout_s: float = 900.0):
+        self.base, self.out, self.bench = base, out, bench
+        self.workers, self.matrix, self.seed, self.timeout_s = max(1, workers), matrix, seed, timeout_s
+        self.equivalents = load_equivalents()
+
+    def run(self, mutants: list[Mutant], progress=None) -> list[Outcome]:
+        (self.out / "profiles").mkdir(parents=True, exist_ok=True)
+        (self.out / "runs").mkdir(parents=True, exist_ok=True)
+        with ThreadPoolExecutor(self.workers) as pool:
+            outcomes = []
+            for outcome in pool.map(self.one, mutants):
+                outcomes.append(outcome)
+                if progress:
+                    progress(outcome)
+        return outcomes
+
+    def one(self, mutant: Mutant) -> Outcome:
+        started = time.perf_counter()
+        outcome = Outcome(mutant)
+        profile = self.out / "profiles" / f"{_safe(mutant.name)}.toml"
+        profile.write_text(tomli_w.dumps(mutant.apply(self.base)), encoding="utf-8")
+        try:
+            load_firmware_profile(profile)
+        except ConfigError as exc:
+            outcome.status, outcome.reason = "invalid", str(exc)
+            return outcome
+        stages = [("suite", None)] if self.matrix else [("targets", mutant.targets), ("suite", None)]
+        for stage, targets in stages:
+            code, failed, reqs = self._pytest(mutant, profile, stage, targets)
+            if failed:
+                outcome.status, outcome.stage, outcome.killed_by, outcome.requirements = "killed", stage, failed, reqs
+                break
+            if code not in (0, 5):   # 5: the requirement has no test; the whole suite is next
+                outcome.status, outcome.reason = "error", f"pytest exit code {code} in the {stage} run"
+                break
+        else:
+            outcome.status = "equivalent" if mutant.name in self.equivalents else "survived"
+            outcome.reason = self.equivalents.get(mutant.name, "")
+        outcome.seconds = time.perf_counter() - started
+        return outcome
+
+    def _pytest(self, mutant: Mutant, profile: Path, stage: str, targets) -> tuple[int, list[str], list[str]]:
+        folder = self.out / "runs" / f"{_safe(mutant.name)}-{stage}"
+        junit = folder / "junit.xml"
+        cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(self.bench),
+               "--firmware", str(profile), "--run-dir", str(folder), "--junitxml", str(junit),
+               "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "console_output_style=classic"]
+        if self.seed is not None:
+            cmd += ["--seed", str(self.seed)]
+        if not self.matrix:
+            cmd.append("-x")
+        if targets:
+            cmd += ["-p", "rig.mutate.select"] + [a for t in targets for a in ("--requirement", t)]
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            done = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  timeout=self.timeout_s, env=env)
+        except subprocess.TimeoutExpired:
+            return 3, [], []
+        failed, reqs = _failures(junit)
+        return done.returncode, failed, reqs
+
+
+def shard(mutants: list[Mutant], spec: str) -> list[Mutant]:
+    """Mutants of shard ``i/N`` (1-based): every N-th by name, the same split on every machine."""
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {spec!r}: expected i/N, e.g. 1/4") from None
+    if not 1 <= i <= n:
+        raise ValueError(f"--shard {spec!r}: i must be within 1..N")
+    ordered = sorted(mutants, key=lambda m: m.name)
+    return [m for k, m in enumerate(ordered) if k % n == i - 1]
