@@ -221,8 +221,8 @@ def test_psu_and_eload_outputs_go_off_through_their_watchdogs_after_the_rig_is_k
             ends = json.load(open({str(emulator.endpoints_file)!r}))["instruments"]
             psu, eload = (rm.open_resource(ends[n], read_termination="\\n", write_termination="\\n",
                                            timeout=2000) for n in ("psu", "eload"))
-            psu.write("OUTP:PROT:WDOG:DEL {watchdog_s};OUTP:PROT:WDOG ON;VOLT 55;CURR 5;OUTP ON")
-            eload.write("INP:PROT:WDOG:DEL {watchdog_s};INP:PROT:WDOG ON;CURR 5;INP ON")
+            psu.write("OUTP:PROT:WDOG:DEL {watchdog_s};:OUTP:PROT:WDOG ON;:VOLT 55;:CURR 5;:OUTP ON")
+            eload.write("INP:PROT:WDOG:DEL {watchdog_s};:INP:PROT:WDOG ON;:CURR 5;:INP ON")
             assert psu.query("*OPC?") == eload.query("*OPC?") == "1"
             json.dump({{"on": True}}, open(OUT + ".tmp", "w"))
             os.replace(OUT + ".tmp", OUT)

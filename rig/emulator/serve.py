@@ -125,7 +125,7 @@ def safe_state(emulated) -> tuple[bool, str]:
     commands as a person at the bench would; returns whether it held and what the outputs read."""
     devices = emulated.devices
     devices["psu"].handle_line("OUTP OFF")
-    devices["eload"].handle_line("INP:SHOR OFF;INP OFF")
+    devices["eload"].handle_line("INP:SHOR OFF;:INP OFF")  # ';:' back to the root (SCPI-99 6.2.4)
     devices["io"].open_all()
     devices["chamber"].handle_line("MODE,STANDBY")
     plant = emulated.world.plant
