@@ -194,3 +194,22 @@ def test_34465a_function_and_input_settings(serve, plant):
     assert (session.query("VOLT:DC:IMP:AUTO?"), session.query("VOLT:DC:ZERO:AUTO?")) == ("1", "0")
     assert float(session.query("READ?")) == pytest.approx(3.3, abs=1e-5)
     no_errors(session)
+
+
+def test_the_emulators_safe_state_lines_hold_under_the_path_rule():
+    """serve.safe_state sends its own compound lines: with the SCPI-99 path rule they must still
+    turn the e-load's short and input off (an 'INP:SHOR OFF;INP OFF' would be INP:INP OFF)."""
+    from rig.emulator.bench import EmulatedBench
+    from rig.emulator.serve import safe_state
+    from rig.files.bench_file import load_bench
+    from rig.files.firmware_profile import load_firmware_profile
+
+    bench = EmulatedBench(load_bench().file, load_firmware_profile())
+    try:
+        with bench.world.plant.lock:
+            bench.world.plant.eload.on = bench.world.plant.eload.short = True
+        held, _ = safe_state(bench)
+        assert held and not bench.world.plant.eload.on and not bench.world.plant.eload.short
+        assert bench.devices["eload"].handle_line("SYST:ERR:COUN?") == ["0"]
+    finally:
+        bench.close()
