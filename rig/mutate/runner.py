@@ -93,13 +93,17 @@ class MutationRun:
     :param bench: the (emulated) bench file.
     :param workers: mutants run at a time.
     :param matrix: run every test on every mutant.
+    :param pytest_args: more pytest arguments for every run (e.g. ``-k`` to narrow the suite).
+    :param equivalents: mutant name -> reason (default: ``equivalent.toml``).
     """
 
     def __init__(self, base: dict, out: Path, *, bench: Path, workers: int = 2, matrix: bool = False,
-                 seed: int | None = None, timeout_s: float = 900.0):
+                 seed: int | None = None, timeout_s: float = 900.0, pytest_args: tuple[str, ...] = (),
+                 equivalents: dict[str, str] | None = None):
         self.base, self.out, self.bench = base, out, bench
         self.workers, self.matrix, self.seed, self.timeout_s = max(1, workers), matrix, seed, timeout_s
-        self.equivalents = load_equivalents()
+        self.pytest_args = tuple(pytest_args)
+        self.equivalents = load_equivalents() if equivalents is None else equivalents
 
     def run(self, mutants: list[Mutant], progress=None) -> list[Outcome]:
         (self.out / "profiles").mkdir(parents=True, exist_ok=True)
@@ -147,6 +151,7 @@ class MutationRun:
             cmd += ["--seed", str(self.seed)]
         if not self.matrix:
             cmd.append("-x")
+        cmd += self.pytest_args
         if targets:
             cmd += ["-p", "rig.mutate.select"] + [a for t in targets for a in ("--requirement", t)]
         env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
