@@ -326,3 +326,42 @@ def test_console_traffic_stays_off_the_link(packs):
     finally:
         other.close()
         console.close()
+
+
+def test_pylontech_alarm_states_follow_the_can_alarm(packs):
+    """A heated cell sensor past the charge over-temperature alarm (L1): the BMS says so on CAN
+    (0x359 AlarmHighTemperature), and pylontech's 0x44 decoder reads that sensor AboveLimit, the
+    others Ok (on a pair: the slave's sensor, read through the master's console)."""
+    import can
+
+    from rig.protocol.can_frames import decode
+
+    bench, _ = packs
+    pack = len(bench.world.bms) - 1
+    l1 = PROFILE.protections.charge_over_temperature.l1
+    listener = can.Bus(**bench.endpoints()["can"])
+    try:
+        with bench.world.plant.lock:
+            bench.faults.force_temperature(pack, 0, l1.threshold + 3.0)
+        deadline = time.monotonic() + 10 * l1.delay_s * STEP_WALL_S / STEP_S + 5.0
+        alarm = None
+        while alarm != 1:
+            assert time.monotonic() < deadline, "no AlarmHighTemperature on CAN"
+            msg = listener.recv(0.5)
+            frame = decode(msg) if msg is not None else None
+            if frame is not None and frame.name == "ProtectionsAlarms" and frame.pack_address is None:
+                alarm = frame.signals["AlarmHighTemperature"]
+    finally:
+        listener.shutdown()
+    rs485 = pylontech_stack.PylontechRS485(bench.endpoints()["rs485_console"][0], SPEC.rs485.baudrate)
+    try:
+        rs485.send(pylontech_stack.PylontechEncode().getAlarmInfo(battNumber=pack))
+        decoder = pylontech_stack.PylontechDecode()
+        decoder.decode_header(rs485.receive()[0])
+        states = decoder.decodeAlarmInfo()
+    finally:
+        rs485.close()
+    assert states["RTN"] == 0 and states["ADR"] == SPEC.rs485.master_address + pack
+    assert states["TemperatureAlarm"][0] == "AboveLimit"
+    assert states["TemperatureAlarm"][1:4] == ["Ok"] * 3
+    assert states["CellAlarm"] == ["Ok"] * SPEC.ratings.groups
