@@ -27,7 +27,7 @@ from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
 from rig.files.pack_spec import PackSpec, load_pack_spec
 
 #: titles, failure messages first and no fixture noise in the Allure report (rig/report/allure_outcomes.py)
-pytest_plugins = ["rig.report.allure_outcomes"]
+pytest_plugins = ["rig.report.allure_outcomes", "rig.shard"]  # shard: --shard i/N
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser, default_bench: str) -> None:
     p.add_argument("--reports", help="put the whole run in this folder (default: reports/runs/<UTC time>-<id>/)")
     p.add_argument("--overwrite", action="store_true", help="reuse a --reports folder that holds a run")
     p.add_argument("--no-html", action="store_true", help="skip rendering the HTML report")
+    p.add_argument("--shard", metavar="i/N", help="run only shard i of N (merge the shards with packrig merge)")
+    p.add_argument("--shard-durations", metavar="RUN", help="run folder whose test durations balance the shards")
     p.add_argument("--plain", action="store_true", help="pytest's own output instead of the live display")
     p.add_argument("--workers", default="auto",
                    help="pytest-xdist workers: 'auto' (default; a real bench always runs one test at a "
@@ -102,6 +104,13 @@ def validate(args: argparse.Namespace):
     if args.seed is not None and args.seed < 0:
         raise BadInput(f"--seed must be 0 or more, got {args.seed}")
     _expression("-m", args.markers)
+    if args.shard or args.shard_durations:
+        from rig.shard import durations, parse
+        try:
+            parse(args.shard or "")
+            durations(args.shard_durations)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
     _expression("-k", args.keyword)
     if args.workers != "auto" and not (args.workers.isdigit()):
         raise BadInput(f"--workers must be 'auto' or a number of workers (0: none), got {args.workers!r}")
@@ -129,7 +138,8 @@ def _pytest_command(args, bench, run_dir: Path, feed: Path | None) -> list[str]:
            "--no-run-summary", "--no-first-contact"]
     for flag, value in (("--pack-spec", args.pack_spec), ("--firmware", args.firmware),
                         ("--seed", args.seed), ("-m", args.markers), ("-k", args.keyword),
-                        ("--progress-feed", feed)):
+                        ("--progress-feed", feed), ("--shard", args.shard),
+                        ("--shard-durations", args.shard_durations)):
         if value is not None:
             cmd += [flag, str(value)]
     workers = args.workers

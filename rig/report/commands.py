@@ -34,6 +34,13 @@ def add_parsers(sub) -> None:
                    help="where trend.json and trend.png go (default: reports/trend)")
     t.set_defaults(func=trend_command)
 
+    g = sub.add_parser("merge", help="merge the run folders of shards (packrig run --shard i/N) into one run")
+    g.add_argument("runs", nargs="+", metavar="RUN", help="the shards' run folders")
+    g.add_argument("--reports", required=True, metavar="DIR", help="the merged run's folder")
+    g.add_argument("--overwrite", action="store_true", help="reuse a folder that holds a run")
+    g.add_argument("--no-html", action="store_true", help="skip rendering the HTML report")
+    g.set_defaults(func=merge_command)
+
 
 def _usage(message: str) -> int:
     print(f"packrig: {message}", file=sys.stderr)
@@ -85,3 +92,34 @@ def trend_command(args: argparse.Namespace) -> int:
     for path in paths:
         print(f"  {path}")
     return 0
+
+
+def merge_command(args: argparse.Namespace) -> int:
+    from rig import run_folder
+    from rig.errors import ConfigError
+    from rig.files.pack_spec import load_pack_spec
+    from rig.report.allure_html import allure_cli, render
+    from rig.report.manifest import report_name
+    from rig.report.matrix import write_matrix
+    from rig.report.merge import merge
+    from rig.report.summary import summary_text
+
+    try:
+        out, manifest = merge(args.runs, args.reports, overwrite=args.overwrite)
+    except RunFolderError as exc:
+        return _usage(str(exc))
+    paths: dict = {"run folder": out, "manifest": out / run_folder.MANIFEST, "junit": out / run_folder.JUNIT,
+                   "recordings": out / run_folder.RECORDINGS}
+    try:
+        spec = load_pack_spec((manifest.get("pack_spec") or {}).get("path") or "")
+        paths["matrix"] = write_matrix(manifest, spec, out)[0]
+    except (ConfigError, OSError) as exc:
+        print(f"packrig merge: no traceability matrix: {exc}")
+    allure = allure_cli(run_folder.REPORTS)
+    if allure and not args.no_html:
+        index, said = render(out, allure, report_name(manifest))
+        paths["HTML report"] = index
+        if index is None:
+            print(f"packrig merge: no HTML report: {said}")
+    print(summary_text(manifest, paths), end="", flush=True)
+    return 1 if manifest["counts"].get("failed") or manifest["counts"].get("error") else 0
