@@ -114,6 +114,7 @@ def test_current_above_its_maximum(rig):
         bench.eload.short(True)
         bench.eload.input_on()
         bench.eload.resource.write("CURR:PROT:STAT OFF")  # the load's OCP fails (behind the driver)
+        assert bench.eload.resource.query("CURR:PROT:STAT?") == "0"  # done before time moves on
         trip = trip_of(bench)
     assert "current" in trip.condition and trip.reading > bench.limits.current_max_a
     assert_safe(bench)
