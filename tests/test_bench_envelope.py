@@ -149,7 +149,7 @@ def test_the_eload_cap_against_a_stricter_envelope(tmp_path):
 # (bench, section, key, value, what the one line says): inconsistent or wrongly typed benches
 INCONSISTENT = [
     (REAL_BENCH, "instruments.psu", "watchdog_s", None, "required but missing"),        # off
-    (EMULATED_BENCH, "instruments.eload", "watchdog_s", None, "required but missing"),
+    (EMULATED_BENCH, "instruments.psu", "watchdog_s", None, "required but missing"),
     (REAL_BENCH, "instruments.psu", "watchdog_s", "0", "greater than 0"),
     (EMULATED_BENCH, "instruments.eload", "watchdog_s", "0.0", "greater than 0"),
     (EMULATED_BENCH, "instruments.io", "watchdog_s", "0", "greater than 0"),

@@ -93,6 +93,13 @@ class WatchedInstrument(Instrument):
     watchdog_s: Annotated[float, Field(gt=0.0, le=60.0)]
 
 
+class LoadInstrument(Instrument):
+    #: input off when no command arrives for this long; None: the load has no I/O watchdog (a
+    #: real ITECH IT8900 has none): its over-current protection, the breaker contactor and the
+    #: supervisor are then what bound it, and a killed rig leaves it to the breaker's watchdog
+    watchdog_s: Annotated[float, Field(gt=0.0, le=60.0)] | None = None
+
+
 Channel = Annotated[int, Field(ge=1, le=999)]
 #: relay outputs by function; the second pack of a parallel bench has its own button and WAKE
 IoOutput = Literal["power_button", "breaker", "wake", "short_circuit",
@@ -119,7 +126,7 @@ class ScannerInstrument(Instrument):
 
 class Instruments(FileModel):
     psu: WatchedInstrument
-    eload: WatchedInstrument
+    eload: LoadInstrument
     dmm: Instrument
     scanner: ScannerInstrument | None = None
     chamber: Instrument | None = None
