@@ -81,6 +81,11 @@ def test_two_runs_give_two_folders_the_second_shows_its_failures_the_first_is_un
     assert printed(done.stdout, "recordings", second / "recordings")
     assert printed(done.stdout, "matrix", second / "requirements.html")
     assert not list((ROOT / "reports").glob("runs/2-moved*"))
+    # the Allure environment states the manifest's facts; JUnit beside them
+    environment = (second / "allure-results" / "environment.properties").read_text()
+    assert f"firmware=conforming ({moved})" in environment and f"firmware.sha256={m2['firmware']['sha256']}" in environment
+    assert "run=2-moved" in environment and "seed=1" in environment
+    assert (second / "junit.xml").read_text().count("<failure") == len(failed)
 
     if allure_cli(REPORTS) is None:
         pytest.skip("no Allure 3 command line installed (./quickstart installs it): HTML not checked")
