@@ -170,7 +170,8 @@ def test_in_a_terminal_a_live_display_follows_the_run(tmp_path):
     master, slave = pty.openpty()
     process = subprocess.Popen([sys.executable, "-m", "rig.cli", "run", "--reports", str(folder), "--workers", "2",
                                 "-k", "test_storage_recharge or (test_protections and cell_over_voltage and L2)"],
-                               cwd=ROOT, stdout=slave, stderr=slave, env={**os.environ, "COLUMNS": "160"})
+                               cwd=ROOT, stdout=slave, stderr=slave,
+                               env={**os.environ, "COLUMNS": "160", "TERM": "xterm-256color"})
     os.close(slave)
     chunks = []
     while True:
