@@ -27,7 +27,7 @@ from pydantic import Field, field_validator, model_validator
 from instruments import DRIVERS
 
 from rig.errors import ConfigError
-from rig.files.envelope import check_bench_against, check_ordered
+from rig.files.envelope import RigLimits, check_bench_against
 from rig.files.loader import FileModel, load_toml, resolve_path
 from rig.files.pack_spec import PackSpec, load_pack_spec
 
@@ -35,9 +35,6 @@ BENCHES = Path(__file__).resolve().parents[1] / "benches"
 #: The default bench: everything on the emulator.
 EMULATED_BENCH = BENCHES / "emulated.toml"
 
-Volts = Annotated[float, Field(gt=0.0, le=1000.0)]
-Amps = Annotated[float, Field(gt=0.0, le=5000.0)]
-Celsius = Annotated[float, Field(ge=-80.0, le=200.0)]
 Timeout = Annotated[float, Field(gt=0.0, le=60.0)]
 Address = Annotated[str, Field(min_length=1)]
 #: a path written in the file, relative to the file's folder (a NUL byte is no path on any system)
@@ -145,35 +142,9 @@ class Rs485(FileModel):
     baudrate: Literal[9600, 19200, 38400, 57600, 115200]
 
 
-class Limits(FileModel):
+class Limits(RigLimits):
     """The rig's absolute limits (PACK_SPEC.md 5): refused commands and supervisor trips.
     Each may only tighten the pack spec's safety envelope (:mod:`rig.files.envelope`)."""
-
-    psu_max_voltage_v: Volts
-    psu_max_current_a: Amps
-    eload_max_current_a: Amps
-    chamber_min_c: Celsius
-    chamber_max_c: Celsius
-    group_max_v: Annotated[float, Field(gt=0.0, le=5.0)]
-    group_sustained_max_v: Annotated[float, Field(gt=0.0, le=5.0)]
-    group_sustained_for_s: Annotated[float, Field(gt=0.0, le=3600.0)]
-    group_min_v: Annotated[float, Field(ge=0.0, le=5.0)]
-    pack_max_v: Volts
-    pack_min_v: Volts
-    #: the DMM reads the pack as connected (relays closed) above this; pack_min_v applies then
-    pack_connected_above_v: Annotated[float, Field(ge=0.0, le=60.0)]
-    current_max_a: Amps
-    current_max_for_s: Annotated[float, Field(ge=0.0, le=10.0)]
-    short_circuit_max_a: Amps
-    short_circuit_max_for_s: Annotated[float, Field(ge=0.0, le=1.0)]
-    case_max_c: Celsius
-    case_min_c: Celsius
-    instrument_silent_s: Annotated[float, Field(gt=0.0, le=60.0)]
-
-    @model_validator(mode="after")
-    def _ordered(self):
-        check_ordered(self)
-        return self
 
 
 class Supervisor(FileModel):

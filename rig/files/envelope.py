@@ -58,10 +58,10 @@ def check_ordered(limits: FileModel) -> None:
             raise ValueError(f"{lo} ({a}) must be {relation} {hi} ({b})")
 
 
-class SafetyEnvelope(FileModel):
-    """PACK_SPEC.md 5 as data: the loosest limits any bench may use on this pack."""
+class RigLimits(FileModel):
+    """The rig's absolute limits (PACK_SPEC.md 5): the fields a bench file's ``[limits]`` and
+    the pack spec's envelope share, with the same ranges and the same order between them."""
 
-    id: Annotated[str, Field(pattern=r"^REQ-[A-Z0-9.-]+$")]
     # refused commands: set-point caps
     psu_max_voltage_v: Volts
     psu_max_current_a: Amps
@@ -75,6 +75,7 @@ class SafetyEnvelope(FileModel):
     group_min_v: GroupVolts
     pack_max_v: Volts
     pack_min_v: Volts
+    #: the DMM reads the pack as connected (relays closed) above this; pack_min_v applies then
     pack_connected_above_v: Annotated[float, Field(ge=0.0, le=60.0)]
     current_max_a: Amps
     current_max_for_s: Annotated[float, Field(ge=0.0, le=10.0)]
@@ -82,14 +83,24 @@ class SafetyEnvelope(FileModel):
     short_circuit_max_for_s: Annotated[float, Field(ge=0.0, le=1.0)]
     case_max_c: Celsius
     case_min_c: Celsius
-    # time bounds
     instrument_silent_s: Annotated[float, Field(gt=0.0, le=60.0)]
+
+    @model_validator(mode="after")
+    def _ordered(self):
+        check_ordered(self)
+        return self
+
+
+class SafetyEnvelope(RigLimits):
+    """PACK_SPEC.md 5 as data: the loosest limits any bench may use on this pack."""
+
+    id: Annotated[str, Field(pattern=r"^REQ-[A-Z0-9.-]+$")]
+    # time bounds beyond the shared limits
     watchdog_max_s: Annotated[float, Field(gt=0.0, le=60.0)]
     supervisor_max_period_s: Annotated[float, Field(gt=0.0, le=5.0)]
 
     @model_validator(mode="after")
     def _consistent(self):
-        check_ordered(self)
         if not self.supervisor_max_period_s < self.instrument_silent_s:
             raise ValueError(f"supervisor_max_period_s ({self.supervisor_max_period_s}) must be below "
                              f"instrument_silent_s ({self.instrument_silent_s})")
