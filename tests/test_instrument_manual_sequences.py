@@ -18,6 +18,8 @@ Sequences (the manual each follows; docs/emulated-instruments.md has the table p
 """
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rig.emulator.instruments.espec_sh import EmulatedEspecSh
@@ -213,3 +215,42 @@ def test_the_emulators_safe_state_lines_hold_under_the_path_rule():
         assert bench.devices["eload"].handle_line("SYST:ERR:COUN?") == ["0"]
     finally:
         bench.close()
+
+
+# --- measurement time (issue 17 item 4) --------------------------------------------------------------
+def test_a_paced_dmm_takes_its_integration_time(serve, plant):
+    """On a wall-clock bench a reading takes what it takes the real 34465A: NPLC power-line
+    cycles, twice with autozero on; the reply comes after it (a lower bound: load only adds)."""
+    dmm = Emulated34465A(plant)
+    dmm.pace = True
+    session = serve(dmm)[1]()
+    session.write("CONF:VOLT:DC 100;:VOLT:DC:NPLC 1;:SAMP:COUN 5")
+    assert session.query("*OPC?") == "1"
+    started = time.monotonic()
+    assert len(session.query("READ?").split(",")) == 5
+    assert time.monotonic() - started >= 5 * 2 * 1 / 50  # 5 readings x (1 PLC + autozero) at 50 Hz
+    session.write("VOLT:DC:ZERO:AUTO OFF;:TRIG:COUN 2;:TRIG:DEL 0.1")
+    assert session.query("*OPC?") == "1"
+    started = time.monotonic()
+    assert len(session.query("READ?").split(",")) == 10
+    assert time.monotonic() - started >= 10 * 1 / 50 + 2 * 0.1
+
+
+def test_a_paced_scanner_takes_each_channels_integration_time(serve, plant):
+    plant.scanner.group_v = [[3.3] * 16]
+    scanner = EmulatedDaq970A(plant, GROUPS, THERMOCOUPLES)
+    scanner.pace = True
+    session = serve(scanner)[1]()
+    session.write("CONF:VOLT:DC (@101:104);:VOLT:DC:NPLC 10,(@101:104)")
+    assert session.query("*OPC?") == "1"
+    started = time.monotonic()
+    assert len(session.query("READ?").split(",")) == 4
+    assert time.monotonic() - started >= 4 * 10 / 50
+
+
+def test_an_unpaced_dmm_answers_at_once_in_virtual_time(plant):
+    """Unpaced (virtual time, the default) the same burst charges the time but holds nothing."""
+    dmm = Emulated34465A(plant)
+    replies, busy_s = dmm.handle_message("CONF:VOLT:DC;:SAMP:COUN 5;:READ?")
+    assert len(replies[0].split(",")) == 5 and busy_s == pytest.approx(5 * 2 * 10 / 50)
+    assert not dmm.pace

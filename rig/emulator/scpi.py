@@ -32,6 +32,13 @@ last node; a following command without a leading ``:`` continues there (``MEAS:V
 ``MEAS:VOLT?`` then ``MEAS:CURR?``), a leading ``:`` goes back to the root, a common command
 (``*...``) leaves the path alone, and each new line starts at the root.
 
+Measurement time (issue 17 item 4): a model charges the time its real counterpart spends on a
+command (:meth:`ScpiDevice.busy`: the DMM's integration time per reading, the scanner's per
+channel). With :attr:`ScpiDevice.pace` on the server holds that message's reply, and the
+connection's next command, for that long, as the real instrument's bus would; off (the default,
+and always in virtual time), replies come at once. Pacing is opt-in (``device.pace = True`` on a
+wall-clock bench): the rig's 1-s supervisor cycle does not fit a paced scan of 40 channels.
+
 Arguments (numbers with unit suffixes, ``MIN``/``MAX``/``DEF``, booleans) and :class:`ScpiError`
 are :mod:`rig.emulator.scpi_arguments`, re-exported here.
 
@@ -50,6 +57,7 @@ import socket
 import socketserver
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 
@@ -128,6 +136,8 @@ class ScpiDevice:
     idn = "packrig,emulated,0,0"
     #: *SAV/*RCL locations (0..n-1); 0 refuses both with -113, as a model without them does
     save_locations = 0
+    #: hold replies for the measurement time the message charged (module docstring)
+    pace = False
 
     def __init__(self) -> None:
         self._table: list[tuple[re.Pattern, Handler]] = []
@@ -140,6 +150,7 @@ class ScpiDevice:
         self._saved: dict[int, dict] = {}
         self._path = ""          # the compound-message path (SCPI-99 6.2.4), "" = root
         self._pending = 0        # replies of the message being executed (MAV)
+        self._busy_s = 0.0       # measurement time the message being executed charged
         self.command("*IDN?", lambda arg: self.idn)
         self.command("*RST", lambda arg: self.reset())
         self.command("*CLS", lambda arg: self.clear_status())
@@ -233,20 +244,28 @@ class ScpiDevice:
     def touched(self) -> None:
         """Any command arrived (feeds a watchdog). Subclasses extend it."""
 
+    def busy(self, seconds: float) -> None:
+        """The command being executed takes ``seconds`` on the real instrument (a measurement)."""
+        self._busy_s += seconds
+
     def handle_line(self, line: str) -> list[str]:
         """Execute one line of ``;``-joined commands; return the replies of its queries."""
+        return self.handle_message(line)[0]
+
+    def handle_message(self, line: str) -> tuple[list[str], float]:
+        """:meth:`handle_line`, and the measurement time (s) the line charged."""
         replies = []
         with self.lock:
             self.history.append(line)
             self.touched()
-            self._path, self._pending = "", 0  # a new message starts at the root
+            self._path, self._pending, self._busy_s = "", 0, 0.0  # a new message starts at the root
             for cmd in filter(None, (c.strip() for c in line.split(";"))):
                 reply = self._execute(cmd)
                 if reply is not None:
                     replies.append(reply)
                     self._pending += 1
             self._pending = 0  # the replies go out now
-        return replies
+            return replies, self._busy_s
 
     def _full_header(self, header: str) -> str:
         """The header with the compound-message path applied, and the path moved on (SCPI-99 6.2.4)."""
@@ -300,7 +319,9 @@ class _Handler(socketserver.StreamRequestHandler):
                         device.queue_error(-223, "Too much data")
                     continue
                 line = raw.decode("ascii", errors="replace").strip()
-                replies = device.handle_line(line)
+                replies, busy_s = device.handle_message(line)
+                if device.pace and busy_s > 0:  # the real instrument is still measuring
+                    time.sleep(busy_s)
                 if replies:  # IEEE 488.2: the replies of one message go back as one, ';'-separated
                     self.wfile.write(";".join(replies).encode("ascii", errors="replace") + b"\n")
         except (ConnectionError, OSError):

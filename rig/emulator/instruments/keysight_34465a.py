@@ -38,7 +38,9 @@ no reply and -230 is queued). ``READ?`` = INIT + FETC?, refused with ``-214 Trig
 when the source is BUS. ``FETCh?`` returns the memory's readings, ``R?`` returns them as a
 definite-length block and erases them. MEASure/CONFigure set the trigger count, sample count and
 source back to 1, 1, IMMediate, as the guide says. Every reading of a burst is taken at the same
-instant of the world's clock (the real DMM spends NPLC/50 Hz per reading plus the trigger delay).
+instant of the world's clock; the time the real DMM spends, NPLC / line frequency per reading
+(twice that with autozero on) plus a set trigger delay per trigger, is charged with
+:meth:`~rig.emulator.scpi.ScpiDevice.busy` and held on a paced (wall-clock) bench.
 
 Readings look like the real one's: ``+5.12345678E+01``, quantised to the resolution of the
 range and integration time (6.5 digits at 1 NPLC); beyond 120 % of a fixed range the reading
@@ -65,6 +67,8 @@ RESISTANCE_RANGES = (1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9)
 TRIGGER_SOURCES = ("IMMediate", "BUS", "EXTernal", "INTernal")
 COUNT_RANGE = (1, 1_000_000)
 TRIGGER_DELAY_RANGE_S = (0.0, 3600.0)
+#: the power line the DMM integrates over, Hz (an NPLC is one cycle of it)
+LINE_HZ = 50.0
 
 
 def reading(value: float) -> str:
@@ -278,7 +282,12 @@ class Emulated34465A(ScpiDevice):
         volts = abs(self._input_v())
         return next((r for r in RANGES if volts <= r * OVERRANGE), RANGES[-1])
 
+    def reading_time_s(self) -> float:
+        """What one reading takes on the real DMM: NPLC cycles, doubled by autozero."""
+        return self.nplc / LINE_HZ * (2 if self.flags["ZERO"] else 1)
+
     def _read(self) -> str:
+        self.busy(self.reading_time_s())
         if self.function == "CURR":
             return reading(0.0)  # nothing is wired to the current jack
         if self.function == "RES":
@@ -292,6 +301,7 @@ class Emulated34465A(ScpiDevice):
     def _take_burst(self) -> None:
         """TRIG:COUN x SAMP:COUN readings into memory, at this instant (module docstring)."""
         self.memory = [self._read() for _ in range(self.trigger_count * self.sample_count)]
+        self.busy(0.0 if self.trigger_delay_auto else self.trigger_delay_s * self.trigger_count)
         self.waiting = False
 
     def _read_burst(self) -> str:

@@ -30,7 +30,9 @@ reading memory (with BUS, at ``*TRG``); ``FETCh?`` returns the memory, ``R?`` re
 readings as a definite-length block and erases them, ``DATA:POINts?`` counts them; ``READ?`` =
 INIT + FETC? (-214 with BUS). FORMat:READing adds, after each reading: its unit (`` VDC``, `` C``),
 the time since the scan started (``000000000.000``, s), the channel, the alarm (always 0: no
-limits are modelled). TRIG:SOUR TIMer and EXTernal are refused (-224, not modelled): the emulated
+limits are modelled). Each channel reading charges its integration time, NPLC / 50 Hz
+(:meth:`~rig.emulator.scpi.ScpiDevice.busy`, held on a paced bench); relay switching is not
+charged. TRIG:SOUR TIMer and EXTernal are refused (-224, not modelled): the emulated
 scan takes every sweep at one instant of the world's clock, which a timed scan would misstate.
 
 Readings: ``+3.30212300E+00``. Overload, an open thermocouple, or a thermocouple reading taken
@@ -49,6 +51,8 @@ from rig.emulator.scpi import ScpiDevice, ScpiError, parse_bool, parse_number
 #: FORMat:READing fields, in the order they follow a reading
 FORMAT_FIELDS = ("UNIT", "TIME", "CHANnel", "ALARm")
 TRIGGER_COUNT_RANGE = (1, 50_000)
+#: the power line the internal DMM integrates over, Hz
+LINE_HZ = 50.0
 VOLT_RANGES = (0.1, 1.0, 10.0, 100.0, 300.0)  # DAQ970A internal DMM, V; DAQM901A max 300 V
 NPLC_VALUES = (0.02, 0.2, 1.0, 2.0, 10.0, 20.0, 100.0, 200.0)
 TC_TYPES = ("B", "E", "J", "K", "N", "R", "S", "T")
@@ -288,6 +292,7 @@ class EmulatedDaq970A(ScpiDevice):
         for ch in channels:
             kind, option = self.function.get(ch, ("VOLT", None))
             value = self._celsius(ch) if kind == "TEMP" else self._volts(ch, option)  # type: ignore[arg-type]
+            self.busy(self.nplc.get(ch, 1.0) / LINE_HZ)
             text = reading(value)
             if self._format_on("UNIT"):
                 text += " " + (self.units.get(ch, "C") if kind == "TEMP" else "VDC")
