@@ -233,3 +233,12 @@ def test_the_tests_own_readings_come_from_the_step_rows():
     assert _READING.match('4.05,step,eload,,MEAS:VOLT?;:MEAS:CURR?,52.34018;0,,0.00014')
     assert not _READING.match('4.0,step,psu,,VOLT 56,,,0.0001')  # a set-up command
     assert not _READING.match('4.0,step,scanner,,"MEAS:VOLT:DC? 10,DEF,(@101:116)","+3.26E+00",,0.0002')
+
+
+def test_a_long_series_is_thinned_without_losing_a_spike():
+    from rig.report.plot_data import _thin
+    flat = plots.Series([float(t) for t in range(10_000)], [0.0] * 10_000)
+    flat.v[5123] = 9.0  # one sample of a current spike in an emulated hour and more
+    thin = _thin(flat, 100)
+    assert len(thin.t) <= 200 and (5123.0, 9.0) in zip(thin.t, thin.v)
+    assert thin.t == sorted(thin.t)

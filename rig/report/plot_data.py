@@ -52,7 +52,9 @@ class Series:
 class TestRecording:
     """A test's recording as the plot reads it (see the module docstring)."""
 
-    rig: dict[str, Series]             #: supervisor quantity -> series (``pack_v``, ``group3_v`` ...)
+    #: supervisor quantity -> series (``pack_v``, ``group3_v`` ...; ``taps_low_v`` and ``taps_high_v``:
+    #: the lowest and highest of the 16 cell taps of each sample)
+    rig: dict[str, Series]
     bms: dict[str, Series]             #: DBC signal of the master's reports -> series (``Group3Voltage``)
     lights: dict[str, Series]          #: light name -> lit (1) / dark (0) per sample
     marks: list[tuple[float, str]]     #: (rig time s, label), oldest first
@@ -100,7 +102,14 @@ def read_recording(can_path: str | Path, samples_path: str | Path, max_points: i
                 rig.setdefault(name, Series()).add(t, float(value))
             except ValueError:
                 continue  # a state in words ("Run"): not drawn
+    taps = [rig.get(f"group{i}_v") for i in range(1, 17)]
     rig = {name: _thin(series, max_points) for name, series in rig.items()}
+    if all(taps) and len({len(tap.t) for tap in taps}) == 1:  # the 16 taps of one sample: their band
+        low = Series(taps[0].t, [min(vs) for vs in zip(*(tap.v for tap in taps))])
+        high = Series(taps[0].t, [max(vs) for vs in zip(*(tap.v for tap in taps))])
+        keep = _thin_indices(low.v, max_points, min) | _thin_indices(high.v, max_points, max)
+        rig["taps_low_v"], rig["taps_high_v"] = (Series([s.t[i] for i in sorted(keep)], [s.v[i] for i in sorted(keep)])
+                                                 for s in (low, high))
     samples = [{"name": name, "value": float(value)} for _, name, value in samples if name in _NOT_SAMPLES]
     can_path = Path(can_path)
     if not can_path.exists():
@@ -177,19 +186,21 @@ def _readings(t: float, instrument: str, command: str, reply: str) -> list[tuple
 def _thin(series: Series, max_points: int) -> Series:
     """At most about ``2 * max_points`` points: the lowest and the highest sample of each of
     ``max_points`` runs of samples, in time order, so that a spike is never thinned away."""
-    n = len(series.t)
-    if n <= 2 * max_points:
+    if len(series.t) <= 2 * max_points:
         return series
-    out, step = Series(), n / max_points
-    for k in range(max_points):
-        a, b = int(k * step), min(int((k + 1) * step), n)
-        if a >= b:
-            continue
-        low = min(range(a, b), key=series.v.__getitem__)
-        high = max(range(a, b), key=series.v.__getitem__)
-        for i in sorted({low, high}):
-            out.add(series.t[i], series.v[i])
-    return out
+    keep = sorted(_thin_indices(series.v, max_points, min) | _thin_indices(series.v, max_points, max))
+    return Series([series.t[i] for i in keep], [series.v[i] for i in keep])
+
+
+def _thin_indices(values: list[float], max_points: int, pick) -> set[int]:
+    """The index of the ``pick`` (min or max) value of each of ``max_points`` runs of values
+    (every index when there are no more values than that)."""
+    n = len(values)
+    if n <= 2 * max_points:
+        return set(range(n))
+    step = n / max_points
+    runs = ((int(k * step), min(int((k + 1) * step), n)) for k in range(max_points))
+    return {pick(range(a, b), key=values.__getitem__) for a, b in runs if a < b}
 
 
 def _asc_reports(path: Path, samples: list[dict]) -> tuple[list[tuple[float, int, bytes]], int]:

@@ -211,7 +211,8 @@ def _line(ax, series: Series | None, scale: float, label: str | None, bms: bool 
         if bms:
             ax.step(t, series.v, where="post", label=label, **{"color": BMS, "ls": "--", "lw": 1.2, **style})
         else:
-            ax.plot(t, series.v, label=label, **{"color": RIG, "lw": 1.4, "marker": ".", "ms": 3, **style})
+            dots = {"marker": ".", "ms": 3} if len(t) <= 400 else {}  # the samples, while they stand apart
+            ax.plot(t, series.v, label=label, **{"color": RIG, "lw": 1.4, **dots, **style})
 
 
 def _every_reading(rec, instrument: str, quantity: str) -> Series | None:
@@ -239,11 +240,10 @@ def _current(ax, rec, ctx: _Context) -> None:
 
 def _groups(ax, rec, ctx: _Context) -> None:
     scale = ctx.scale
-    taps = [rec.rig[k] for k in (f"group{i}_v" for i in range(1, 17)) if k in rec.rig]
-    if taps and all(len(s.t) == len(taps[0].t) for s in taps):
-        t = [x / scale for x in taps[0].t]
-        low, high = [min(vs) for vs in zip(*(s.v for s in taps))], [max(vs) for vs in zip(*(s.v for s in taps))]
-        ax.fill_between(t, low, high, color=RIG, alpha=0.25, lw=0.8, label="16 cell taps, min-max (rig)")
+    low, high = rec.rig.get("taps_low_v"), rec.rig.get("taps_high_v")
+    if low is not None and high is not None and len(low.t) == len(high.t):
+        ax.fill_between([x / scale for x in low.t], low.v, high.v, color=RIG, alpha=0.25, lw=0.8,
+                        label="16 cell taps, min-max (rig)")
     low, high = rec.bms.get("MinGroupVoltage"), rec.bms.get("MaxGroupVoltage")
     if low is not None and high is not None and len(low.t) == len(high.t):
         t = [x / scale for x in low.t]
