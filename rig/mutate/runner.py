@@ -23,7 +23,7 @@ import sys
 import time
 import tomllib
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -109,12 +109,11 @@ class MutationRun:
         (self.out / "profiles").mkdir(parents=True, exist_ok=True)
         (self.out / "runs").mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(self.workers) as pool:
-            outcomes = []
-            for outcome in pool.map(self.one, mutants):
-                outcomes.append(outcome)
+            futures = [pool.submit(self.one, m) for m in mutants]
+            for future in as_completed(futures):   # progress as each ends; a survivor takes long
                 if progress:
-                    progress(outcome)
-        return outcomes
+                    progress(future.result())
+        return [f.result() for f in futures]
 
     def one(self, mutant: Mutant) -> Outcome:
         started = time.perf_counter()
