@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser, default_bench: str) -> None:
     p.add_argument("--reports", help="put the whole run in this folder (default: reports/runs/<UTC time>-<id>/)")
     p.add_argument("--overwrite", action="store_true", help="reuse a --reports folder that holds a run")
     p.add_argument("--no-html", action="store_true", help="skip rendering the HTML report")
+    p.add_argument("--plots", choices=("all", "failed", "none"),
+                   help="which tests get a plot (default: all; a plot costs ~0.2 s of CPU per test)")
     p.add_argument("--shard", metavar="i/N", help="run only shard i of N (merge the shards with packrig merge)")
     p.add_argument("--shard-durations", metavar="RUN", help="run folder whose test durations balance the shards")
     p.add_argument("--plain", action="store_true", help="pytest's own output instead of the live display")
@@ -138,7 +140,7 @@ def _pytest_command(args, bench, run_dir: Path, feed: Path | None) -> list[str]:
            "--no-run-summary", "--no-first-contact"]
     for flag, value in (("--pack-spec", args.pack_spec), ("--firmware", args.firmware),
                         ("--seed", args.seed), ("-m", args.markers), ("-k", args.keyword),
-                        ("--progress-feed", feed), ("--shard", args.shard),
+                        ("--progress-feed", feed), ("--shard", args.shard), ("--plots", args.plots),
                         ("--shard-durations", args.shard_durations)):
         if value is not None:
             cmd += [flag, str(value)]

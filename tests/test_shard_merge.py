@@ -45,7 +45,7 @@ def _packrig(*args) -> subprocess.CompletedProcess:
 
 
 def test_two_shards_merged_give_the_outcomes_of_one_run(tmp_path):
-    common = ["run", "-k", SELECTION, "--workers", "0", "--no-html", "--plain"]
+    common = ["run", "-k", SELECTION, "--workers", "0", "--no-html", "--plain", "--plots", "none"]
     whole = _packrig(*common, "--reports", str(tmp_path / "whole"))
     assert whole.returncode == 0, whole.stdout[-2000:] + whole.stderr[-2000:]
     for i in (1, 2):

@@ -27,8 +27,9 @@ def run_testcases(*args: str, cwd: Path, run_dir: Path | None = None) -> subproc
     default a fresh ``cwd/run-<n>``: never in the repository's reports/."""
     if run_dir is None:
         run_dir = cwd / f"run-{len(list(cwd.glob('run-*')))}"
+    # plots only for failed tests: a verdict is what these check (tests/test_plots.py the plots)
     return subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "--run-dir", str(run_dir), *args],
+                           "--run-dir", str(run_dir), "--plots", "failed", *args],
                           cwd=cwd, capture_output=True, text=True, timeout=900)
 
 

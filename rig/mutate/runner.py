@@ -145,7 +145,8 @@ class MutationRun:
         junit = folder / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(self.bench),
                "--firmware", str(profile), "--run-dir", str(folder), "--junitxml", str(junit),
-               "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "console_output_style=classic"]
+               "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "console_output_style=classic",
+               "--plots", "none"]   # a verdict is all a mutant needs: plots would double its CPU
         if self.seed is not None:
             cmd += ["--seed", str(self.seed)]
         if not self.matrix:
