@@ -84,3 +84,18 @@ def test_storage_recharge_voltage_is_below_the_over_voltage_alarm(spec):
     """Manual 1.4: CV 55 V recharges without touching the pack over-voltage alarm."""
     assert spec.storage_recharge.charge_voltage_v < spec.protections.pack_over_voltage.l1.threshold, (
         spec.storage_recharge.id)
+
+
+@pytest.mark.requirement("safety_envelope")
+def test_bench_limits_lie_within_the_packs_safety_envelope(spec, bench_file):
+    """PACK_SPEC 5: every limit the bench works to (set-point caps, supervisor trips, silence,
+    watchdogs, supervisor period) is the envelope's or tighter, so the lab report states the
+    limits the run was made under. (Loading the bench already refuses a looser one; this says so
+    in the run, per field.)"""
+    from rig.files.envelope import compare
+
+    rows = compare(bench_file.file, spec.safety_envelope)
+    looser = [f"{r.field} = {r.bench:g} beyond {r.envelope_field} = {r.envelope:g}" for r in rows if r.looser]
+    assert not looser, f"{spec.safety_envelope.id}: " + "; ".join(looser)
+    assert bench_file.file.supervisor.period_s < bench_file.file.limits.instrument_silent_s, (
+        f"{spec.safety_envelope.id}: supervisor.period_s must be below limits.instrument_silent_s")
