@@ -118,6 +118,8 @@ class Bms:
         self._precharge_since: int | None = None
         self._cut_since: dict[str, int] = {}          # row -> current flowing against an L2 since
         self._cut_rows: set[str] = set()              # rows whose L2 opened the relays
+        self._l3_since: dict[str, int] = {}           # row -> current flowing against a timed L3 since
+        self._l3_cut_rows: set[str] = set()           # rows whose timed L3 opened the relays
         self._pcs_seen: int = 0
         self._poweroff_at: int | None = None
         self._panel_since = 0
@@ -133,6 +135,11 @@ class Bms:
         self._pcs_watched = profile.pcs_loss.enabled and address == 2  # only the pack on the CAN bus hears the PCS
         hold = profile.levels.l2.open_relays_if_current_for_s
         self._cut_hold_ns = None if hold is None else ns(hold)
+        # L3 opens the relays at once when its hold is 0 (PACK_SPEC 4); a build with a hold opens
+        # them only after current kept flowing that long, one without (None) never
+        l3_hold = profile.levels.l3.open_relays_if_current_for_s
+        self._l3_at_once = l3_hold == 0.0
+        self._l3_hold_ns = ns(l3_hold) if l3_hold else None
         self._relay_checks = [(i, getattr(profile.failures, name).failure_bit)
                               for i, name in enumerate(("relay1", "relay2")) if getattr(profile.failures, name).detect]
 
@@ -192,9 +199,11 @@ class Bms:
             if change == "trip" and level == 3:
                 self._level3(name, t_ns)
             if change == "release":
-                self._cut_rows.discard(name) if level == 2 else None
+                self._cut_rows.discard(name) if level == 2 else self._l3_cut_rows.discard(name)
         r.levels = self.engine.levels()
         self._level2_cuts(q, t_ns)
+        if self._l3_hold_ns is not None:
+            self._level3_cuts(q, t_ns)
         if self._lowest_group_zero(q) and self.p.zero_volt_cell.enabled:
             r.failures.add(self.p.zero_volt_cell.failure_bit)
             self._start_power_off(t_ns, fault=True)
@@ -266,6 +275,8 @@ class Bms:
         self.report.levels = self.engine.levels()
         self._cut_rows.clear()
         self._cut_since.clear()
+        self._l3_cut_rows.clear()
+        self._l3_since.clear()
         if t_ns - self._off_since >= ns(self.p.soc.rest_reestimate_after_s):
             self._reestimate = True
         self._pcs_seen, self._t_last = t_ns, t_ns
@@ -334,9 +345,19 @@ class Bms:
             else:
                 self._cut_since.pop(name, None)
 
+    def _level3_cuts(self, q, t_ns: int) -> None:
+        """A build whose L3 waits for current (a hold above 0): the same timing as L2's."""
+        for name, level in self.report.levels.items():
+            if level == 3 and self._against(getattr(self.p.protections, name), q):
+                if t_ns - self._l3_since.setdefault(name, t_ns) >= self._l3_hold_ns:
+                    self._l3_cut_rows.add(name)
+            else:
+                self._l3_since.pop(name, None)
+
     def _open_reasons(self) -> bool:
         failures = self.report.failures
-        return bool(self._cut_rows or 3 in self.report.levels.values()
+        return bool(self._cut_rows or self._l3_cut_rows
+                    or (self._l3_at_once and 3 in self.report.levels.values())
                     or (failures and failures - {self.p.pcs_loss.failure_bit}))
 
     def _open(self, t_ns: int) -> None:
@@ -511,6 +532,8 @@ class Bms:
             times.append(self._poweroff_at)
         if self._cut_hold_ns is not None and self._cut_since:
             times += [since + self._cut_hold_ns for since in self._cut_since.values()]
+        if self._l3_since:
+            times += [since + self._l3_hold_ns for since in self._l3_since.values()]
         if self.awake and self._pcs_watched:
             times += [self._pcs_seen + self._pcs_alarm_ns, self._pcs_seen + self._pcs_off_ns]
         last = self._t_last
