@@ -311,7 +311,10 @@ class Bms:
                                           then_on=True)
 
     def parallel_failure(self, t_ns: int) -> None:
-        """Parallel connection failure: ALM on, then the fault power-off (manual 2.2)."""
+        """Parallel connection failure: ALM on, then the fault power-off (manual 2.2). A build
+        that does not detect it (``detect = false``) runs on as if alone."""
+        if not self.p.failures.parallel_connection.detect:
+            return
         self.report.failures.add(self.p.failures.parallel_connection.failure_bit)
         self._start_power_off(t_ns, fault=True)
 
