@@ -115,7 +115,7 @@ def described(bench, pack, quantity: str, value: float, how: str) -> str:
     if quantity == "group_voltage_difference":
         return (f"{who}group difference driven to {value:g} V: group 1 at {volts[0]:.4g} V, group 2 at "
                 f"{volts[1]:.4g} V ({how})")
-    if quantity == "max_group_voltage":
+    if quantity in ("max_group_voltage", "min_group_voltage"):
         return f"{who}group {len(volts)} driven to {value:g} V, the others to {volts[0]:.4g} V ({how})"
     return f"{who}every group driven to {value:g} V ({how})"
 
@@ -155,12 +155,13 @@ def _group_voltages(spec, quantity: str, value: float) -> list[float]:
     groups = spec.ratings.groups
     if quantity == "pack_voltage":
         return [value / groups] * groups
-    if quantity == "max_group_voltage":
-        # one group high, the others half a cell-difference alarm below it: with every group
-        # there, the pack's own over-voltage rows would trip too (16 x 3.60 V is their L2) and
-        # show their light and bits in place of the cell row's
-        below = spec.protections.cell_voltage_difference.l1.threshold / 2
-        return [value - below] * (groups - 1) + [value]
+    if quantity in ("max_group_voltage", "min_group_voltage"):
+        # one group out, the others half a cell-difference alarm back from it: with every group
+        # there, the pack's own rows would trip too (16 x the cell row's thresholds are theirs)
+        # and show their light, bits and power-off in place of the cell row's
+        back = spec.protections.cell_voltage_difference.l1.threshold / 2
+        back = -back if quantity == "max_group_voltage" else back
+        return [value + back] * (groups - 1) + [value]
     if quantity != "group_voltage_difference":
         return [value] * groups
     # the pair sits around the middle of the two L1 alarms; near the window's edges it is moved

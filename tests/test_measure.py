@@ -237,7 +237,7 @@ def test_drive_describes_its_stimulus_in_the_packs_terms():
     assert described(bench, pack, "max_group_voltage", 3.7, FAULT_INSERTION) == \
         "group 16 driven to 3.7 V, the others to 3.55 V (fault insertion)"
     assert described(bench, pack, "min_group_voltage", 2.7, FAULT_INSERTION) == \
-        "every group driven to 2.7 V (fault insertion)"
+        "group 16 driven to 2.7 V, the others to 2.85 V (fault insertion)"
     assert described(bench, pack, "pack_voltage", 3.7 * groups, FAULT_INSERTION) == \
         f"pack voltage driven to {3.7 * groups:g} V, every group at 3.7 V (fault insertion)"
     assert described(bench, pack, "charge_current", 90.0, PSU) == \

@@ -323,7 +323,7 @@ class Bms:
         row = getattr(self.p.protections, name)
         if row.l3.action == "power_off":
             self._start_power_off(t_ns, fault=True)
-        elif row.l3.action == "failure":
+        elif row.l3.action == "failure" and getattr(self.p.failures, name).detect:
             self.report.failures.add(getattr(self.p.failures, name).failure_bit)
 
     def _against(self, row, q) -> bool:
