@@ -25,8 +25,7 @@ import pyvisa
 from rig.bench import Bench
 from rig.emulator.control import LISTEN_BACKLOG, MAX_REQUEST, ControlServer
 from rig.emulator.remote import RemoteEmulator
-from rig.emulator.rs485_bus import _Client as Rs485Client
-from rig.emulator.rs485_bus import _Server as Rs485Server
+from rig.emulator.rs485_bus import LineServer
 from rig.emulator.scpi import ScpiDevice, ScpiServer
 from rig.emulator.socketcand import SocketcandServer
 from rig.errors import EmulatorDied, InstrumentError
@@ -353,7 +352,7 @@ def _connect_all(port: int, count: int, within_s: float) -> list[socket.socket]:
     lambda: ControlServer(None),
     lambda: ScpiServer(ScpiDevice()),
     lambda: SocketcandServer(),
-    lambda: Rs485Server(("127.0.0.1", 0), Rs485Client),
+    lambda: LineServer(("127.0.0.1", 0), None, "RS485 client"),
 ], ids=["control", "scpi", "socketcand", "rs485"])
 def test_listen_backlog_queues_a_burst_the_server_has_not_accepted_yet(make):
     """Not accepting (not started): only the listen backlog holds the connections (5 would refuse)."""

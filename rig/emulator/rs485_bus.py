@@ -65,16 +65,18 @@ LineListener = Callable[[bytes], None]
 
 
 class _Client(socketserver.BaseRequestHandler):
-    """One TCP client: read with a timeout (so stop() is noticed), hand the bytes to the bus."""
+    """One TCP client of a :class:`LineServer`: read with a timeout (so the owner's stop is
+    noticed) and hand the bytes to the owner, which answers; an ``OSError`` the owner raises
+    while answering ends this client."""
 
     def setup(self) -> None:
         self.request.settimeout(IO_TIMEOUT_S)
-        self.server.bus._join(self.request)  # type: ignore[attr-defined]
+        self.server.owner._join(self.request)  # type: ignore[attr-defined]
 
     def handle(self) -> None:
-        bus: Rs485Bus = self.server.bus  # type: ignore[attr-defined]
+        owner = self.server.owner  # type: ignore[attr-defined]
         reader = RawFrameReader()
-        while not bus._stopping:
+        while not owner._stopping:
             try:
                 data = self.request.recv(CHUNK)
             except socket.timeout:
@@ -83,20 +85,31 @@ class _Client(socketserver.BaseRequestHandler):
                 return
             if not data:
                 return  # the client closed; a frame it left half-sent dies with its reader
-            bus._from_client(self.request, data, reader)
+            try:
+                owner._from_client(self.request, data, reader)
+            except OSError:
+                return
 
     def finish(self) -> None:
-        self.server.bus._leave(self.request)  # type: ignore[attr-defined]
+        self.server.owner._leave(self.request)  # type: ignore[attr-defined]
 
 
-class _Server(socketserver.ThreadingTCPServer):
+class LineServer(socketserver.ThreadingTCPServer):
+    """The listening socket of an RS485 line (the packs' link, or a pack's console port): each
+    client in its own thread, bytes handed to ``owner`` (``_join``, ``_from_client``, ``_leave``,
+    ``_stopping``); bursts of connections queue (``LISTEN_BACKLOG``)."""
+
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = LISTEN_BACKLOG
 
+    def __init__(self, address, owner, what: str):
+        self.owner, self.what = owner, what
+        super().__init__(address, _Client)
+
     def handle_error(self, request, client_address) -> None:
         """A connection that failed outside the client's own checks: one log line, no traceback."""
-        log.warning("RS485 client %s:%s: %s", *client_address[:2], sys.exc_info()[1])
+        log.warning("%s %s:%s: %s", self.what, *client_address[:2], sys.exc_info()[1])
 
 
 class Rs485Bus:
@@ -122,7 +135,7 @@ class Rs485Bus:
         self._pack_reader = RawFrameReader()
         self._cut = False
         self._stopping = False
-        self._server: _Server | None = None
+        self._server: LineServer | None = None
         self._thread: threading.Thread | None = None
 
     # --- lifetime ------------------------------------------------------------------------------
@@ -133,8 +146,7 @@ class Rs485Bus:
         """
         if self._server is not None or self._stopping:
             raise RuntimeError("Rs485Bus.start(): a bus starts once (this one is started or stopped)")
-        self._server = _Server((self.host, 0), _Client)
-        self._server.bus = self  # type: ignore[attr-defined]
+        self._server = LineServer((self.host, 0), self, "RS485 client")
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="rs485-bus", daemon=True)
         self._thread.start()

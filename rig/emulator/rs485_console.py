@@ -32,56 +32,14 @@ from __future__ import annotations
 
 import logging
 import socket
-import socketserver
-import sys
 import threading
 
-from rig.emulator.rs485_bus import CHUNK, IO_TIMEOUT_S, LISTEN_BACKLOG, Rs485Bus
+from rig.emulator.rs485_bus import LineServer, Rs485Bus
 from rig.emulator.rs485_responder import PackResponder, RawFrameReader
 from rig.errors import FrameError
 from rig.protocol.rs485 import Frame, encode_frame
 
 log = logging.getLogger(__name__)
-
-
-class _Client(socketserver.BaseRequestHandler):
-    """One console client: its frames in, the pack's replies back to it alone."""
-
-    def setup(self) -> None:
-        self.request.settimeout(IO_TIMEOUT_S)
-        self.server.console._clients.add(self.request)  # type: ignore[attr-defined]
-
-    def handle(self) -> None:
-        console: ConsolePort = self.server.console  # type: ignore[attr-defined]
-        reader = RawFrameReader()
-        while not console._stopping:
-            try:
-                data = self.request.recv(CHUNK)
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            if not data:
-                return
-            for item in reader.feed(data):
-                answer = console.answer(item)
-                if answer is not None:
-                    try:
-                        self.request.sendall(encode_frame(answer))
-                    except OSError:
-                        return
-
-    def finish(self) -> None:
-        self.server.console._clients.discard(self.request)  # type: ignore[attr-defined]
-
-
-class _Server(socketserver.ThreadingTCPServer):
-    daemon_threads = True
-    allow_reuse_address = True
-    request_queue_size = LISTEN_BACKLOG
-
-    def handle_error(self, request, client_address) -> None:
-        log.warning("RS485 console client %s:%s: %s", *client_address[:2], sys.exc_info()[1])
 
 
 class ConsolePort:
@@ -102,15 +60,14 @@ class ConsolePort:
         self.own.partners = link_responder.partners
         self._clients: set[socket.socket] = set()
         self._stopping = False
-        self._server: _Server | None = None
+        self._server: LineServer | None = None
 
     # --- lifetime ------------------------------------------------------------------------------
     def start(self) -> ConsolePort:
         """Listen and serve clients in background threads (once)."""
         if self._server is not None or self._stopping:
             raise RuntimeError("ConsolePort.start(): a console port starts once")
-        self._server = _Server((self.host, 0), _Client)
-        self._server.console = self  # type: ignore[attr-defined]
+        self._server = LineServer((self.host, 0), self, "RS485 console client")
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                          name=f"rs485-console-{self.own.bms.address}", daemon=True).start()
         return self
@@ -135,6 +92,20 @@ class ConsolePort:
         if self._server is None:
             raise RuntimeError("ConsolePort.url: not started (or already stopped)")
         return f"socket://{self.host}:{self._server.server_address[1]}"
+
+    # --- its clients (LineServer's hooks) ------------------------------------------------------
+    def _join(self, sock: socket.socket) -> None:
+        self._clients.add(sock)
+
+    def _leave(self, sock: socket.socket) -> None:
+        self._clients.discard(sock)
+
+    def _from_client(self, sock: socket.socket, data: bytes, reader: RawFrameReader) -> None:
+        """Answer each whole frame to this client alone (an OSError ends the client)."""
+        for item in reader.feed(data):
+            answer = self.answer(item)
+            if answer is not None:
+                sock.sendall(encode_frame(answer))
 
     # --- answers -------------------------------------------------------------------------------
     def answer(self, item: Frame | FrameError) -> Frame | None:
