@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #: parallel link's rules and polls, what it says on CAN and RS485). Not the BMS: the physics and the
 #: world stepping them (world.py, physics.py, thermal.py, circuit.py), the instruments, the
 #: transports (socketcand.py, rs485_bus.py, rig_bus.py) and fault insertion (faults.py).
-BMS_MODULES = ("rig/emulator/bms.py", "rig/emulator/protections.py", "rig/emulator/parallel.py",
-               "rig/emulator/can_tx.py", "rig/emulator/rs485_responder.py", "rig/emulator/lights.py")
+BMS_MODULES = ("emulator/pack/bms.py", "emulator/pack/protections.py", "emulator/pack/parallel.py",
+               "emulator/pack/can_reports.py", "emulator/pack/rs485_responder.py", "emulator/pack/lights.py")
 GOAL_STATEMENTS_PCT, GOAL_BRANCHES_PCT = 98.0, 95.0
 
 RCFILE = """\

@@ -18,8 +18,8 @@ import pyvisa
 
 from rig.bench import quiet_socketcand_fragments
 from rig.clock import VirtualClock
-from rig.emulator.remote import RemoteEmulator
-from rig.emulator.rig_bus import EmulatorBus
+from rig.emulator_client.remote_emulator import RemoteEmulator
+from rig.emulator_client.virtual_time_bus import EmulatorBus
 from rig.files.bench_file import BENCHES
 from rig.pcs import PcsStandIn
 from rig.recorder import Recorder, read_can

@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rig.files.bench_file import EMULATED_BENCH, load_bench  # noqa: E402
-from rig.files.firmware_profile import CONFORMING_PROFILE  # noqa: E402
+from emulator.firmware.profile import CONFORMING_PROFILE  # noqa: E402
 from rig.files.pack_spec import load_pack_spec  # noqa: E402
 from rig.mutate.operators import generate  # noqa: E402
 from rig.mutate.runner import MutationRun  # noqa: E402

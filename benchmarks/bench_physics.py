@@ -13,8 +13,8 @@ import timeit
 
 import numpy as np
 
-from rig.emulator.physics import PackPhysics
-from rig.emulator.physics_params import load_physics
+from emulator.pack.physics import PackPhysics
+from emulator.pack.physics_params import load_physics
 
 CALLS = 5000
 REPEATS = 15

@@ -18,7 +18,7 @@ import time
 
 import can
 
-from rig.emulator.socketcand import SocketcandServer
+from emulator.transports.socketcand_server import SocketcandServer
 
 FRAMES = 50_000
 TICK = 100

@@ -2,7 +2,7 @@
 
 Issue goal: a 60-minute idle wait at >= 10,000x. Measured below the transports (the world
 only): the pack on, the PCS heartbeat every second as the rig sends it on an emulated bench (a
-cyclic CAN job the world runs, :mod:`rig.emulator.cyclic`), every CAN frame of the hour encoded
+cyclic CAN job the world runs, :mod:`emulator.cyclic`), every CAN frame of the hour encoded
 through the DBC into the records the transports take (``World.take_frames``: time, ID,
 payload; the socketcand server formats those, a python-can Message is made only for a
 python-can bus), then a 2-hour 64 A charge the same way. The rig clock's sleep of an hour is
@@ -15,9 +15,9 @@ from __future__ import annotations
 import time
 
 from rig.clock import VirtualClock
-from rig.emulator.cyclic import CyclicFrames
-from rig.emulator.world import World
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.cyclic import CyclicFrames
+from emulator.world import World
+from emulator.firmware.profile import load_firmware_profile
 from rig.protocol.can_frames import encode
 
 

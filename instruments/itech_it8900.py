@@ -16,7 +16,7 @@ own, so this OCP, at the bench's current limit, is what bounds CV (see
 
 **The watchdog is not ITECH's.** The guide documents no communication watchdog; the rig's
 emulation offers a vendor-style one worded after Keysight's (``INP:PROT:WDOG``,
-``INP:PROT:WDOG:DEL`` 1 to 3600 s; see :mod:`rig.emulator.instruments.itech_it8900`). A real
+``INP:PROT:WDOG:DEL`` 1 to 3600 s; see :mod:`emulator.instruments.it8900_load`). A real
 IT8900 answers those headers with -113, so :meth:`protect` raises ``InstrumentError`` there:
 on a real bench the e-load's kill safety is the rig's supervisor and the breaker contactor.
 """

@@ -32,7 +32,7 @@ from instruments import driver_class
 from rig.clock import Clock, VirtualClock, make_clock
 from rig.errors import InstrumentError, RigError, SafetyTrip
 from rig.files.bench_file import LoadedBench
-from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
+from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
 
 EMULATOR = "emulator"
 
@@ -118,7 +118,7 @@ class Bench:
             if e.process == "subprocess":
                 self.emulator = self._remote_emulator(firmware_path, seed, packs, soc, ambient)
             else:
-                from rig.emulator.bench import EmulatedBench  # the emulator only where a bench uses it
+                from emulator.emulated_bench import EmulatedBench  # the emulator only where a bench uses it
                 self.emulator = EmulatedBench(
                     f, firmware or load_firmware_profile(firmware_path or self.loaded.firmware_path),
                     packs=packs, seed=seed, initial_soc_pct=soc, ambient_c=ambient)
@@ -143,7 +143,7 @@ class Bench:
         self.can = can.Bus(**can_kwargs)
         if self.emulator is not None and isinstance(self.clock, VirtualClock):
             # cyclic frames in the emulator's time, and told when an advance's frames arrived
-            from rig.emulator.rig_bus import EmulatorBus
+            from rig.emulator_client.virtual_time_bus import EmulatorBus
             self.can = EmulatorBus(self.can, self.emulator)
             self.emulator.attach_bus(self.can)
         if f.rs485 is not None:
@@ -152,7 +152,7 @@ class Bench:
 
     def _remote_emulator(self, firmware_path, seed, packs, soc, ambient):
         """``packrig emulate`` in a child process, as another machine would serve the bench."""
-        from rig.emulator.remote import RemoteEmulator
+        from rig.emulator_client.remote_emulator import RemoteEmulator
         args = ["--bench", str(self.loaded.path), "--packs", str(packs), "--seed", str(seed),
                 "--soc", str(soc), "--temperature", str(ambient), "--clock", self.clock.kind]
         if firmware_path:

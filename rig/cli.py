@@ -20,7 +20,7 @@ from pathlib import Path
 from rig.errors import ConfigError
 from rig.files.bench_file import EMULATED_BENCH, load_bench
 from rig.files.envelope import check_bench_against, limits_in_force
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.files.loader import read_toml
 from rig.files.pack_spec import load_pack_spec
 
@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def emulate(args: argparse.Namespace) -> int:
-    from rig.emulator.serve import serve  # the emulator's code only for this command
+    from emulator.serve import serve  # the emulator's code only for this command
 
     return serve(args)
 

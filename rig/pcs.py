@@ -13,7 +13,7 @@ clock and handed over in time order among them.
 
 Two ways to run, chosen by the bus:
 
-- a bus of an emulated bench in virtual time (:class:`~rig.emulator.rig_bus.EmulatorBus`, it
+- a bus of an emulated bench in virtual time (:class:`~rig.emulator_client.virtual_time_bus.EmulatorBus`, it
   has ``on_arrival``): the heartbeat is the bus's ``send_periodic`` job, which the emulator runs
   in virtual time, and the stand-in pumps whenever the bus says frames arrived. Nothing wakes
   every virtual second, so a long wait is one advance of the emulator;

@@ -23,7 +23,7 @@ from rig import exits
 from rig.errors import ConfigError, SafetyTrip
 from rig.files.bench_file import EMULATED_BENCH, LoadedBench, load_bench
 from rig.files.envelope import check_bench_against
-from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
+from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
 from rig.files.pack_spec import PackSpec, load_pack_spec
 
 #: titles, failure messages first and no fixture noise in the Allure report (rig/report/allure_outcomes.py)

@@ -84,7 +84,7 @@ def validate(args: argparse.Namespace):
     :raises BadInput: the first bad input, in one line.
     """
     from rig.files.bench_file import load_bench
-    from rig.files.firmware_profile import load_firmware_profile
+    from emulator.firmware.profile import load_firmware_profile
     from rig.files.pack_spec import load_pack_spec
 
     try:

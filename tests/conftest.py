@@ -57,7 +57,7 @@ def serve():
     function opening pyvisa-py sessions to it (``connect(timeout_ms)``); all closed at teardown."""
     import pyvisa
 
-    from rig.emulator.scpi import ScpiServer
+    from emulator.instruments.scpi_server import ScpiServer
 
     manager = pyvisa.ResourceManager("@py")
     servers, opened = [], []

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 
 from rig.clock import VirtualClock
-from rig.emulator.faults import Faults
-from rig.emulator.world import World
-from rig.files.firmware_profile import CONFORMING_PROFILE, FirmwareProfile, load_firmware_profile
+from emulator.pack.faults import Faults
+from emulator.world import World
+from emulator.firmware.profile import CONFORMING_PROFILE, FirmwareProfile, load_firmware_profile
 from rig.protocol.can_frames import decode
 
 

@@ -1,4 +1,4 @@
-"""The emulated pack's frame encoder (rig.emulator.can_tx.FrameCodec) against cantools' own encoding."""
+"""The emulated pack's frame encoder (emulator.pack.can_reports.FrameCodec) against cantools' own encoding."""
 from __future__ import annotations
 
 import random
@@ -6,7 +6,7 @@ import random
 import cantools
 import pytest
 
-from rig.emulator.can_tx import DETAIL_FRAMES, SIGNALS, SYSTEM_FRAMES, FrameCodec
+from emulator.pack.can_reports import DETAIL_FRAMES, SIGNALS, SYSTEM_FRAMES, FrameCodec
 from rig.protocol.can_frames import dbc_message, encode
 
 FRAMES = [(name, None) for name in SYSTEM_FRAMES] + [(name, a) for name in DETAIL_FRAMES for a in (2, 3)]

@@ -8,8 +8,8 @@ import pytest
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.espec_sh import EspecSh
-from rig.emulator.instruments.espec_sh import EmulatedEspecSh
-from rig.emulator.plant import Plant
+from emulator.instruments.espec_chamber import EmulatedEspecSh
+from emulator.plant import Plant
 
 LIMITS = {"temperature": (-25.0, 70.0)}  # PACK_SPEC.md 5
 MINUTE_NS = 60_000_000_000

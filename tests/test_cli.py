@@ -8,7 +8,7 @@ import pytest
 
 from rig.cli import main
 from rig.files.bench_file import BENCHES, EMULATED_BENCH
-from rig.files.firmware_profile import CONFORMING_PROFILE
+from emulator.firmware.profile import CONFORMING_PROFILE
 from rig.files.pack_spec import DEFAULT_PACK_SPEC
 
 

@@ -1,7 +1,7 @@
 """Cyclic frames on an emulated bench: python-can's ``send_periodic``, run by the emulator in
 virtual time, and the PCS stand-in that keeps its heartbeat there.
 
-The rig's bus is an :class:`~rig.emulator.rig_bus.EmulatorBus` around the emulator's python-can
+The rig's bus is an :class:`~rig.emulator_client.virtual_time_bus.EmulatorBus` around the emulator's python-can
 ``virtual`` channel (the cross-process path, over the control port, is exercised by
 ``test_emulator_processes.py``). What the pack hears is read at the world's CAN input.
 """
@@ -11,10 +11,10 @@ import can
 import pytest
 
 from rig.clock import VirtualClock
-from rig.emulator.bench import EmulatedBench
-from rig.emulator.rig_bus import EmulatorBus
+from emulator.emulated_bench import EmulatedBench
+from rig.emulator_client.virtual_time_bus import EmulatorBus
 from rig.files.bench_file import BENCHES, load_bench
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.pcs import PcsStandIn
 from rig.protocol.can_frames import encode
 

@@ -9,8 +9,8 @@ import pytest
 
 from instruments.errors import InstrumentError, RigError
 from instruments.keysight_34465a import Keysight34465A
-from rig.emulator.instruments.keysight_34465a import Emulated34465A
-from rig.emulator.plant import Plant
+from emulator.instruments.dmm_34465a import Emulated34465A
+from emulator.plant import Plant
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 

@@ -9,8 +9,8 @@ from scpi_helpers import FakeClock, eventually
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.itech_it8900 import ItechIT8900
-from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
-from rig.emulator.plant import LoadStep, Plant
+from emulator.instruments.it8900_load import EmulatedIT8900
+from emulator.plant import LoadStep, Plant
 
 # the emulated bench's: 160 A, the load operated between the pack minimum and the PSU cap, 5 s watchdog
 LIMITS = {"current": (0.0, 160.0), "voltage": (38.0, 64.5), "watchdog": (0.0, 5.0)}

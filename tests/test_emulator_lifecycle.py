@@ -23,11 +23,11 @@ import pytest
 import pyvisa
 
 from rig.bench import Bench
-from rig.emulator.control import LISTEN_BACKLOG, MAX_REQUEST, ControlServer
-from rig.emulator.remote import RemoteEmulator
-from rig.emulator.rs485_bus import LineServer
-from rig.emulator.scpi import ScpiDevice, ScpiServer
-from rig.emulator.socketcand import SocketcandServer
+from emulator.transports.control_port import LISTEN_BACKLOG, MAX_REQUEST, ControlServer
+from rig.emulator_client.remote_emulator import RemoteEmulator
+from emulator.transports.rs485_line import LineServer
+from emulator.instruments.scpi_server import ScpiDevice, ScpiServer
+from emulator.transports.socketcand_server import SocketcandServer
 from rig.errors import EmulatorDied, InstrumentError
 from rig.files.bench_file import BENCHES, load_bench
 
@@ -106,7 +106,7 @@ def _rig_child(tmp_path: Path, script: str) -> tuple[subprocess.Popen, dict]:
 
 def test_sigkill_of_the_rig_leaves_no_emulator_process_within_5_s(tmp_path):
     rig, info = _rig_child(tmp_path, f"""
-        from rig.emulator.remote import RemoteEmulator
+        from rig.emulator_client.remote_emulator import RemoteEmulator
         emulator = RemoteEmulator(["--bench", {str(SUBPROCESS_BENCH)!r}, "--packs", "1"])
         json.dump({{"pid": emulator.process.pid, "exit_file": str(emulator._exit_file)}}, open(OUT + ".tmp", "w"))
         os.replace(OUT + ".tmp", OUT)

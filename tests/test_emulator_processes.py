@@ -17,8 +17,8 @@ import serial
 
 from rig.bench import Bench
 from rig.clock import VirtualClock
-from rig.emulator.remote import RemoteEmulator
-from rig.emulator.rig_bus import EmulatorBus
+from rig.emulator_client.remote_emulator import RemoteEmulator
+from rig.emulator_client.virtual_time_bus import EmulatorBus
 from rig.errors import RigError
 from rig.files.bench_file import BENCHES, load_bench
 from rig.pcs import PcsStandIn

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.emulator.remote import RemoteEmulator
+from rig.emulator_client.remote_emulator import RemoteEmulator
 from rig.files.bench_file import BENCHES
 
 WALL_BENCH = BENCHES / "emulated-wall.toml"

@@ -19,7 +19,7 @@ from rig.cli import main
 from rig.errors import ConfigError
 from rig.files.bench_file import EMULATED_BENCH, load_bench
 from rig.files.envelope import limits_in_force
-from rig.files.firmware_profile import CONFORMING_PROFILE, load_firmware_profile
+from emulator.firmware.profile import CONFORMING_PROFILE, load_firmware_profile
 from rig.files.loader import MAX_FILE_BYTES, MAX_NESTING, read_toml
 from rig.files.pack_spec import DEFAULT_PACK_SPEC, load_pack_spec
 

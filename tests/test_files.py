@@ -13,7 +13,7 @@ import pytest
 
 from rig.errors import ConfigError
 from rig.files.bench_file import BENCHES, EMULATED_BENCH, load_bench
-from rig.files.firmware_profile import CONFORMING_PROFILE, load_firmware_profile
+from emulator.firmware.profile import CONFORMING_PROFILE, load_firmware_profile
 from rig.files.pack_spec import DEFAULT_PACK_SPEC, load_pack_spec
 from rig.files.rows import FAILURES, PROTECTIONS
 

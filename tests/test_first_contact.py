@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from rig.cli import main
-from rig.emulator.remote import RemoteEmulator
+from rig.emulator_client.remote_emulator import RemoteEmulator
 from rig.files.bench_file import BENCHES, load_bench
 from rig.first_contact import first_contact, stop_message, table
 

@@ -22,12 +22,12 @@ import time
 
 import pytest
 
-from rig.emulator.instruments.espec_sh import EmulatedEspecSh
-from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
-from rig.emulator.instruments.keysight_34465a import Emulated34465A
-from rig.emulator.instruments.keysight_daq970a import EmulatedDaq970A
-from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
-from rig.emulator.plant import Plant
+from emulator.instruments.espec_chamber import EmulatedEspecSh
+from emulator.instruments.it8900_load import EmulatedIT8900
+from emulator.instruments.dmm_34465a import Emulated34465A
+from emulator.instruments.daq970a_scanner import EmulatedDaq970A
+from emulator.instruments.n8900_supply import EmulatedN8900
+from emulator.plant import Plant
 from scpi_helpers import FakeClock
 
 GROUPS = [list(range(101, 117))]
@@ -201,10 +201,10 @@ def test_34465a_function_and_input_settings(serve, plant):
 def test_the_emulators_safe_state_lines_hold_under_the_path_rule():
     """serve.safe_state sends its own compound lines: with the SCPI-99 path rule they must still
     turn the e-load's short and input off (an 'INP:SHOR OFF;INP OFF' would be INP:INP OFF)."""
-    from rig.emulator.bench import EmulatedBench
-    from rig.emulator.serve import safe_state
+    from emulator.emulated_bench import EmulatedBench
+    from emulator.serve import safe_state
     from rig.files.bench_file import load_bench
-    from rig.files.firmware_profile import load_firmware_profile
+    from emulator.firmware.profile import load_firmware_profile
 
     bench = EmulatedBench(load_bench().file, load_firmware_profile())
     try:

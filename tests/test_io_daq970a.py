@@ -8,8 +8,8 @@ import pytest
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.keysight_daq970a_io import KeysightDaq970AIo
-from rig.emulator.instruments.keysight_daq970a_io import EmulatedDaq970AIo
-from rig.emulator.plant import Plant
+from emulator.instruments.daq970a_io import EmulatedDaq970AIo
+from emulator.plant import Plant
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 ALL_OPEN = ",".join(["0"] * 20)

@@ -44,7 +44,7 @@ def _manifest() -> dict:
     return {
         "schema": "packrig-run/1", "run_id": "20261205T103500Z-ab12cd", "complete": True,
         "pack_spec": {"path": str(DEFAULT_PACK_SPEC), "name": "pack_spec", "sha256": None},
-        "firmware": {"path": "rig/emulator/firmware/conforming.toml", "name": "conforming", "sha256": "0" * 64},
+        "firmware": {"path": "emulator/firmware/conforming.toml", "name": "conforming", "sha256": "0" * 64},
         "bench": {"name": "emulated", "path": "rig/benches/emulated.toml"}, "seed": 1,
         "wall_start": "2026-12-05T10:35:00Z", "wall_end": "2026-12-05T10:36:00Z",
         "counts": {"passed": 2, "failed": 1, "skipped": 1, "error": 0, "total": 4},

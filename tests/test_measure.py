@@ -324,7 +324,7 @@ def test_a_late_trip_is_a_red_step_naming_the_stimulus_in_the_allure_results(tmp
     over-voltage L2 waits 3 s instead of 1 s: through the packrig plugin, the timing measurement is
     a failed step, and the test's message is that measurement with the stimulus the rig applied."""
     root = Path(__file__).resolve().parents[1]
-    conforming = (root / "rig/emulator/firmware/conforming.toml").read_text(encoding="utf-8")
+    conforming = (root / "emulator/firmware/conforming.toml").read_text(encoding="utf-8")
     line = "l2 = { threshold = 3.60, delay_s = 1.0 }"
     assert conforming.count(line) == 1  # the cell over-voltage row
     late = tmp_path / "late_l2.toml"

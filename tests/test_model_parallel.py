@@ -10,9 +10,9 @@ import pytest
 
 from model_harness import modified
 from rig.clock import VirtualClock
-from rig.emulator.bench import EmulatedBench
+from emulator.emulated_bench import EmulatedBench
 from rig.files.bench_file import load_bench
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.protocol.can_frames import decode
 
 PROFILE = load_firmware_profile()

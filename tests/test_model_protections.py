@@ -11,8 +11,8 @@ from __future__ import annotations
 import pytest
 
 from model_harness import PackModel, modified
-from rig.emulator.can_tx import LEVEL_SIGNALS
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.pack.can_reports import LEVEL_SIGNALS
+from emulator.firmware.profile import load_firmware_profile
 from rig.files.pack_spec import load_pack_spec
 from rig.files.rows import PROTECTIONS
 

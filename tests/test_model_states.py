@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from model_harness import PackModel, modified
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 
 PROFILE = load_firmware_profile()
 

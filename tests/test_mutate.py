@@ -10,7 +10,7 @@ import tomli_w
 
 from rig.cli import main
 from rig.files.bench_file import EMULATED_BENCH, load_bench
-from rig.files.firmware_profile import CONFORMING_PROFILE, load_firmware_profile
+from emulator.firmware.profile import CONFORMING_PROFILE, load_firmware_profile
 from rig.files.pack_spec import load_pack_spec
 from rig.mutate.operators import Mutant, generate
 from rig.mutate.runner import MutationRun, shard

@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from rig.emulator.physics import PackPhysics
-from rig.emulator.physics_params import DEFAULT_PHYSICS, load_physics
+from emulator.pack.physics import PackPhysics
+from emulator.pack.physics_params import DEFAULT_PHYSICS, load_physics
 from rig.errors import ConfigError
 
 PARAMS = load_physics()

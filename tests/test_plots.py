@@ -211,7 +211,7 @@ def test_the_last_window_of_a_light_is_its_last_unbroken_observation():
 def test_plots_failed_draws_only_the_test_that_failed(tmp_path):
     """``--plots failed``: a quick run keeps the plot where it explains something. A firmware whose
     cell over-voltage L2 waits 3 s instead of 1 s fails the L2 test; the light test passes."""
-    conforming = (ROOT / "rig" / "emulator" / "firmware" / "conforming.toml").read_text(encoding="utf-8")
+    conforming = (ROOT / "emulator" / "firmware" / "conforming.toml").read_text(encoding="utf-8")
     slow = tmp_path / "slow-l2.toml"
     slow.write_text(conforming.replace("l2 = { threshold = 3.60, delay_s = 1.0 }",
                                        "l2 = { threshold = 3.60, delay_s = 3.0 }", 1), encoding="utf-8")

@@ -86,7 +86,7 @@ def _one_line_usage_error(result) -> str:
 @pytest.mark.parametrize("case", ["bench missing", "firmware invalid", "pack spec invalid", "marker expression",
                                   "keyword expression", "run folder holds a run"])
 def test_bad_input_is_one_line_and_exit_4_under_xdist(pytester, tmp_path, case):
-    from rig.files.firmware_profile import CONFORMING_PROFILE
+    from emulator.firmware.profile import CONFORMING_PROFILE
     from rig.files.pack_spec import DEFAULT_PACK_SPEC
 
     bad_fw, bad_spec, held = tmp_path / "fw.toml", tmp_path / "spec.toml", tmp_path / "held"

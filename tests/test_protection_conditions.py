@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from rig.emulator.protections import ProtectionEngine, _back, _beyond
-from rig.files.firmware_profile import FirmwareProfile, load_firmware_profile
+from emulator.pack.protections import ProtectionEngine, _back, _beyond
+from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
 
 PROFILE = load_firmware_profile()
 

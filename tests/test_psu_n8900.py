@@ -10,8 +10,8 @@ from scpi_helpers import FakeClock, eventually
 
 from instruments.errors import InstrumentError, LimitRefused, RigError
 from instruments.keysight_n8900 import KeysightN8900
-from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
-from rig.emulator.plant import Plant
+from emulator.instruments.n8900_supply import EmulatedN8900
+from emulator.plant import Plant
 
 LIMITS = {"voltage": (0.0, 64.5), "current": (0.0, 80.0), "watchdog": (0.0, 5.0)}
 OK = ("SYST:ERR?", '+0,"No error"')

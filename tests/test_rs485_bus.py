@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import serial
 
-from rig.emulator.bms import Bms
-from rig.emulator.rs485_bus import BYTE_TIME_S, Rs485Bus
-from rig.emulator.rs485_responder import PackResponder
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.pack.bms import Bms
+from emulator.transports.rs485_line import BYTE_TIME_S, Rs485Bus
+from emulator.pack.rs485_responder import PackResponder
+from emulator.firmware.profile import load_firmware_profile
 from rig.protocol.rs485 import MASTER_ADR, SLAVE_ADR, Cid2, Frame, FrameReader, Rtn, encode_frame, request
 from rig.protocol.rs485_commands import AnalogValues, ProtocolVersion, parse_reply
 

@@ -33,10 +33,10 @@ import pyvisa
 import serial
 
 from rig.clock import VirtualClock
-from rig.emulator.bench import EmulatedBench
-from rig.emulator.rs485_responder import serial_for
+from emulator.emulated_bench import EmulatedBench
+from emulator.pack.rs485_responder import serial_for
 from rig.files.bench_file import load_bench
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.files.pack_spec import load_pack_spec
 from rig.protocol.rs485 import Cid2, FrameReader
 

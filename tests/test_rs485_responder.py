@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from model_harness import modified
-from rig.emulator.bms import Bms
-from rig.emulator.rs485_responder import PackResponder, RawFrameReader, serial_for
+from emulator.pack.bms import Bms
+from emulator.pack.rs485_responder import PackResponder, RawFrameReader, serial_for
 from rig.errors import FrameError
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.protocol.rs485 import (
     MASTER_ADR, SLAVE_ADR, Cid2, Frame, Rtn, checksum, decode_frame, encode_frame, reply, request)
 from rig.protocol.rs485_commands import (

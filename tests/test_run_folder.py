@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.files.firmware_profile import CONFORMING_PROFILE
+from emulator.firmware.profile import CONFORMING_PROFILE
 from rig.report.allure_html import allure_cli
 from rig.run_folder import REPORTS
 

@@ -8,8 +8,8 @@ import pytest
 
 from instruments.errors import InstrumentError, RigError
 from instruments.keysight_daq970a import KeysightDaq970A, channel_list, readings
-from rig.emulator.instruments.keysight_daq970a import EmulatedDaq970A, parse_channel_list
-from rig.emulator.plant import Plant
+from emulator.instruments.daq970a_scanner import EmulatedDaq970A, parse_channel_list
+from emulator.plant import Plant
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 # the emulated bench's wiring (rig/benches/emulated.toml)

@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import pytest
 
-from rig.emulator.instruments.itech_it8900 import EmulatedIT8900
-from rig.emulator.instruments.keysight_34465a import Emulated34465A
-from rig.emulator.instruments.keysight_n8900 import EmulatedN8900
-from rig.emulator.plant import Plant
+from emulator.instruments.it8900_load import EmulatedIT8900
+from emulator.instruments.dmm_34465a import Emulated34465A
+from emulator.instruments.n8900_supply import EmulatedN8900
+from emulator.plant import Plant
 from scpi_helpers import FakeClock
 
 

@@ -20,10 +20,10 @@ import pytest
 from can.interfaces.socketcand.socketcand import (convert_ascii_message_to_can_message,
                                                   convert_can_message_to_ascii_message)
 
-import rig.emulator.socketcand as socketcand
+import emulator.transports.socketcand_server as socketcand
 from rig.bench import quiet_socketcand_fragments
-from rig.emulator.can_tx import Frame
-from rig.emulator.socketcand import SocketcandServer, format_frame, parse_send, split_commands
+from emulator.pack.can_reports import Frame
+from emulator.transports.socketcand_server import SocketcandServer, format_frame, parse_send, split_commands
 
 TIMEOUT = 2.0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from rig.files.firmware_profile import CONFORMING_PROFILE
+from emulator.firmware.profile import CONFORMING_PROFILE
 from rig.recorder import read_samples
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import pytest
 from rig.bench import Bench
 from rig.errors import LimitRefused, SafetyTrip
 from rig.files.bench_file import EMULATED_BENCH, load_bench
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.supervisor import Supervisor
 
 from model_harness import modified

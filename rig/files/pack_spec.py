@@ -1,7 +1,7 @@
 """The pack spec: what a correct pack must do, with tolerances. Tests assert against it.
 
 On a real bench it is the only description of the pack. It never says how a firmware behaves
-(that is the firmware profile, :mod:`rig.files.firmware_profile`). Every section that a test
+(that is the firmware profile, :mod:`emulator.firmware.profile`). Every section that a test
 case checks carries a requirement ``id``, which the failure message names.
 """
 from __future__ import annotations

@@ -26,7 +26,7 @@ USAGE_ERROR = 4
 
 def add_parser(sub) -> None:
     from rig.files.bench_file import EMULATED_BENCH
-    from rig.files.firmware_profile import CONFORMING_PROFILE
+    from emulator.firmware.profile import CONFORMING_PROFILE
 
     p = sub.add_parser("mutate", help="generate broken firmware profiles and show which tests kill each",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,7 +51,7 @@ def _usage(message: str) -> int:
 
 def mutate_command(args: argparse.Namespace) -> int:
     from rig.files.bench_file import load_bench
-    from rig.files.firmware_profile import load_firmware_profile
+    from emulator.firmware.profile import load_firmware_profile
     from rig.files.pack_spec import load_pack_spec
     from rig.mutate.operators import generate
     from rig.mutate.runner import MutationRun, shard

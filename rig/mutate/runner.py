@@ -30,7 +30,7 @@ from pathlib import Path
 import tomli_w
 
 from rig.errors import ConfigError
-from rig.files.firmware_profile import load_firmware_profile
+from emulator.firmware.profile import load_firmware_profile
 from rig.mutate.operators import Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
