@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from emulator.world import World
+from instruments.roles import FaultInsertion
 
 #: What an open / shorted NTC reads, C (beyond any real cell temperature) [A].
 OPEN_SENSOR_C = -55.0
@@ -20,8 +21,11 @@ _SENSORS = ("voltage_frontend", "temperature_sampling", "current_sampling", "cur
 SECONDS_PER_MONTH = 30.44 * 86400
 
 
-class Faults:
-    """The fault-insertion unit of the emulated bench. Packs are numbered 0 and 1, groups 0..15."""
+class Faults(FaultInsertion):
+    """The fault-insertion unit of the emulated bench. Packs are numbered 0 and 1, groups 0..15.
+
+    It plays the :class:`~instruments.roles.FaultInsertion` role (the device is the pack, a
+    voltage channel its group), and has the faults only an emulator can insert besides."""
 
     def __init__(self, world: World, line=None):
         self.world = world
@@ -43,6 +47,10 @@ class Faults:
         self._bms(pack)
         self.world.sense_forced_v[pack, group] = np.nan if volts is None else volts
         self.world.sensing_changed()
+
+    def force_voltage(self, device: int, channel: int, volts: float | None) -> None:
+        """The role's name for :meth:`force_group` (a cell simulator on the group's taps)."""
+        self.force_group(device, channel, volts)
 
     def offset_current(self, pack: int, amps: float) -> None:
         """Add ``amps`` (+ = charge) to what the BMS's current sense reads while the relays are
@@ -128,6 +136,12 @@ class Faults:
         moved = float(((physics.soc[pack] - before) * physics.capacity_ah[pack]).mean())
         bms.conditioned(soc_pct, moved)
         return moved
+
+    def soc_estimate(self, pack: int, soc_pct: float) -> None:
+        """The BMS's SOC estimate reads ``soc_pct`` while the cells stay as they are: an estimate
+        that has drifted (coulomb-count error over many partial cycles, a stale reading after
+        storage), which the full-charge recalibration must put right."""
+        self._bms(pack).report.soc_pct = float(soc_pct)
 
     def clear(self) -> None:
         """Undo every inserted fault."""
