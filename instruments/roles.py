@@ -5,7 +5,8 @@ module implements one role for one vendor's dialect; a second vendor is a small 
 Roles know nothing about batteries: volts, amps, degrees, channels.
 
 Every role has ``make_safe()`` (outputs off; must work even after a safety trip) and
-``shutdown()`` (safe state, then close; safe to call twice), from :class:`ScpiInstrument`.
+``shutdown()`` (safe state, then close; safe to call twice), from :class:`ScpiInstrument`;
+a :class:`FaultInsertion` unit's safe state is :meth:`FaultInsertion.clear`.
 """
 from __future__ import annotations
 
@@ -140,3 +141,31 @@ class IoBox(abc.ABC):
     @abc.abstractmethod
     def make_safe(self) -> None:
         """Open every output."""
+
+
+class FaultInsertion(abc.ABC):
+    """A fault-insertion unit: puts a chosen value where a device *senses* it, in place of the
+    real one. A cell simulator in series with the voltage taps, a sensor simulator on the
+    temperature inputs, a current injector on the shunt's sense lines. The real quantities do
+    not change: an instrument of the rig measuring them still reads the real values.
+
+    ``device`` numbers the devices the unit is wired to (0 is the first); channels count from 0.
+    A value of None gives the channel its real value back. The value holds from the device's
+    next sample on, so a response time can be measured from the moment the call returns.
+    """
+
+    @abc.abstractmethod
+    def force_voltage(self, device: int, channel: int, volts: float | None) -> None:
+        """Make one voltage sense channel read ``volts``, V."""
+
+    @abc.abstractmethod
+    def force_temperature(self, device: int, channel: int, celsius: float | None) -> None:
+        """Make one temperature sensor read ``celsius``, C."""
+
+    @abc.abstractmethod
+    def offset_current(self, device: int, amps: float) -> None:
+        """Add ``amps`` to what the current sense reads (0: the real current again), A."""
+
+    @abc.abstractmethod
+    def clear(self) -> None:
+        """Every channel back to its real value."""

@@ -7,9 +7,9 @@ that state by a conditioning step. Around every test: the safety supervisor runn
 stand-in sending its heartbeat, everything recorded under ``reports/recordings/<test>``, and
 on the way out, however the test ends, the bench in its safe state.
 
-Fixtures: ``bench``, ``pack`` (and ``pack2``), ``pcs``, ``lights``, ``chamber``, ``faults``,
-``measure``, ``recorder``, ``supervisor``; ``spec``, ``firmware``, ``bench_file`` come from
-the plugin.
+Fixtures: ``bench``, ``pack`` (and ``pack2``), ``pcs``, ``lights``, ``chamber``,
+``fault_insertion``, ``faults``, ``measure``, ``recorder``, ``supervisor``; ``spec``,
+``firmware``, ``bench_file`` come from the plugin.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ import logging
 
 import pytest
 
+from instruments.roles import FaultInsertion
 from rig import exits
 from rig.bench import Bench
 from rig.files.bench_file import LoadedBench
@@ -144,8 +145,20 @@ def chamber(bench):
 
 
 @pytest.fixture
+def fault_insertion(bench) -> FaultInsertion | None:
+    """The bench's fault-insertion unit (the :class:`~instruments.roles.FaultInsertion` role), or
+    None where it has none: the emulator's, or an instrument of the bench that plays the role (a
+    cell simulator). Without one, a stimulus goes through the instruments or skips, naming why."""
+    if bench.emulator is not None:
+        return bench.emulator.faults
+    return next((d for d in bench.instruments.values() if isinstance(d, FaultInsertion)), None)
+
+
+@pytest.fixture
 def faults(bench):
-    """Fault insertion: the emulator's, or skip (a real bench would need a fault-insertion unit)."""
+    """The emulator's faults: the :class:`~instruments.roles.FaultInsertion` role and those only
+    an emulator inserts (sensor failures, stuck relays, a cut RS485 cable, ageing); skips on a
+    real bench."""
     if bench.emulator is None:
         pytest.skip(f"bench {bench.file.bench.name!r} is real and has no fault-insertion unit the "
                     "rig can drive")
