@@ -74,6 +74,9 @@ def run(args: argparse.Namespace) -> int:
     from rig import run_command  # see rig/run_command.py: the run folder, the child pytest, the reports
 
     run_command.install_sigterm()
+    if args.lab or args.want:  # on a place of a shared lab: reserve, run, always release
+        from rig.lab.run_on_place import run_on_lab
+        return run_on_lab(args, args.argv, run_command.run)
     return run_command.run(args, args.argv)
 
 
@@ -92,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
     p_run = sub.add_parser("run", help="run the test cases against a bench: one run folder, reports, summary")
     from rig.run_command import add_arguments
     add_arguments(p_run, str(EMULATED_BENCH))
+    from rig.lab.run_on_place import add_arguments as add_lab_arguments  # --lab, --want, --lab-timeout
+    add_lab_arguments(p_run)
     p_run.set_defaults(func=run)
 
     p_check = sub.add_parser("check", help="validate bench / pack spec / firmware profile files")
@@ -118,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     from rig.report.commands import add_parsers  # compare, trend: run folders only
     add_parsers(sub)
     add_mutate(sub)
+    from rig.lab.export_command import add_parser as add_export  # a bench as a labgrid place
+    add_export(sub)
 
     args = parser.parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
+import os
 import platform
 import socket
 import subprocess
@@ -77,11 +79,22 @@ def header(*, run_id: str, command: list[str], bench: dict, pack_spec: dict | No
         "pack_spec": pack_spec,
         "firmware": firmware,
         "pack_identity": None,
+        "lab_place": lab_place(),
         "seed": seed,
         "markers": markers or None, "keyword": keyword or None, "shard": shard,
         "counts": {**dict.fromkeys(OUTCOMES, 0), "total": 0},
         "tests": [],
     }
+
+
+def lab_place() -> dict | None:
+    """The lab place the run held (``packrig run --lab``: coordinator, place, holder, reservation,
+    tags, the wait, the bench's name and kind), or None for a bench of one's own."""
+    text = os.environ.get("PACKRIG_LAB_PLACE")
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return {"unreadable": text[:200]}
 
 
 def new_test(nodeid: str) -> dict:

@@ -1,0 +1,1 @@
+"""Labs with many benches: packrig on a labgrid coordinator's places (see docs/labgrid.md)."""

@@ -1,0 +1,236 @@
+"""A lab on one machine: a labgrid coordinator, two exporters each serving an emulated bench, and
+``packrig run --lab`` runs sharing them (issue 18).
+
+The coordinator (``labgrid-coordinator``) listens on 127.0.0.1 on a port the OS picks; each place
+is ``packrig export --labgrid BENCH --serve`` (its emulator in wall-clock time, labgrid's exporter
+with the packrig bench resource). The module's tests run in order on the same lab:
+
+1. two runs at once with the same tags both finish, on different places, and a third waits until
+   one of them is released (first contact and the preflight checks: the places' packs stay
+   untouched for the next tests);
+2. a place released under a running test (``labgrid-client release --kick``) leaves the emulated
+   bench's outputs off, and the run stops the Ctrl-C way (exit code 2);
+3. a run killed with SIGKILL leaves nothing driving the bench: its guard stops the pytest child it
+   left, releases the place, and the outputs read off.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+pytest.importorskip("labgrid", reason="labgrid is not installed (the optional extra packrig[lab]; CI installs it)")
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHES = ROOT / "rig" / "benches"
+TAGS = ["--want", "lab=test", "--want", "pack=6.5kWh-16S"]
+CHARGE_TEST = "test_standard_charge_current_runs_without_alarm"  # PSU on at 64 A for a few minutes
+
+
+def _wait_for(what: str, check, timeout_s: float, poll_s: float = 0.2):
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+def _text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def _one_pack_wall_bench(folder: Path) -> Path:
+    """emulated-wall.toml with one pack (a place's pack persists between holders, as a real one)."""
+    data = tomllib.loads((BENCHES / "emulated-wall.toml").read_text(encoding="utf-8"))
+    data["emulator"]["packs"] = 1
+    data["features"]["parallel_packs"] = 1
+    data["bench"]["pack_spec"] = str((BENCHES / data["bench"]["pack_spec"]).resolve())
+    data["emulator"]["firmware"] = str((BENCHES / data["emulator"]["firmware"]).resolve())
+    data["recording"]["directory"] = str(folder / "recordings")
+    path = folder / "one-pack-wall.toml"
+    path.write_text(tomli_w.dumps(data), encoding="utf-8")
+    return path
+
+
+class Lab:
+    """The coordinator and the served places; stopped at the end of the module."""
+
+    def __init__(self, folder: Path):
+        self.folder, self.procs, self.places = folder, [], {}
+        log = folder / "coordinator.log"
+        self.procs.append(subprocess.Popen(
+            [sys.executable, "-m", "labgrid.remote.coordinator", "-l", "127.0.0.1:0"], cwd=folder,
+            stdout=open(log, "w"), stderr=subprocess.STDOUT))  # noqa: SIM115 - closed with the process
+        line = _wait_for("the coordinator's port", lambda: next(
+            (x for x in _text(log).splitlines() if x.startswith("listening on ")), None), 30)
+        self.address = line.split()[-1]
+
+    def serve(self, bench: Path, place: str) -> None:
+        log = self.folder / f"{place}.log"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "rig.cli", "export", "--labgrid", str(bench), "--place", place,
+             "--tag", "lab=test", "--serve", self.address], cwd=ROOT, stdout=open(log, "w"),  # noqa: SIM115
+            stderr=subprocess.STDOUT)
+        self.procs.append(proc)
+
+        def served():
+            assert proc.poll() is None, f"packrig export --serve stopped: {_text(log)}"
+            return next((x.split()[2].rstrip(",") for x in _text(log).splitlines() if "exporter file" in x), None)
+        config = _wait_for(f"place {place} served", served, 60)
+        import yaml
+        self.places[place] = {"log": log, "config": Path(config),
+                              "params": yaml.safe_load(Path(config).read_text())[place]["PackrigBench"]}
+
+    def exporter_log(self, place: str) -> str:
+        return _text(self.places[place]["config"].parent / "exporter.log")
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):  # exporters first (their emulators go safe), the coordinator last
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lab")
+    lab = Lab(folder)
+    try:
+        bench = _one_pack_wall_bench(folder)
+        for place in ("place-a", "place-b"):
+            lab.serve(bench, place)
+        from rig.lab.labgrid_backend import LabgridBackend
+        client = LabgridBackend(lab.address)
+        try:  # both exporters have published their bench resource
+            _wait_for("both bench resources", lambda: client._look(lambda: sum(
+                1 for exporter in client.session.resources.values() for group in exporter.values()
+                for r in group.values() if r.cls == "PackrigBench" and r.avail) == 2), 30)
+        finally:
+            client.close()
+        yield lab
+    finally:
+        lab.stop()
+
+
+def _run(lab: Lab, name: str, *args: str) -> tuple[subprocess.Popen, Path, Path]:
+    out, log = lab.folder / name, lab.folder / f"{name}.out"
+    cmd = [sys.executable, "-m", "rig.cli", "run", "--lab", lab.address, *TAGS, "--plain", "--no-html",
+           "--plots", "none", "--reports", str(out), "--lab-timeout", "120", *args]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT), out, log  # noqa: SIM115
+
+
+def _held(log: Path) -> str | None:
+    """The place a run says it holds."""
+    for line in _text(log).splitlines():
+        if line.startswith("packrig run: place ") and " held by " in line:
+            return line.split()[3]
+    return None
+
+
+def _manifest(run_dir: Path) -> dict:
+    return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
+
+
+def _scpi(resource: str, query: str) -> str:
+    import pyvisa
+    rm = pyvisa.ResourceManager("@py")
+    try:
+        inst = rm.open_resource(resource, read_termination="\n", write_termination="\n", timeout=3000)
+        try:
+            return inst.query(query).strip()
+        finally:
+            inst.close()
+    finally:
+        rm.close()
+
+
+def _outputs(lab: Lab, place: str) -> tuple[str, str]:
+    params = lab.places[place]["params"]
+    return _scpi(params["psu"], "OUTP?"), _scpi(params["eload"], "INP?")
+
+
+def _place_acquired(lab: Lab, place: str) -> str | None:
+    from rig.lab.labgrid_backend import LabgridBackend
+    client = LabgridBackend(lab.address)
+    try:
+        return client._look(lambda: client.session.places[place].acquired)
+    finally:
+        client.close()
+
+
+def test_two_runs_share_the_lab_and_a_third_waits_for_a_released_place(lab):
+    a, a_dir, a_log = _run(lab, "run-a", "-m", "preflight")
+    b, b_dir, b_log = _run(lab, "run-b", "-m", "preflight")
+    _wait_for("both runs holding a place", lambda: _held(a_log) and _held(b_log), 60)
+    c, c_dir, c_log = _run(lab, "run-c", "-m", "preflight")
+    _wait_for("the third run waiting", lambda: "waiting for a place" in _text(c_log)
+              or a.poll() is not None or b.poll() is not None, 30)
+    codes = [p.wait(180) for p in (a, b, c)]
+    assert codes == [0, 0, 0], "\n".join(_text(x)[-2000:] for x in (a_log, b_log, c_log))
+    ma, mb, mc = (_manifest(d) for d in (a_dir, b_dir, c_dir))
+    assert {ma["lab_place"]["place"], mb["lab_place"]["place"]} == {"place-a", "place-b"}  # different places
+    assert "waiting for a place with lab=test pack=6.5kWh-16S: 2 matching" in _text(c_log)
+    before = ma if mc["lab_place"]["place"] == ma["lab_place"]["place"] else mb
+    assert mc["lab_place"]["waited_s"] > 0
+    assert mc["wall_start"] >= before["wall_end"], "the third run started before its place was released"
+    for m in (ma, mb, mc):
+        assert m["lab_place"]["tags"]["lab"] == "test" and m["lab_place"]["engine"] == "labgrid"
+        assert m["lab_place"]["kind"] == "emulated" and m["counts"]["passed"] > 0 and m["counts"]["failed"] == 0
+    for log in (a_log, b_log, c_log):
+        assert "first contact with bench" in _text(log) and "released" in _text(log).splitlines()[-1]
+    assert _place_acquired(lab, "place-a") is None and _place_acquired(lab, "place-b") is None
+
+
+def test_a_place_released_mid_test_leaves_the_bench_outputs_off(lab):
+    run, run_dir, log = _run(lab, "run-kicked", "--want", "name=place-a", "-k", CHARGE_TEST)
+    _wait_for("the PSU charging", lambda: _outputs(lab, "place-a")[0] == "1" or run.poll() is not None, 90, 0.5)
+    assert run.poll() is None, _text(log)[-3000:]
+    kick = subprocess.run([str(Path(sys.executable).parent / "labgrid-client"), "-x", lab.address, "-p", "place-a",
+                           "release", "--kick"], env={**os.environ, "LG_USERNAME": "another-engineer"},
+                          capture_output=True, text=True, timeout=30)
+    kicked = time.monotonic()
+    assert kick.returncode == 0, kick.stdout + kick.stderr
+    # the exporter made the bench safe on the release, whatever the client does
+    _wait_for("outputs off after the release", lambda: _outputs(lab, "place-a") == ("0", "0"), 5.0, 0.1)
+    assert time.monotonic() - kicked < 5.0
+    assert run.wait(90) == 2, _text(log)[-3000:]
+    assert "place place-a was released under this run: stopping it" in _text(log)
+    assert "bench made safe, run interrupted" in _text(log)
+    assert _outputs(lab, "place-a") == ("0", "0")
+    assert "place released; safe state: psu: output off" in lab.exporter_log("place-a")
+    manifest = _manifest(run_dir)
+    assert manifest["complete"] is False and manifest["lab_place"]["place"] == "place-a"
+    assert (run_dir / "INCOMPLETE").exists()
+
+
+def test_a_killed_run_is_released_by_its_guard_and_nothing_drives_the_bench(lab):
+    from rig.lab.guard import alive, children_of
+
+    run, run_dir, log = _run(lab, "run-killed", "--want", "name=place-b", "-k", CHARGE_TEST)
+    _wait_for("the PSU charging", lambda: _outputs(lab, "place-b")[0] == "1" or run.poll() is not None, 90, 0.5)
+    assert run.poll() is None, _text(log)[-3000:]
+    left = children_of(run.pid)  # the pytest child driving the bench, and the guard
+    assert _place_acquired(lab, "place-b")
+    run.send_signal(signal.SIGKILL)
+    run.wait()
+    _wait_for("the place released by the guard", lambda: _place_acquired(lab, "place-b") is None, 60, 0.5)
+    _wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 30, 0.2)
+    assert _outputs(lab, "place-b") == ("0", "0")
+    assert "place released; safe state: psu: output off" in lab.exporter_log("place-b")
