@@ -136,14 +136,6 @@ def _run(lab: Lab, name: str, *args: str) -> tuple[subprocess.Popen, Path, Path]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=open(log, "w"), stderr=subprocess.STDOUT), out, log  # noqa: SIM115
 
 
-def _held(log: Path) -> str | None:
-    """The place a run says it holds."""
-    for line in _text(log).splitlines():
-        if line.startswith("packrig run: place ") and " held by " in line:
-            return line.split()[3]
-    return None
-
-
 def _manifest(run_dir: Path) -> dict:
     return json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
 
@@ -176,25 +168,32 @@ def _place_acquired(lab: Lab, place: str) -> str | None:
 
 
 def test_two_runs_share_the_lab_and_a_third_waits_for_a_released_place(lab):
-    a, a_dir, a_log = _run(lab, "run-a", "-m", "preflight")
-    b, b_dir, b_log = _run(lab, "run-b", "-m", "preflight")
-    _wait_for("both runs holding a place", lambda: _held(a_log) and _held(b_log), 60)
-    c, c_dir, c_log = _run(lab, "run-c", "-m", "preflight")
-    _wait_for("the third run waiting", lambda: "waiting for a place" in _text(c_log)
-              or a.poll() is not None or b.poll() is not None, 30)
-    codes = [p.wait(180) for p in (a, b, c)]
-    assert codes == [0, 0, 0], "\n".join(_text(x)[-2000:] for x in (a_log, b_log, c_log))
-    ma, mb, mc = (_manifest(d) for d in (a_dir, b_dir, c_dir))
-    assert {ma["lab_place"]["place"], mb["lab_place"]["place"]} == {"place-a", "place-b"}  # different places
-    assert "waiting for a place with lab=test pack=6.5kWh-16S: 2 matching" in _text(c_log)
-    before = ma if mc["lab_place"]["place"] == ma["lab_place"]["place"] else mb
-    assert mc["lab_place"]["waited_s"] > 0
-    assert mc["wall_start"] >= before["wall_end"], "the third run started before its place was released"
-    for m in (ma, mb, mc):
+    """Three runs with the same tags started together on a lab of two places: two hold a place
+    each at once, the third waits (its progress line naming both holders) and gets the place of
+    the first to finish, after that run had released it."""
+    runs = [_run(lab, f"run-{n}", "-m", "preflight") for n in "abc"]
+    codes = [proc.wait(180) for proc, _, _ in runs]
+    assert codes == [0, 0, 0], "\n".join(_text(log)[-2000:] for _, _, log in runs)
+    manifests = [_manifest(out) for _, out, _ in runs]
+    waited = [i for i, (_, _, log) in enumerate(runs) if "waiting for a place" in _text(log)]
+    assert len(waited) == 1, [m["lab_place"] for m in manifests]
+    third = manifests[waited[0]]
+    first, second = (m for i, m in enumerate(manifests) if i != waited[0])
+    # the two ran at once, on different places
+    assert {first["lab_place"]["place"], second["lab_place"]["place"]} == {"place-a", "place-b"}
+    assert first["wall_start"] <= second["wall_end"] and second["wall_start"] <= first["wall_end"]
+    # the third waited while both were held, then ran where one of them had finished
+    line = next(x for x in _text(runs[waited[0]][2]).splitlines() if "waiting for a place" in x)
+    assert "waiting for a place with lab=test pack=6.5kWh-16S: 2 matching, place-a " in line, line
+    assert "place-b " in line and line.count(" held by ") + line.count(" reserved") == 2, line
+    before = first if third["lab_place"]["place"] == first["lab_place"]["place"] else second
+    assert third["lab_place"]["waited_s"] > 0
+    assert third["wall_start"] >= before["wall_end"], "the third run started before its place was released"
+    for m in manifests:
         assert m["lab_place"]["tags"]["lab"] == "test" and m["lab_place"]["engine"] == "labgrid"
         assert m["lab_place"]["kind"] == "emulated" and m["counts"]["passed"] > 0 and m["counts"]["failed"] == 0
-    for log in (a_log, b_log, c_log):
-        assert "first contact with bench" in _text(log) and "released" in _text(log).splitlines()[-1]
+    for _, _, log in runs:
+        assert "first contact with bench" in _text(log) and _text(log).splitlines()[-1].endswith(" released")
     assert _place_acquired(lab, "place-a") is None and _place_acquired(lab, "place-b") is None
 
 
