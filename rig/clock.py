@@ -29,22 +29,27 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from rig.errors import WaitTimeout
+from rig.errors import ClockMisuse, WaitTimeout
 
-_NS = 1_000_000_000
+#: Nanoseconds in a second: the rig's clock and the emulated world count time in integer ns.
+NS = 1_000_000_000
 
 
-def _to_ns(seconds: float) -> int:
-    if seconds != seconds or seconds < 0:  # NaN or negative: a programming mistake
+def ns(seconds: float) -> int:
+    """A duration in integer nanoseconds, rounded to the nearest.
+
+    :raises ValueError: NaN or negative (a programming mistake).
+    """
+    if seconds != seconds or seconds < 0:
         raise ValueError(f"a duration must be >= 0 s, got {seconds!r}")
-    return round(seconds * _NS)
+    return round(seconds * NS)
 
 
 class Periodic:
     """Handle of a periodic task; :meth:`cancel` stops it (safe to call twice)."""
 
     def __init__(self, period_s: float, fn: Callable[[], Any], name: str):
-        self.period_ns = _to_ns(period_s)
+        self.period_ns = ns(period_s)
         if self.period_ns <= 0:
             raise ValueError(f"period of {name!r} must be > 0 s")
         self.fn, self.name = fn, name
@@ -162,7 +167,7 @@ class WallClock(Clock):
                 task.cancelled = True
                 self.fail_with(exc)
                 return
-            due += task.period_ns / _NS
+            due += task.period_ns / NS
             delay = due - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
@@ -199,7 +204,7 @@ class VirtualClock(Clock):
         self._sleeping = False
 
     def now(self) -> float:
-        return self._t_ns / _NS
+        return self._t_ns / NS
 
     @property
     def now_ns(self) -> int:
@@ -223,9 +228,9 @@ class VirtualClock(Clock):
     def sleep(self, seconds: float) -> None:
         if self._sleeping:
             # A periodic task that sleeps would re-enter the schedule: a programming mistake.
-            raise RuntimeError("VirtualClock.sleep called from inside a periodic task")
+            raise ClockMisuse("VirtualClock.sleep called from inside a periodic task")
         self.raise_pending()
-        target = self._t_ns + _to_ns(seconds)
+        target = self._t_ns + ns(seconds)
         self._sleeping = True
         try:
             while self._tasks and self._tasks[0][0] <= target:

@@ -1,18 +1,37 @@
-"""One exception tree for the whole rig.
+"""One exception tree for the whole rig, and the emulator beside it.
 
-::
+Every error the rig or the emulator raises on purpose is a :class:`RigError`; each leaf is
+drawn here, with the module it lives in when that is not this one::
 
-    RigError
-     +-- ConfigError      a bench / pack-spec / firmware-profile file is wrong (file, field, allowed)
-     +-- InstrumentError  an instrument answered with an error or not at all (instrument, command, reply)
-     +-- LimitRefused     a set-point beyond the bench's hard limit; nothing was sent
-     +-- SafetyTrip       the supervisor saw an excursion and put the bench in its safe state
-     +-- WaitTimeout      a wait ran out of time (what was awaited, the last value seen)
-     +-- EmulatorDied     the emulator process the rig started died (exit code or signal, safe state)
-     +-- ProtocolError    bytes on a wire that do not follow the protocol
-          +-- FrameError  a malformed RS485 frame; carries the protocol's RTN code
+    RigError                 (instruments.errors: the root sits in the lowest layer)
+     +-- ConfigError         a bench / pack-spec / firmware-profile file is wrong (file, field, allowed)
+     +-- InstrumentError     an instrument answered with an error or not at all (instrument, command, reply)
+     +-- LimitRefused        a set-point beyond the bench's hard limit; nothing was sent
+     |    +-- SetpointTypeError   a set-point of the wrong type (also a TypeError)     instruments.errors
+     +-- SafetyTrip          the supervisor saw an excursion and put the bench in its safe state
+     +-- WaitTimeout         a wait ran out of time (what was awaited, the last value seen)
+     +-- ClockMisuse         a periodic task slept on the virtual clock (also a RuntimeError)
+     +-- RequirementFailed   measurements outside their requirement (also an AssertionError)  rig.measure
+     +-- CanCheckFailed      the pack's CAN traffic failed a check (also an AssertionError)    rig.pcs
+     +-- ProtocolError       bytes on a wire that do not follow the protocol
+     |    +-- FrameError     a malformed RS485 frame; carries the protocol's RTN code
+     +-- EmulatorError       the emulated bench, or the rig's link to it, failed
+     |    +-- EmulatorDied   the emulator process the rig started died (exit code or signal, safe state)
+     |    +-- EmulatorRefused  the emulator refused a request (control port, fault insertion)
+     |    +-- EmulatorNotRunning  a port of the emulator used before start or after stop,
+     |    |                  or started twice (also a RuntimeError)
+     |    +-- SyncTimeout    frames one side said it sent did not arrive in time (also a TimeoutError)
+     +-- RunFolderRefused    a run folder that holds a run or cannot be written               rig.run_folder
+     +-- RunFolderError     a run folder that cannot be read (compare, merge, trend)           rig.report.runs
+     +-- LabError            a lab place could not be reached or used                          rig.lab.backend
+          +-- LabTimeout     a lab place did not answer in time
 
-``ValueError`` stays for programming mistakes (a wrong argument in code), as in python-can.
+Leaves that are also an ``AssertionError`` are the pack failing (pytest reports a failure, not a
+crash); those that are also a builtin (``TimeoutError``, ``RuntimeError``, ``TypeError``) are
+caught by code that expects that builtin. ``ValueError`` stays for programming mistakes (a wrong
+argument in code), as in python-can. Not in the tree: the emulated instruments' own
+``ScpiError`` and the chamber's ``Refused``, which never leave the emulator: they become the
+instrument's reply on the wire (an SCPI error queue entry, an ``NG`` line).
 """
 from __future__ import annotations
 
@@ -21,7 +40,8 @@ import signal
 from instruments.errors import InstrumentError, LimitRefused, RigError
 
 __all__ = ["RigError", "ConfigError", "InstrumentError", "LimitRefused", "SafetyTrip", "WaitTimeout",
-           "EmulatorDied", "ProtocolError", "FrameError"]
+           "ClockMisuse", "EmulatorError", "EmulatorDied", "EmulatorRefused", "EmulatorNotRunning",
+           "SyncTimeout", "ProtocolError", "FrameError"]
 
 
 class ConfigError(RigError):
@@ -72,7 +92,32 @@ class WaitTimeout(RigError):
             f"timed out after {timeout:g} s waiting for {what} (last value seen: {last!r}, t={at:.3f} s)")
 
 
-class EmulatorDied(RigError):
+class ClockMisuse(RigError, RuntimeError):
+    """The clock used in a way that cannot work: a periodic task that sleeps on the virtual
+    clock would re-enter its schedule (a programming mistake)."""
+
+
+class EmulatorError(RigError):
+    """The emulated bench, or the rig's link to it, failed (see the leaves below)."""
+
+
+class EmulatorRefused(EmulatorError):
+    """The emulator refused a request: a control-port request it cannot do (its error reply),
+    a fault that cannot be inserted in the pack's present state."""
+
+
+class EmulatorNotRunning(EmulatorError, RuntimeError):
+    """A port of the emulator (RS485 line, console port, control port) used before it was
+    started or after it stopped, or started twice."""
+
+
+class SyncTimeout(EmulatorError, TimeoutError):
+    """Frames one side of the emulator link said it sent did not arrive in time (the rig's CAN
+    frames at the emulator before an advance, the emulator's at the rig after it), or the
+    emulator neither replied nor sent a frame for that long."""
+
+
+class EmulatorDied(EmulatorError):
     """The emulator process the rig started died under it: the real cause behind the timeout or
     transport error an instrument, the CAN port or the control port would otherwise report.
 

@@ -3,6 +3,25 @@ from __future__ import annotations
 
 import pytest
 
+from rig.errors import RigError
+
+
+class Tripped(RigError):
+    """What a tripped bench's interlock raises in the driver tests (a real bench raises
+    :class:`~rig.errors.SafetyTrip`; these tests need only a refusal they can name)."""
+
+    @classmethod
+    def interlock(cls) -> None:
+        """A tripped bench's interlock: every command not making the bench safe is refused."""
+        raise cls("supervisor tripped")
+
+
+@pytest.fixture
+def tripped() -> type[Tripped]:
+    """``interlock=tripped.interlock`` gives a driver a tripped bench; ``pytest.raises(tripped)``
+    expects its refusal."""
+    return Tripped
+
 
 class ReplayResource:
     """A stand-in for a pyvisa resource that expects exact (command, reply) pairs, in order.

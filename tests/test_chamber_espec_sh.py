@@ -6,21 +6,13 @@ import time
 
 import pytest
 
-from instruments.errors import InstrumentError, LimitRefused, RigError
+from instruments.errors import InstrumentError, LimitRefused
 from instruments.espec_sh import EspecSh
 from emulator.instruments.espec_chamber import EmulatedEspecSh
 from emulator.plant import Plant
 
 LIMITS = {"temperature": (-25.0, 70.0)}  # PACK_SPEC.md 5
 MINUTE_NS = 60_000_000_000
-
-
-class Tripped(RigError):
-    pass
-
-
-def tripped():
-    raise Tripped("supervisor tripped")
 
 
 def chamber(resource, **kw):
@@ -115,15 +107,15 @@ def test_ramp_out_of_range_nothing_is_sent(expected_protocol):
         chamber(expected_protocol([])).run(40.0, ramp_c_per_min=50.0)
 
 
-def test_interlock_refuses_run_but_standby_goes_through(expected_protocol):
+def test_interlock_refuses_run_but_standby_goes_through(expected_protocol, tripped):
     espec = chamber(expected_protocol([("MODE,STANDBY", "OK:MODE,STANDBY"),
                                        ("MODE,STANDBY", "OK:MODE,STANDBY"),
-                                       ("TEMP?", "30.0,40.0,155.0,-45.0")]), interlock=tripped)
-    with pytest.raises(Tripped):
+                                       ("TEMP?", "30.0,40.0,155.0,-45.0")]), interlock=tripped.interlock)
+    with pytest.raises(tripped):
         espec.run(40.0)
-    with pytest.raises(Tripped):
+    with pytest.raises(tripped):
         espec.run(40.0, ramp_c_per_min=1.0)
-    with pytest.raises(Tripped):
+    with pytest.raises(tripped):
         espec.temperature_setpoint = 40.0
     espec.standby()
     espec.make_safe()

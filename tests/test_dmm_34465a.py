@@ -7,20 +7,12 @@ import socket
 
 import pytest
 
-from instruments.errors import InstrumentError, RigError
+from instruments.errors import InstrumentError
 from instruments.keysight_34465a import Keysight34465A
 from emulator.instruments.dmm_34465a import Emulated34465A
 from emulator.plant import Plant
 
 NO_ERROR = ("SYST:ERR?", '+0,"No error"')
-
-
-class Tripped(RigError):
-    pass
-
-
-def tripped():
-    raise Tripped("supervisor tripped")
 
 
 # --- (a) driver against exact exchanges ----------------------------------------------------------
@@ -105,11 +97,11 @@ def test_instrument_error_names_the_instrument(expected_protocol):
     assert err.value.instrument == "dmm"
 
 
-def test_interlock_refuses_settings_but_not_readings(expected_protocol):
-    dmm = Keysight34465A(expected_protocol([("READ?", "+5.10000000E+01")]), "dmm", interlock=tripped)
-    with pytest.raises(Tripped):
+def test_interlock_refuses_settings_but_not_readings(expected_protocol, tripped):
+    dmm = Keysight34465A(expected_protocol([("READ?", "+5.10000000E+01")]), "dmm", interlock=tripped.interlock)
+    with pytest.raises(tripped):
         dmm.nplc = 1
-    with pytest.raises(Tripped):
+    with pytest.raises(tripped):
         dmm.configure()
     assert dmm.voltage() == 51.0  # the supervisor still reads the pack voltage
 

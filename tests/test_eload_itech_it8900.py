@@ -7,7 +7,7 @@ import socket
 import pytest
 from scpi_helpers import FakeClock, eventually
 
-from instruments.errors import InstrumentError, LimitRefused, RigError
+from instruments.errors import InstrumentError, LimitRefused
 from instruments.itech_it8900 import ItechIT8900
 from emulator.instruments.it8900_load import EmulatedIT8900
 from emulator.plant import LoadStep, Plant
@@ -236,20 +236,13 @@ def test_hard_limits_refuse_with_nothing_sent(load, call, quantity, value, limit
     assert inst.resource.sent == []
 
 
-class Tripped(RigError):
-    pass
-
-
-def test_interlock_refuses_all_but_the_safe_commands(load):
-    def interlock():
-        raise Tripped("supervisor tripped")
-
+def test_interlock_refuses_all_but_the_safe_commands(load, tripped):
     inst = load([("INP OFF", None), ("INP?", "0"), ("INP:SHOR OFF", None), ("INP:SHOR?", "0"),
                  ("INP OFF", None), ("INP?", "0"), ("INP:SHOR OFF", None), ("INP:SHOR?", "0"),
-                 ("FUNC:MODE FIX", None), ("FUNC:MODE?", "FIX")], interlock)
+                 ("FUNC:MODE FIX", None), ("FUNC:MODE?", "FIX")], tripped.interlock)
     for refused in (lambda: inst.set_mode("CC", 10.0), inst.input_on, lambda: inst.pulse([(96.0, 3.0)]),
                     lambda: inst.short(True), lambda: inst.protect(1.0), inst.clear_protection):
-        with pytest.raises(Tripped):
+        with pytest.raises(tripped):
             refused()
     assert inst.resource.sent == []
     inst.input_off()

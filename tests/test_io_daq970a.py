@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from instruments.errors import InstrumentError, LimitRefused, RigError
+from instruments.errors import InstrumentError, LimitRefused
 from instruments.keysight_daq970a_io import KeysightDaq970AIo
 from emulator.instruments.daq970a_io import EmulatedDaq970AIo
 from emulator.plant import Plant
@@ -19,14 +19,6 @@ OUTPUTS = {"power_button": 1, "breaker": 2, "wake": 3, "short_circuit": 4,
            "pack2_power_button": 5, "pack2_wake": 6}
 INPUTS = {"run": 1, "alm": 2, "led1": 3, "led2": 4, "led3": 5, "led4": 6, "pack2_run": 7,
           "pack2_alm": 8, "pack2_led1": 9, "pack2_led2": 10, "pack2_led3": 11, "pack2_led4": 12}
-
-
-class Tripped(RigError):
-    pass
-
-
-def tripped():
-    raise Tripped("supervisor tripped")
 
 
 #: a bench that gives the box a watchdog of at most 5 s
@@ -128,11 +120,11 @@ def test_bad_channel_sends_nothing(expected_protocol):
         box(expected_protocol([]), input_channels=[17])
 
 
-def test_interlock_refuses_closing_but_opening_goes_through(expected_protocol):
+def test_interlock_refuses_closing_but_opening_goes_through(expected_protocol, tripped):
     io = box(expected_protocol([("ROUT:OPEN (@102)", None), NO_ERROR, ("ROUT:CLOS? (@102)", "0"),
                                 ("ROUT:OPEN (@101:120)", None), ("ROUT:CLOS? (@101:120)", ALL_OPEN),
-                                ("SENS:DIG:DATA:WORD? (@201)", "+1.00000000E+00")]), interlock=tripped)
-    with pytest.raises(Tripped):
+                                ("SENS:DIG:DATA:WORD? (@201)", "+1.00000000E+00")]), interlock=tripped.interlock)
+    with pytest.raises(tripped):
         io.set_output(2, True)
     io.set_output(2, False)
     io.make_safe()

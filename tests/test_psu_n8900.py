@@ -8,7 +8,7 @@ import threading
 import pytest
 from scpi_helpers import FakeClock, eventually
 
-from instruments.errors import InstrumentError, LimitRefused, RigError
+from instruments.errors import InstrumentError, LimitRefused
 from instruments.keysight_n8900 import KeysightN8900
 from emulator.instruments.n8900_supply import EmulatedN8900
 from emulator.plant import Plant
@@ -182,18 +182,11 @@ def test_a_bench_without_the_limit_refuses(expected_protocol):
         inst.current_setpoint = 10.0
 
 
-class Tripped(RigError):
-    pass
-
-
-def test_interlock_refuses_all_but_output_off(psu):
-    def interlock():
-        raise Tripped("supervisor tripped")
-
-    inst = psu([("OUTP OFF", None), ("OUTP?", "0"), ("MEAS:VOLT?", "+5.00000E+01")], interlock)
+def test_interlock_refuses_all_but_output_off(psu, tripped):
+    inst = psu([("OUTP OFF", None), ("OUTP?", "0"), ("MEAS:VOLT?", "+5.00000E+01")], tripped.interlock)
     for refused in (lambda: inst.apply(50.0, 10.0), inst.output_on, inst.clear_protection,
                     lambda: inst.protect(60.0, True, 1.0)):
-        with pytest.raises(Tripped):
+        with pytest.raises(tripped):
             refused()
     assert inst.resource.sent == []
     inst.output_off()

@@ -6,7 +6,7 @@ import socket
 
 import pytest
 
-from instruments.errors import InstrumentError, RigError
+from instruments.errors import InstrumentError
 from instruments.keysight_daq970a import KeysightDaq970A, channel_list, readings
 from emulator.instruments.daq970a_scanner import EmulatedDaq970A, parse_channel_list
 from emulator.plant import Plant
@@ -15,14 +15,6 @@ NO_ERROR = ("SYST:ERR?", '+0,"No error"')
 # the emulated bench's wiring (rig/benches/emulated.toml)
 GROUPS = [list(range(101, 117)), list(range(201, 217))]
 THERMOCOUPLES = [[117, 118, 119, 120], [217, 218, 219, 220]]
-
-
-class Tripped(RigError):
-    pass
-
-
-def tripped():
-    raise Tripped("supervisor tripped")
 
 
 def fmt(values):
@@ -89,11 +81,11 @@ def test_not_a_channel_sends_nothing(expected_protocol):
         KeysightDaq970A(expected_protocol([]), "scanner", voltage_range=5.0)
 
 
-def test_readings_still_work_after_a_trip(expected_protocol):
+def test_readings_still_work_after_a_trip(expected_protocol, tripped):
     scanner = KeysightDaq970A(expected_protocol([
         ("MEAS:VOLT:DC? 10,DEF,(@101)", "+3.40000000E+00"),
         ("UNIT:TEMP C,(@117)", None), NO_ERROR, ("MEAS:TEMP? TC,K,(@117)", "+3.00000000E+01")]),
-        "scanner", interlock=tripped)
+        "scanner", interlock=tripped.interlock)
     assert scanner.voltages([101]) == [3.4]
     assert scanner.temperatures([117]) == [30.0]
 

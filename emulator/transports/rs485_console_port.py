@@ -36,7 +36,7 @@ import threading
 
 from emulator.transports.rs485_line import LineServer, Rs485Bus
 from emulator.pack.rs485_responder import PackResponder, RawFrameReader
-from rig.errors import FrameError
+from rig.errors import EmulatorNotRunning, FrameError
 from rig.protocol.rs485 import Frame, encode_frame
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ class ConsolePort:
     def start(self) -> ConsolePort:
         """Listen and serve clients in background threads (once)."""
         if self._server is not None or self._stopping:
-            raise RuntimeError("ConsolePort.start(): a console port starts once")
+            raise EmulatorNotRunning("ConsolePort.start(): a console port starts once")
         self._server = LineServer((self.host, 0), self, "RS485 console client")
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                          name=f"rs485-console-{self.own.bms.address}", daemon=True).start()
@@ -88,9 +88,9 @@ class ConsolePort:
 
     @property
     def url(self) -> str:
-        """pyserial URL of this console: ``socket://127.0.0.1:PORT``. :raises RuntimeError: not started."""
+        """pyserial URL of this console: ``socket://127.0.0.1:PORT``. :raises EmulatorNotRunning: not started."""
         if self._server is None:
-            raise RuntimeError("ConsolePort.url: not started (or already stopped)")
+            raise EmulatorNotRunning("ConsolePort.url: not started (or already stopped)")
         return f"socket://{self.host}:{self._server.server_address[1]}"
 
     # --- its clients (LineServer's hooks) ------------------------------------------------------

@@ -46,7 +46,7 @@ import threading
 from collections.abc import Callable
 
 from emulator.pack.rs485_responder import PackResponder, RawFrameReader
-from rig.errors import FrameError
+from rig.errors import EmulatorNotRunning, FrameError
 from rig.protocol.rs485 import Frame, FrameReader, encode_frame
 
 #: Seconds one byte occupies a real line at 115200 baud, 8N1 (start + 8 data + stop bits).
@@ -142,10 +142,10 @@ class Rs485Bus:
     def start(self) -> Rs485Bus:
         """Listen and serve clients in background threads.
 
-        :raises RuntimeError: already started, or stopped (a bus is started once).
+        :raises EmulatorNotRunning: already started, or stopped (a bus is started once).
         """
         if self._server is not None or self._stopping:
-            raise RuntimeError("Rs485Bus.start(): a bus starts once (this one is started or stopped)")
+            raise EmulatorNotRunning("Rs485Bus.start(): a bus starts once (this one is started or stopped)")
         self._server = LineServer((self.host, 0), self, "RS485 client")
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
                                         name="rs485-bus", daemon=True)
@@ -173,9 +173,9 @@ class Rs485Bus:
 
     @property
     def port(self) -> int:
-        """The TCP port of the line. :raises RuntimeError: not started."""
+        """The TCP port of the line. :raises EmulatorNotRunning: not started."""
         if self._server is None:
-            raise RuntimeError("Rs485Bus.port: the bus is not started (or already stopped)")
+            raise EmulatorNotRunning("Rs485Bus.port: the bus is not started (or already stopped)")
         return self._server.server_address[1]
 
     @property

@@ -25,7 +25,7 @@ from typing import Protocol
 import can
 from can.broadcastmanager import CyclicSendTaskABC
 
-from rig.errors import RigError
+from rig.errors import SyncTimeout
 
 SYNC_TIMEOUT_S = 10.0
 
@@ -112,7 +112,7 @@ class EmulatorBus(can.BusABC):
             if msg is None:
                 waited += 0.05
                 if waited >= timeout:
-                    raise RigError(f"CAN: the emulator sent {count} frames, {self.received} arrived "
+                    raise SyncTimeout(f"CAN: the emulator sent {count} frames, {self.received} arrived "
                                    f"within {timeout:g} s")
                 continue
             self.received += 1
