@@ -23,7 +23,7 @@ hide the others::
 Every measurement in the block is recorded; at its end one :class:`RequirementFailed` lists all
 that failed.
 
-**Stimuli and marks.** The rig's stimulus helpers (:mod:`rig.pack`, ``testcases.stimulus``)
+**Stimuli and marks.** The rig's stimulus helpers (:mod:`rig.pack`, ``testcases.kit.stimulus``)
 call :meth:`Measurements.stimulate` with what they did, in the pack's terms; tests and helpers
 call :meth:`Measurements.mark` for instants worth drawing ("L2 on CAN", "cut measured"). Both
 reach the test's measurements through ``bench.measurements``, which the ``bench`` fixture sets.

@@ -110,6 +110,17 @@ class Pack:
         self.bench.eload.pulse([(current_a, seconds), (0.0, 0.1)])
         self._stimulus(f"discharge pulse of {current_a:g} A for {seconds:g} s (e-load)")
 
+    def short_circuit(self, seconds: float) -> None:
+        """Short the terminals for ``seconds`` through the bench's short-circuit contactor, inside
+        the supervisor's short-circuit window (the bench's limits refuse a longer one)."""
+        self._stimulus(f"terminals shorted {seconds * 1000:g} ms (short-circuit contactor)")
+        with self.bench.supervisor.short_circuit_step():
+            self.bench.output("short_circuit", True)
+            try:
+                self.clock.sleep(seconds)
+            finally:
+                self.bench.output("short_circuit", False)
+
     def stop(self) -> None:
         """No current: PSU and e-load off (the breaker stays closed)."""
         self.bench.psu.output_off()

@@ -22,10 +22,9 @@ from rig.files.rows import PROTECTIONS
 from rig.protocol.rs485 import Rtn
 from rig.protocol.rs485_commands import AlarmState, ChargeStatus, Status1, Status2, parse_reply
 from rig.rs485_console import Rs485Console
-from testcases.observe import half_step
+from testcases.kit.observe import half_step
+from testcases.kit.reports import LEVELS, level_signal
 
-#: The DetailProtection level names, index = level.
-LEVELS = ("None", "L1", "L2", "L3")
 #: 0x44 fields a protection row shows in, and the state it shows: (field, state).
 ROW_STATES = {
     "cell_over_voltage": ("cell_states", AlarmState.ABOVE_UPPER),
@@ -68,7 +67,7 @@ def console(bench, spec) -> Rs485Console:
     return Rs485Console(bench.rs485, reply_within_s=spec.rs485.reply_within_s)
 
 
-def read(line, measure, spec, cid2: int, adr: int, command: int | None = None, where: str = ""):
+def read(line, measure, spec, cid2: int, *, adr: int, command: int | None = None, where: str = ""):
     """The decoded reply of ``adr`` to ``cid2`` (with ``command`` as its command value, if given);
     no reply, an error RTN or an INFO that does not fit the command is a failed measurement of
     the RS485 requirement."""
@@ -82,11 +81,6 @@ def read(line, measure, spec, cid2: int, adr: int, command: int | None = None, w
                 equals="the command's INFO (PACK_SPEC.md 7)")
 
 
-def level_signal(row: str) -> str:
-    """cell_over_voltage -> CellOverVoltageLevel (DetailProtection)."""
-    return "".join(word.capitalize() for word in row.split("_")) + "Level"
-
-
 def states_of(info, field: str) -> tuple[AlarmState, ...]:
     """The 0x44 states of one field (:data:`ROW_STATES`), as a tuple."""
     if field == "cell_temp_states":
@@ -95,7 +89,7 @@ def states_of(info, field: str) -> tuple[AlarmState, ...]:
     return tuple(value) if isinstance(value, tuple) else (value,)
 
 
-def check_alarm_info_follows_can(measure, spec, info, pcs, address: int, where: str = "") -> dict[str, int]:
+def check_alarm_info_follows_can(measure, spec, info, pcs, *, address: int, where: str = "") -> dict[str, int]:
     """0x44 against the pack's last DetailProtection and 0x35C (module docstring); returns the
     levels CAN reports, by row."""
     req = spec.rs485.id
@@ -119,7 +113,7 @@ def check_alarm_info_follows_can(measure, spec, info, pcs, address: int, where: 
     return levels
 
 
-def check_charge_management_follows_can(measure, spec, values, pcs, where: str = "") -> None:
+def check_charge_management_follows_can(measure, spec, values, pcs, *, where: str = "") -> None:
     """0x92 against 0x351 and 0x35C of a one-pack system: the same limits and enable flags."""
     req, limits, request = spec.rs485.id, pcs.latest("ChargeLimits"), pcs.latest("ChargeRequest")
     with measure.together():

@@ -12,21 +12,21 @@ import math
 from rig.files.rows import PROTECTIONS
 from rig.pcs import CanCheckFailed
 from rig.protocol import can_frames
+from testcases.kit import rules
+from testcases.kit.reports import LEVELS, level_signal
 
 BUTTONS = ("power_button", "pack2_power_button")
 #: light-sensor name prefix of each pack's panel
 PREFIX = {1: "", 2: "pack2_"}
 PANEL = ("run", "alm", "led1", "led2", "led3", "led4")
 ADDRESS = {1: 2, 2: 3}
-#: The level values of the DetailProtection signals, index = level.
-LEVELS = ("None", "L1", "L2", "L3")
 #: The frames of one CAN report, system and both packs' detail frames.
 SYSTEM = ("ChargeLimits", "StateOfCharge", "PackMeasurements", "ProtectionsAlarms", "ChargeRequest")
 DETAIL = ("DetailStatus", "DetailProtection", "DetailGroupVoltages1to4", "DetailGroupVoltages5to8",
           "DetailGroupVoltages9to12", "DetailGroupVoltages13to16", "DetailTemperatures", "DetailSummary")
 
 
-def join(bench, pack, pack2, pcs, spec) -> None:
+def join(bench, pack, pack2, pcs, *, spec) -> None:
     """Manual 6.2: breaker closed, both POWER buttons held together; returns once the pack on the
     CAN bus reports two modules and both packs report their main relays closed."""
     pack.close_breaker()
@@ -56,11 +56,6 @@ def half_step(frame: str, signal: str) -> float:
     return can_frames.DATABASE.get_message_by_name(name).get_signal_by_name(signal).scale / 2
 
 
-def signal_name(row: str) -> str:
-    """cell_over_voltage -> CellOverVoltageLevel (DetailProtection)."""
-    return "".join(word.capitalize() for word in row.split("_")) + "Level"
-
-
 def report_at(pcs, spec, t: float, addresses=(2, 3)) -> dict:
     """The frames of the CAN report sent at frame time ``t`` (one burst): ``report[frame]`` for a
     system frame, ``report[frame, address]`` for a detail frame."""
@@ -84,7 +79,7 @@ def last_report_at(pcs) -> float:
 
 def levels_of(status: dict) -> dict[str, int]:
     """Row -> level 0..3 from one DetailProtection frame's signals."""
-    return {row: LEVELS.index(status[signal_name(row)]) for row in PROTECTIONS}
+    return {row: LEVELS.index(status[level_signal(row)]) for row in PROTECTIONS}
 
 
 def failures_of(status: dict) -> list[str]:
@@ -99,17 +94,12 @@ def bits_of(alarms: dict) -> list[str]:
 
 
 def own_limits(spec, levels: dict[str, int], failures: list[str], relays_closed: bool) -> dict[str, float]:
-    """PACK_SPEC 4: one pack's own current limits given the levels and failures it reports: each
-    tripped row scales its direction's limit by its level's factor; a level 3, a failure that
-    opens the relays (any but PCS loss) or open relays leave no current either way."""
-    opening = [f for f in failures if f != spec.pcs_loss.failure_bit]
-    factor = {"charge": 1.0, "discharge": 1.0}
-    if opening or 3 in levels.values() or not relays_closed:
-        factor = dict.fromkeys(factor, 0.0)
-    for row, level in levels.items():
-        if level:
-            direction = getattr(spec.protections, row).direction
-            for d in ("charge", "discharge") if direction == "both" else (direction,):
-                factor[d] = min(factor[d], getattr(spec.levels, f"l{level}").current_limit_factor)
-    return {"charge": spec.can.charge_current_limit_a * factor["charge"],
-            "discharge": spec.can.discharge_current_limit_a * factor["discharge"]}
+    """PACK_SPEC 4: one pack's own current limits given the levels and failures it reports, by
+    the spec's rule (:func:`testcases.kit.rules.limit_factor`); a failure that opens the relays
+    (any but PCS loss) or open relays leave no current either way."""
+    opening = {f for f in failures if f != spec.pcs_loss.failure_bit}
+    limits = {}
+    for direction in ("charge", "discharge"):
+        factor = rules.limit_factor(spec, levels, opening, direction) if relays_closed else 0.0
+        limits[direction] = getattr(spec.can, f"{direction}_current_limit_a") * factor
+    return limits

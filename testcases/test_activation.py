@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import pytest
 
-from testcases.observe import frame_count
+from testcases.kit.observe import frame_count
 
 #: (edge of the window, side): -1 one tolerance below the edge, +1 one tolerance above it.
 PROBES = {

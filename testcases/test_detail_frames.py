@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import pytest
 
-from testcases.observe import frame_count, frames_since
+from testcases.kit.observe import frame_count, frames_since
 from testcases.pair import failures_of, half_step, last_report_at, report_at
-from testcases.stimulus import power_on
 
 GROUP_FRAMES = ("DetailGroupVoltages1to4", "DetailGroupVoltages5to8", "DetailGroupVoltages9to12",
                 "DetailGroupVoltages13to16")
@@ -46,7 +45,7 @@ def test_group_voltages_and_min_max_against_the_cell_taps(spec, bench, pack, pcs
     the rig's cell taps, then against distinct voltages forced on each group's sense line (so a
     swapped group or frame shows)."""
     req, tol, clock = spec.can.id, spec.tolerance.group_voltage_v, bench.clock
-    power_on(pack)
+    pack.power_on()
     clock.sleep(spec.can.period_s)
     taps = pack.group_voltages()
     clock.sleep(spec.can.period_s)
@@ -83,7 +82,7 @@ def test_temperatures_t1_to_t5_against_the_thermocouples_and_forced_values(spec,
     (the rig's case thermocouples); then each sensor forced to its own value (T1 lowest ... T5
     highest, below every alarm) reads it, in its own field."""
     req, tol, clock = spec.can.id, spec.tolerance.temperature_c, bench.clock
-    power_on(pack)
+    pack.power_on()
     clock.sleep(spec.can.period_s)
     case = pack.case_temperatures()
     case_c = sum(case) / len(case)
@@ -113,7 +112,7 @@ def test_remaining_capacity_follows_soc_and_the_rigs_charge_count(spec, bench, p
     current; frame 01's SOC falls with it."""
     req, clock, capacity = spec.can.id, bench.clock, spec.ratings.nominal_capacity_ah
     step = half_step("DetailSummary", "RemainingCapacity")
-    power_on(pack)
+    pack.power_on()
     clock.sleep(2 * spec.can.period_s)
     before = _report(pcs, spec)
     remaining, soc = before["DetailSummary", 2]["RemainingCapacity"], before["DetailStatus", 2]["SOC"]
@@ -146,7 +145,7 @@ def test_state_relays_and_failure_bits_through_a_packs_life(spec, bench, pack, p
     POWER-button sequence runs; then silence."""
     req, clock, period = spec.power_on.id, bench.clock, spec.can.period_s
     off_v = spec.power_off.terminals_off_max_v
-    power_on(pack)
+    pack.power_on()
     clock.sleep(period)
     status = pcs.latest("DetailStatus")
     measure("State at rest", status["State"], req=req, equals="Standby")

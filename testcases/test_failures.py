@@ -21,7 +21,7 @@ from __future__ import annotations
 import pytest
 
 from rig.errors import WaitTimeout
-from testcases.stimulus import beyond, drive, flow, margin, power_cycle, power_on
+from testcases.kit import rules
 
 #: Each failure of the spec, and how the fault-insertion unit makes it (pack index, faults).
 INSERT = {
@@ -62,17 +62,17 @@ def test_failure_opens_the_relays_shows_alm_and_latches_until_a_power_cycle(key,
     failure bit and the failure protection bit, turns ALM on and opens the relays; it stays so
     after the fault is removed, and only a power cycle brings the pack back."""
     failure = getattr(spec.failures, _failure(key))
-    power_on(pack)
-    flow(pack, "discharge")
+    pack.power_on()
+    pack.flow("discharge")
     INSERT[key](faults, pack.number - 1)
     measure.stimulate(f"failure inserted while discharging: {key.replace('_', ' ')} (fault insertion)")
-    _check_failed(measure, spec, pack, pcs, failure, within=_detect_within(spec))
+    _check_failed(measure, spec, pack, pcs, failure=failure, within=_detect_within(spec))
     faults.clear()
     measure.stimulate("fault removed")
     pack.stop()
     bench.clock.sleep(_detect_within(spec))
-    _check_latched(measure, spec, pack, pcs, failure, "after the fault was removed")
-    _check_normal_after_power_cycle(measure, spec, pack, pcs, failure)
+    _check_latched(measure, spec, pack, pcs, failure=failure, when="after the fault was removed")
+    _check_normal_after_power_cycle(measure, spec, pack, pcs, failure=failure)
 
 
 @pytest.mark.requirement("failures.cell_voltage_difference", manual="7.4", ul="Imbalanced Charging Test")
@@ -81,16 +81,16 @@ def test_cell_voltage_difference_past_level_3_is_a_latched_failure(bench, pack, 
     (its failure bit, ALM on, relays open), latched after the difference is gone until a power
     cycle."""
     row, failure = spec.protections.cell_voltage_difference, spec.failures.cell_voltage_difference
-    power_on(pack)
-    flow(pack, "discharge")
-    drive(bench, pack, faults, row.quantity, beyond(row, row.l3.threshold, margin(spec, row)))
-    _check_failed(measure, spec, pack, pcs, failure, within=row.l3.delay_s + _detect_within(spec))
-    drive(bench, pack, faults, row.quantity, beyond(row, row.release.value, -margin(spec, row)))
+    pack.power_on()
+    pack.flow("discharge")
+    pack.drive(row.quantity, rules.unsafe(spec, row, row.l3.threshold))
+    _check_failed(measure, spec, pack, pcs, failure=failure, within=row.l3.delay_s + _detect_within(spec))
+    pack.drive(row.quantity, rules.safe(spec, row, row.release.value))
     pack.stop()
     bench.clock.sleep(_detect_within(spec))
-    _check_latched(measure, spec, pack, pcs, failure, "after the difference went below its release value")
+    _check_latched(measure, spec, pack, pcs, failure=failure, when="after the difference went below its release value")
     faults.clear()
-    _check_normal_after_power_cycle(measure, spec, pack, pcs, failure)
+    _check_normal_after_power_cycle(measure, spec, pack, pcs, failure=failure)
 
 
 @pytest.mark.requirement("failures.precharge", manual="6.2, 7.4", ul="Single Fault Tests")
@@ -103,14 +103,15 @@ def test_precharge_failure_at_power_on_keeps_the_relays_open(bench, pack, pcs, s
     measure.stimulate("pre-charge path opened (fault insertion)")
     pack.close_breaker()
     pack.press_power(spec.power_on.button_hold_s)
-    _check_failed(measure, spec, pack, pcs, failure, within=spec.power_on.precharge_timeout_s + _detect_within(spec))
+    _check_failed(measure, spec, pack, pcs, failure=failure,
+                  within=spec.power_on.precharge_timeout_s + _detect_within(spec))
     measure("relay 1 closed in any report since power on",
             max(r.signals["Relay1Closed"] for r in pcs.received("DetailStatus")), req=failure.id, equals=0)
     faults.clear()
     measure.stimulate("pre-charge path mended")
     bench.clock.sleep(_detect_within(spec))
-    _check_latched(measure, spec, pack, pcs, failure, "after the pre-charge path was mended")
-    _check_normal_after_power_cycle(measure, spec, pack, pcs, failure)
+    _check_latched(measure, spec, pack, pcs, failure=failure, when="after the pre-charge path was mended")
+    _check_normal_after_power_cycle(measure, spec, pack, pcs, failure=failure)
 
 
 @pytest.mark.parametrize("key", _params(AT_POWER_ON))
@@ -122,7 +123,7 @@ def test_power_on_with_a_failure_shows_alm_and_closes_no_relay(key, bench, pack,
     measure.stimulate(f"failure inserted before power on: {key.replace('_', ' ')} (fault insertion)")
     pack.close_breaker()
     pack.press_power(spec.power_on.button_hold_s)
-    _check_failed(measure, spec, pack, pcs, failure, within=_detect_within(spec))
+    _check_failed(measure, spec, pack, pcs, failure=failure, within=_detect_within(spec))
     bench.clock.sleep(spec.power_on.relays_closed_within_s)
     with measure.together():
         for relay in ("Relay1Closed", "Relay2Closed"):
@@ -140,7 +141,7 @@ def _detect_within(spec) -> float:
     return spec.tolerance.delay_late_s + 2 * (spec.can.period_s + spec.can.period_tolerance_s)
 
 
-def _check_failed(measure, spec, pack, pcs, failure, within):
+def _check_failed(measure, spec, pack, pcs, *, failure, within):
     """The failure bit reported within ``within``; then, in the same report, the failure protection
     bit (and the failure's own alarm bit); the rig sees the current cut and 0 V; ALM steady on."""
     try:
@@ -154,17 +155,17 @@ def _check_failed(measure, spec, pack, pcs, failure, within):
         bits = _at(pcs, "ProtectionsAlarms", t)
         for bit in filter(None, (spec.failure_response.can_protection, failure.can_alarm)):
             measure(f"0x359 {bit}", bits[bit], req=failure.id, equals=1)
-        _check_cut(measure, spec, pack, pcs, failure)
+        _check_cut(measure, spec, pack, pcs, failure=failure)
 
 
-def _check_latched(measure, spec, pack, pcs, failure, when):
+def _check_latched(measure, spec, pack, pcs, *, failure, when):
     with measure.together():
         measure(f"DetailStatus {failure.failure_bit} {when}", pcs.signal(failure.failure_bit, frame="DetailStatus"),
                 req=failure.id, equals=1)
-        _check_cut(measure, spec, pack, pcs, failure)
+        _check_cut(measure, spec, pack, pcs, failure=failure)
 
 
-def _check_cut(measure, spec, pack, pcs, failure):
+def _check_cut(measure, spec, pack, pcs, *, failure):
     """Relays open (DetailStatus, and the rig: no current, 0 V at the terminals), ALM on steady."""
     status = pcs.latest("DetailStatus")
     with measure.together():
@@ -180,10 +181,10 @@ def _check_cut(measure, spec, pack, pcs, failure):
         measure("RUN light (ALM overrides it)", seen["run"].kind, req=failure.id, equals="off")
 
 
-def _check_normal_after_power_cycle(measure, spec, pack, pcs, failure):
+def _check_normal_after_power_cycle(measure, spec, pack, pcs, *, failure):
     """POWER off and on (the fault gone): no failure bit, the relays closed, ALM off, RUN on."""
     try:
-        power_cycle(pack)
+        pack.power_cycle()
     except WaitTimeout as exc:
         measure(f"pack back to normal after a power cycle ({exc})", False, req=failure.id, equals=True)
     with measure.together():

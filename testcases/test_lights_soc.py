@@ -24,7 +24,7 @@ import pytest
 from rig.errors import WaitTimeout
 from rig.light_reader import FLICKER_WINDOW_S, LightState
 from rig.pytest_plugin import spec_for  # the pack spec of this session, also at collection time
-from testcases.observe import check_led
+from testcases.kit.observe import check_led
 
 
 def _middle(band) -> float:
@@ -67,7 +67,7 @@ def _check_run_alm(measure, req: str, spec, soc: float, seen: dict[str, LightSta
     lt = spec.lights
     if soc <= lt.low_soc_alm_max_pct:
         measure(f"{where}RUN light (overridden by the low-SOC ALM)", seen["run"].kind, req=req, equals="off")
-        check_led(measure, req, spec, "alm", seen["alm"], lt.alm_flicker_period_s, where)
+        check_led(measure, req, spec, "alm", seen=seen["alm"], want=lt.alm_flicker_period_s, where=where)
     else:
         measure(f"{where}RUN light", seen["run"].kind, req=req, equals="on")
         measure(f"{where}ALM light", seen["alm"].kind, req=req, equals="off")
@@ -80,7 +80,7 @@ def _check_band(measure, spec, pack, band, seen: dict[str, LightState]) -> None:
             tolerance=spec.tolerance.soc_pct)
     with measure.together():  # every light on its own
         for i, want in enumerate(band.leds, start=1):
-            check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want)
+            check_led(measure, req, spec, f"led{i}", seen=seen[f"led{i}"], want=want)
         _check_run_alm(measure, req, spec, _middle(band), seen)
 
 
@@ -128,7 +128,7 @@ def test_soc_light_band_edges(mode, spec, bench, pack, faults, measure):
             seen = pack.observe_lights(FLICKER_WINDOW_S)
             with measure.together():  # every light on its own
                 for i, want in enumerate(band.leds, start=1):
-                    check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want, where)
+                    check_led(measure, req, spec, f"led{i}", seen=seen[f"led{i}"], want=want, where=where)
                 _check_run_alm(measure, req, spec, soc, seen, where)
 
 
@@ -182,7 +182,7 @@ def test_full_charge_reports_100_percent(spec, bench, pack, pcs, measure):
     full = next(b for b in spec.lights.charging if b.soc[0] <= s.full_soc_pct <= b.soc[1])
     with measure.together():
         for i, want in enumerate(full.leds, start=1):
-            check_led(measure, spec.lights.id, spec, f"led{i}", seen[f"led{i}"], want)
+            check_led(measure, spec.lights.id, spec, f"led{i}", seen=seen[f"led{i}"], want=want)
 
 
 @pytest.mark.pack_state(soc=95)

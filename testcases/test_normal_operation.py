@@ -16,7 +16,7 @@ from __future__ import annotations
 import pytest
 
 from rig.protocol import can_frames
-from testcases.observe import check_periods, half_step
+from testcases.kit.observe import check_periods, half_step
 
 #: How long each rating is held, s of clock time: a few minutes, many times the longest
 #: protection delay at those currents (the L1 over-current alarm's 10 s) and long enough for the
@@ -47,7 +47,7 @@ def _marks(pcs) -> dict[str, int]:
                                                  "ChargeLimits")}
 
 
-def _check_quiet(measure, req: str, spec, pcs, marks: dict[str, int], direction: str) -> None:
+def _check_quiet(measure, req: str, spec, pcs, *, marks: dict[str, int], direction: str) -> None:
     """No 0x359 alarm or protection bit, no protection level, the pack in Run with its relays
     closed and its normal current limit in every frame since the ``marks``."""
     def since(frame):
@@ -89,7 +89,7 @@ def test_standard_charge_current_runs_without_alarm(spec, bench, pack, pcs, meas
             nominal=amps, tolerance=tol)
     measure("highest charge current (PSU read-back) during the run", max(currents), req=req, unit="A",
             nominal=amps, tolerance=tol)
-    _check_quiet(measure, req, spec, pcs, marks, "charge")
+    _check_quiet(measure, req, spec, pcs, marks=marks, direction="charge")
 
 
 @pytest.mark.requirement("protections.discharge_over_current", manual="2.4")
@@ -107,7 +107,7 @@ def test_continuous_discharge_current_runs_without_alarm(spec, bench, pack, pcs,
             nominal=amps, tolerance=tol)
     measure("highest discharge current (e-load read-back) during the run", -min(currents), req=req,
             unit="A", nominal=amps, tolerance=tol)
-    _check_quiet(measure, req, spec, pcs, marks, "discharge")
+    _check_quiet(measure, req, spec, pcs, marks=marks, direction="discharge")
 
 
 @pytest.mark.requirement("protections.discharge_over_current", manual="2.4")
@@ -173,7 +173,7 @@ def test_can_schedule_ids_and_dlc(spec, bench, pack, pcs, measure):
             where = f"{f.name} (0x{f.frame_id:X})"
             measure(f"{where} DLCs seen", sorted(seen.get((f.frame_id, f.is_extended_id), ())), req=req,
                     equals=[f.dlc])
-            check_periods(measure, req, spec, pcs, f.name, f.pack_address, label=where)
+            check_periods(measure, req, spec, pcs, frame=f.name, pack_address=f.pack_address, label=where)
         measure("frames that broke the protocol (unknown ID or wrong DLC)", pcs.bad_frames, req=req, equals=0)
 
 

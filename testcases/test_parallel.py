@@ -20,7 +20,8 @@ import math
 import pytest
 
 from rig.light_reader import LightState
-from testcases.observe import check_flickers, frame_count, frames_since, half_step, press_and_watch, terminal_extremes
+from testcases.kit.observe import (check_flickers, frame_count, frames_since, half_step, press_and_watch,
+                                   terminal_extremes)
 
 pytestmark = pytest.mark.needs(parallel_packs=2)
 
@@ -45,7 +46,7 @@ def _first_lit(clock, lights, names, within: float) -> dict[str, float]:
         clock.sleep(min(lights.sample_period, end - now))
 
 
-def _check_fault_power_off(measure, req: str, spec, pack, pcs, lights, panels) -> None:
+def _check_fault_power_off(measure, req: str, spec, pack, *, pcs, lights, panels) -> None:
     """After a parallel failure: the packs turned off (manual 2.2 fault power-off): 0 V on the
     bus, their panels dark, the pack on the CAN bus silent."""
     po = spec.power_off
@@ -62,10 +63,10 @@ def _check_fault_power_off(measure, req: str, spec, pack, pcs, lights, panels) -
             req=req, equals=0)
 
 
-def _power_on_together(bench, pack, lights, spec, after_s: float) -> dict[str, LightState]:
+def _power_on_together(bench, pack, lights, spec, *, after_s: float) -> dict[str, LightState]:
     """Breaker closed, both POWER buttons held together; the lights as :func:`press_and_watch`."""
     pack.close_breaker()
-    return press_and_watch(bench, lights, BUTTONS, spec.power_on.button_hold_s, after_s)
+    return press_and_watch(bench, lights, BUTTONS, hold_s=spec.power_on.button_hold_s, after_s=after_s)
 
 
 # --- success -----------------------------------------------------------------------------------
@@ -76,10 +77,10 @@ def test_both_packs_powered_on_together_join(spec, bench, pack, pack2, pcs, ligh
     current and current limits, mean voltage (PACK_SPEC.md 6), as the rig measures them."""
     par, req, tol, clock = spec.parallel, spec.parallel.id, spec.tolerance, bench.clock
     flickers_s = par.success_flicker_count * par.success_flicker_period_s
-    seen = _power_on_together(bench, pack, lights, spec, flickers_s + spec.power_on.relays_closed_within_s)
+    seen = _power_on_together(bench, pack, lights, spec, after_s=flickers_s + spec.power_on.relays_closed_within_s)
     for who, run in RUN_LIGHTS.items():
-        check_flickers(measure, req, spec, f"{who} RUN after the parallel power-on", seen[run],
-                       par.success_flicker_count, par.success_flicker_period_s)
+        check_flickers(measure, req, spec, f"{who} RUN after the parallel power-on", state=seen[run],
+                       count=par.success_flicker_count, period_s=par.success_flicker_period_s)
         measure(f"{who} RUN lit after the success flickers", seen[run].samples[-1][1], req=req, equals=True)
         measure(f"{who} ALM light", seen[ALM_LIGHTS[who]].kind, req=req, equals="off")
 
@@ -155,7 +156,7 @@ def test_voltage_difference_above_1_v_is_a_parallel_failure(spec, bench, pack, p
     closed = [r for address in (2, 3) for r in frames_since(pcs, "DetailStatus", 0, address)
               if r.signals["Relay1Closed"] or r.signals["Relay2Closed"]]
     measure("DetailStatus frames with a main relay closed", len(closed), req=req, equals=0)
-    _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs, lights, ("", "pack2_"))
+    _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs=pcs, lights=lights, panels=("", "pack2_"))
 
 
 @pytest.mark.requirement("parallel", manual="6.2, 2.2")
@@ -184,7 +185,7 @@ def test_second_pack_later_than_30_s_is_a_parallel_failure(spec, bench, pack, pa
     _, highest = terminal_extremes(pack, spec.can.period_s)
     measure("bus voltage with one pack waiting alone (relays open)", highest, req=req, unit="V",
             at_most=spec.power_off.terminals_off_max_v)
-    _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs, lights, ("",))
+    _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs=pcs, lights=lights, panels=("",))
 
     pressed2 = clock.now()
     pack2.press_power(po.button_hold_s)
@@ -208,7 +209,7 @@ def test_rs485_link_cut_is_a_parallel_failure(spec, bench, pack, pack2, pcs, lig
     packs turn off (manual 2.2)."""
     par, req, clock, late = spec.parallel, spec.parallel.id, bench.clock, spec.tolerance.delay_late_s
     flickers_s = par.success_flicker_count * par.success_flicker_period_s
-    _power_on_together(bench, pack, lights, spec, flickers_s + spec.can.period_s)
+    _power_on_together(bench, pack, lights, spec, after_s=flickers_s + spec.can.period_s)
     measure("0x359 ModuleCount before the cut", pcs.signal("ModuleCount"), req=req, equals=2)
     mark, cut = frame_count(pcs, "DetailStatus", 2), clock.now()
     faults.rs485_cut(True)
@@ -224,7 +225,7 @@ def test_rs485_link_cut_is_a_parallel_failure(spec, bench, pack, pack2, pcs, lig
     bit = max((r.signals[failure] for r in frames_since(pcs, "DetailStatus", mark, 2)), default=0)
     measure(f"DetailStatus.{failure} after the RS485 cut", bit, req=spec.failures.parallel_connection.id,
             equals=1)
-    _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs, lights, ("", "pack2_"))
+    _check_fault_power_off(measure, spec.fault_power_off.id, spec, pack, pcs=pcs, lights=lights, panels=("", "pack2_"))
 
 
 # The RS485 line itself (the master's 0x42 and 0x44 polls, their period, a console reading both

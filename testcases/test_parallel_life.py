@@ -22,10 +22,11 @@ import math
 import pytest
 
 from rig.files.rows import PROTECTIONS
-from testcases.observe import frame_count, frames_since, seconds_until
+from testcases.kit import rules
+from testcases.kit.observe import frame_count, frames_since, seconds_until
+from testcases.kit.reports import level_signal
 from testcases.pair import (ADDRESS, PANEL, PREFIX, bits_of, failures_of, half_step, join, last_report_at, levels_of,
-                            own_limits, report_at, signal_name, success_flickers_over)
-from testcases.stimulus import beyond, margin
+                            own_limits, report_at, success_flickers_over)
 
 pytestmark = pytest.mark.needs(parallel_packs=2)
 
@@ -38,7 +39,7 @@ def _quiet_for(spec) -> float:
     return max(delays) + spec.tolerance.delay_late_s + spec.can.period_s + spec.can.period_tolerance_s
 
 
-def _first_lit(clock, lights, names, within: float, poll: float) -> dict[str, float]:
+def _first_lit(clock, lights, names, within: float, *, poll: float) -> dict[str, float]:
     """Watch ``names`` for ``within`` s (every ``poll``); the clock time each was first lit (inf: never)."""
     first = dict.fromkeys(names, math.inf)
     end = clock.now() + within
@@ -51,7 +52,7 @@ def _first_lit(clock, lights, names, within: float, poll: float) -> dict[str, fl
     return first
 
 
-def _went_off_then_alm(spec, clock, lights, turned: int, partner: int, within: float) -> tuple[float, float]:
+def _went_off_then_alm(spec, clock, lights, turned: int, *, partner: int, within: float) -> tuple[float, float]:
     """Watch both panels: when the ``turned`` pack's lights went dark for good (the end of its
     power-off sequence: dark for longer than a flicker), and when the partner's ALM was first lit.
     Clock times, inf for what did not happen within ``within`` s."""
@@ -72,7 +73,7 @@ def _went_off_then_alm(spec, clock, lights, turned: int, partner: int, within: f
     return dark, alm_at
 
 
-def _check_pair_off(measure, req, spec, bench, pack, pcs, lights, panels) -> None:
+def _check_pair_off(measure, req, spec, bench, *, pack, pcs, lights, panels) -> None:
     """After a (fault) power-off sequence: 0 V on the bus, the panels dark, no CAN frame."""
     po = spec.power_off
     bench.clock.sleep(po.flicker_count * po.flicker_period_s + spec.tolerance.delay_late_s)
@@ -95,13 +96,13 @@ def test_joined_pair_with_the_pcs_present_raises_nothing(spec, bench, pack, pack
     no frame of either pack carries a failure bit or a protection level, 0x359 carries no bit and
     two modules throughout, both packs stay in Standby with their relays closed."""
     req, clock = spec.parallel.id, bench.clock
-    join(bench, pack, pack2, pcs, spec)
+    join(bench, pack, pack2, pcs, spec=spec)
     marks = {a: frame_count(pcs, "DetailStatus", a) for a in (2, 3)}
     levels_mark = {a: frame_count(pcs, "DetailProtection", a) for a in (2, 3)}
     alarms_mark, beats = frame_count(pcs, "ProtectionsAlarms"), pcs.heartbeats_sent
     quiet = _quiet_for(spec)
     # ALM flickers at 1 s at the shortest: a look every quarter of it cannot miss it
-    first = _first_lit(clock, lights, ["alm", "pack2_alm"], quiet, spec.lights.alm_flicker_period_s / 4)
+    first = _first_lit(clock, lights, ["alm", "pack2_alm"], quiet, poll=spec.lights.alm_flicker_period_s / 4)
     measure("PCS heartbeats sent while watching", pcs.heartbeats_sent - beats, req=spec.pcs_loss.id,
             at_least=math.floor(quiet) - 1)
     for number, alm in ((1, "alm"), (2, "pack2_alm")):
@@ -138,13 +139,13 @@ def test_pcs_loss_with_a_pair_alarms_clears_and_powers_both_off_after_60_min(
     periods (ALM) and turns off too (manual 2.2): 0 V on the bus, both panels dark."""
     pl, req, clock, period = spec.pcs_loss, spec.pcs_loss.id, bench.clock, spec.can.period_s
     par, po, late, look = spec.parallel, spec.power_off, spec.tolerance.delay_late_s, lights.sample_period
-    join(bench, pack, pack2, pcs, spec)
+    join(bench, pack, pack2, pcs, spec=spec)
     success_flickers_over(bench, spec)
     marks = {a: frame_count(pcs, "DetailStatus", a) for a in (2, 3)}
     pcs.silence(True)
     silent_since = pcs.last_heartbeat_at
     deadline = silent_since + pl.alarm_after_s + late + period + spec.can.period_tolerance_s
-    first = _first_lit(clock, lights, ["alm", "pack2_alm"], deadline - clock.now(), look)
+    first = _first_lit(clock, lights, ["alm", "pack2_alm"], deadline - clock.now(), poll=look)
     measure("master ALM on after the last PCS frame", first["alm"] - silent_since, req=req, unit="s",
             at_least=pl.alarm_after_s, at_most=pl.alarm_after_s + late)
     measure("slave ALM lit with the PCS silent", first["pack2_alm"], req=req, unit="s", equals=math.inf)
@@ -183,12 +184,12 @@ def test_pcs_loss_with_a_pair_alarms_clears_and_powers_both_off_after_60_min(
     measure("master power-off sequence began after the last PCS frame", began_at - silent_since, req=req,
             unit="s", at_least=pl.power_off_after_s - look, at_most=pl.power_off_after_s + late)
     watch = po.flicker_count * po.flicker_period_s + (par.rs485_missed_polls + 2) * par.rs485_poll_period_s
-    off, alm = _went_off_then_alm(spec, clock, lights, 1, 2, watch)
+    off, alm = _went_off_then_alm(spec, clock, lights, 1, partner=2, within=watch)
     fpo = spec.failures.parallel_connection.id
     measure("slave ALM (parallel failure) after the master turned off", alm - off, req=fpo, unit="s",
             at_least=(par.rs485_missed_polls - 1) * par.rs485_poll_period_s,
             at_most=par.rs485_missed_polls * par.rs485_poll_period_s + late)
-    _check_pair_off(measure, spec.fault_power_off.id, spec, bench, pack, pcs, lights, (1, 2))
+    _check_pair_off(measure, spec.fault_power_off.id, spec, bench, pack=pack, pcs=pcs, lights=lights, panels=(1, 2))
 
 
 # --- one pack of the pair turned off -----------------------------------------------------------------
@@ -207,7 +208,7 @@ def test_partner_turned_off_is_a_parallel_failure(turned, how, spec, bench, pack
     par, req, clock = spec.parallel, spec.failures.parallel_connection.id, bench.clock
     po, late = spec.power_off, spec.tolerance.delay_late_s
     partner = 1 if turned == 2 else 2
-    join(bench, pack, pack2, pcs, spec)
+    join(bench, pack, pack2, pcs, spec=spec)
     success_flickers_over(bench, spec)
     mark = frame_count(pcs, "DetailStatus", ADDRESS[partner])
     if how == "button":
@@ -219,7 +220,7 @@ def test_partner_turned_off_is_a_parallel_failure(turned, how, spec, bench, pack
         faults.force_group(turned - 1, 0, zv.threshold_v - 2 * spec.tolerance.group_voltage_v)
     polls = par.rs485_missed_polls * par.rs485_poll_period_s
     within = po.flicker_count * po.flicker_period_s + polls + late + 2 * po.flicker_period_s
-    off, alm = _went_off_then_alm(spec, clock, lights, turned, partner, within)
+    off, alm = _went_off_then_alm(spec, clock, lights, turned, partner=partner, within=within)
     measure(f"pack {turned} off (its lights dark) after it was turned off", off, req=spec.power_off.id, unit="s",
             at_most=clock.now())
     measure(f"pack {partner} ALM after pack {turned} went off", alm - off, req=req, unit="s",
@@ -229,7 +230,7 @@ def test_partner_turned_off_is_a_parallel_failure(turned, how, spec, bench, pack
         failure = spec.failures.parallel_connection.failure_bit
         bits = [r.signals[failure] for r in frames_since(pcs, "DetailStatus", mark, 2)]
         measure(f"master DetailStatus.{failure}", max(bits, default=0), req=req, equals=1)
-    _check_pair_off(measure, spec.fault_power_off.id, spec, bench, pack, pcs, lights, (1, 2))
+    _check_pair_off(measure, spec.fault_power_off.id, spec, bench, pack=pack, pcs=pcs, lights=lights, panels=(1, 2))
 
 
 @pytest.mark.requirement("parallel", manual="5, 6.2")
@@ -239,7 +240,7 @@ def test_breaker_opened_under_load_leaves_the_pair_joined(spec, bench, pack, pac
     packs are still joined (two modules, relays closed, no failure bit, no ALM), the DMM on the
     pair's bus still reads the packs, and no current flows on the rig's side."""
     par, req, clock = spec.parallel, spec.parallel.id, bench.clock
-    join(bench, pack, pack2, pcs, spec)
+    join(bench, pack, pack2, pcs, spec=spec)
     pack.discharge(spec.ratings.standard_charge_current_a / 2)
     clock.sleep(2 * spec.can.period_s)
     pack.open_breaker()
@@ -268,12 +269,12 @@ def test_protection_on_one_pack_shows_in_the_system_frames(spec, bench, pack, pa
     limits the sum of each pack's own, an enable bit cleared when either pack clears it. L2 and L3
     show ALM on the slave only; L3 opens the slave's relays while the master stays connected."""
     row, clock, can = spec.protections.charge_over_temperature, bench.clock, spec.can
-    signal = signal_name("charge_over_temperature")
-    join(bench, pack, pack2, pcs, spec)
+    signal = level_signal("charge_over_temperature")
+    join(bench, pack, pack2, pcs, spec=spec)
     success_flickers_over(bench, spec)
     for level in (1, 2, 3):
         lv = getattr(row, f"l{level}")
-        faults.force_temperature(1, 0, beyond(row, lv.threshold, margin(spec, row)))
+        faults.force_temperature(1, 0, rules.unsafe(spec, row, lv.threshold))
         shows = lv.delay_s + spec.tolerance.delay_late_s + can.period_s + can.period_tolerance_s
         pcs.wait_until(signal, f"L{level}", within=shows, frame="DetailProtection", pack_address=3)
         clock.sleep(can.period_s)  # the report after: both packs' frames of one instant

@@ -25,7 +25,7 @@ import pytest
 
 from rig.light_reader import FLICKER_WINDOW_S, LightState
 from rig.pcs import HEARTBEAT_PERIOD_S
-from testcases.observe import (check_flickers, check_led, check_periods, frame_count, frames_since,
+from testcases.kit.observe import (check_flickers, check_led, check_periods, frame_count, frames_since,
                                press_and_watch, seconds_until, terminal_extremes)
 
 #: The five lights of the power-off sequence (RUN and LED1-4; the red ALM is not one of them).
@@ -36,13 +36,13 @@ ALL_LIGHTS = ("run", "alm", "led1", "led2", "led3", "led4")
 SHORT_PRESS_FRACTION = 0.9
 
 
-def _normal_panel(measure, req: str, spec, soc: float, seen: dict[str, LightState]) -> None:
+def _normal_panel(measure, req: str, spec, soc: float, *, seen: dict[str, LightState]) -> None:
     """Manual 6.2 "RUN and SOC lights turn on normal": RUN on, no ALM, the idle band of ``soc``."""
     measure("RUN light", seen["run"].kind, req=req, equals="on")
     measure("ALM light", seen["alm"].kind, req=req, equals="off")
     band = next(b for b in spec.lights.discharging if b.soc[0] <= round(soc) <= b.soc[1])
     for i, want in enumerate(band.leds, start=1):
-        check_led(measure, req, spec, f"led{i}", seen[f"led{i}"], want)
+        check_led(measure, req, spec, f"led{i}", seen=seen[f"led{i}"], want=want)
 
 
 # --- power on (manual 6.2) -----------------------------------------------------------------------
@@ -75,9 +75,9 @@ def test_power_button_turns_the_pack_on(spec, bench, pack, pcs, lights, measure)
     measure("DetailStatus.Relay1Closed", last["Relay1Closed"], req=req, equals=1)
     measure("DetailStatus.Relay2Closed", last["Relay2Closed"], req=req, equals=1)
     measure("DetailStatus.PrechargeClosed", last["PrechargeClosed"], req=req, equals=0)
-    _normal_panel(measure, req, spec, pack.soc(), seen)
+    _normal_panel(measure, req, spec, pack.soc(), seen=seen)
     for frame in spec.can.frames:   # reporting on CAN from the start, every period
-        check_periods(measure, spec.can.id, spec, pcs, frame)
+        check_periods(measure, spec.can.id, spec, pcs, frame=frame)
 
 
 @pytest.mark.requirement("power_on", manual="6.2")
@@ -113,7 +113,7 @@ def test_pcs_wake_signal_turns_the_pack_on(spec, bench, pack, pcs, lights, measu
     measure("DetailStatus.State", last["State"], req=req, equals="Standby")
     measure("DetailStatus.Relay1Closed", last["Relay1Closed"], req=req, equals=1)
     measure("DetailStatus.Relay2Closed", last["Relay2Closed"], req=req, equals=1)
-    _normal_panel(measure, req, spec, pack.soc(), seen)
+    _normal_panel(measure, req, spec, pack.soc(), seen=seen)
 
 
 @pytest.mark.requirement("power_on", manual="6.2")
@@ -151,8 +151,8 @@ def _check_power_off_sequence(measure, req: str, spec, seen: dict[str, LightStat
     any of the five lights)."""
     po = spec.power_off
     for name in FIVE_LIGHTS:
-        check_flickers(measure, req, spec, f"{name.upper()} in the power-off sequence", seen[name],
-                       po.flicker_count, po.flicker_period_s)
+        check_flickers(measure, req, spec, f"{name.upper()} in the power-off sequence", state=seen[name],
+                       count=po.flicker_count, period_s=po.flicker_period_s)
     if by_button:
         measure("ALM light during a power-off by the button", seen["alm"].kind, req=req, equals="off")
     tail = {name: seen[name].samples[-1][1] for name in ALL_LIGHTS}
@@ -171,8 +171,8 @@ def test_power_button_turns_the_pack_off(spec, bench, pack, pcs, lights, measure
     pack.power_on()
     clock.sleep(2 * spec.can.period_s)
     sequence_s = po.flicker_count * po.flicker_period_s
-    seen = press_and_watch(bench, lights, ("power_button",), po.button_hold_s,
-                           sequence_s + 2 * po.flicker_period_s)
+    seen = press_and_watch(bench, lights, ("power_button",), hold_s=po.button_hold_s,
+                           after_s=sequence_s + 2 * po.flicker_period_s)
     _check_power_off_sequence(measure, req, spec, seen)
     measure("terminal voltage after the power-off sequence", pack.terminal_voltage(), req=req, unit="V",
             at_most=po.terminals_off_max_v)

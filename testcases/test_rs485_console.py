@@ -23,10 +23,11 @@ import pytest
 from rig.protocol.rs485 import Cid2, Rtn, decode_frame, request
 from rig.protocol.rs485_commands import ALL_PACKS, AlarmState, Status3, parse_reply
 from rig.rs485_console import REPLY_CODES, corrupted, wire
-from testcases.console import (CELL_SENSORS, LEVELS, ROW_STATES, SAMPLER_FIELDS, check_alarm_info_follows_can,
-                               check_charge_management_follows_can, console, level_signal, read, states_of)
-from testcases.observe import half_step, seconds_until
-from testcases.stimulus import beyond, drive, flow, margin, power_on
+from testcases.console import (CELL_SENSORS, ROW_STATES, SAMPLER_FIELDS, check_alarm_info_follows_can,
+                               check_charge_management_follows_can, console, read, states_of)
+from testcases.kit import rules
+from testcases.kit.observe import half_step, seconds_until
+from testcases.kit.reports import LEVELS, level_signal
 
 RS485 = pytest.mark.requirement("rs485", manual="2.4")
 #: One protection row of each kind, at the level the case drives it to (PACK_SPEC.md 4).
@@ -52,7 +53,7 @@ def line(bench, spec):
 
 def on_and_reporting(pack, spec) -> None:
     """POWER held until the relays are closed, then one CAN period for a fresh report."""
-    power_on(pack)
+    pack.power_on()
     pack.clock.sleep(spec.can.period_s)
 
 
@@ -66,7 +67,7 @@ def test_analog_values_against_the_rigs_instruments(spec, bench, pack, pcs, meas
     the whole group (command value 0xFF, python-pylontech's get_values()) gets the same values."""
     rs, tol, req, adr = spec.rs485, spec.tolerance, spec.rs485.id, spec.rs485.master_address
     on_and_reporting(pack, spec)
-    values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr, adr)
+    values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr=adr, command=adr)
     taps, cases, dmm = pack.group_voltages(), pack.case_temperatures(), pack.terminal_voltage()
     soc, soh = pcs.signal("SOC"), pcs.signal("SOH")
     case_c = sum(cases) / len(cases)
@@ -90,17 +91,18 @@ def test_analog_values_against_the_rigs_instruments(spec, bench, pack, pcs, meas
         remaining_pct = 100 * values.remaining_mah / values.total_mah if values.total_mah else math.nan
         measure("0x42 remaining / full capacity against 0x355 SOC", remaining_pct, req=req, unit="%",
                 nominal=soc, tolerance=half_step("StateOfCharge", "SOC"))
-    group = read(line, measure, spec, Cid2.ANALOG_VALUES, adr, ALL_PACKS, where=" for the whole group")
+    group = read(line, measure, spec, Cid2.ANALOG_VALUES, adr=adr, command=ALL_PACKS, where=" for the whole group")
     measure("modules in the group reply of a single pack", len(group.modules), req=req, equals=1)
     measure("cells of the group reply against the single reply", group.modules[0].cell_mv, req=req,
             equals=values.cell_mv)
 
     for direction, effective in (("charge", Status3.EFFECTIVE_CHARGE_CURRENT),
                                  ("discharge", Status3.EFFECTIVE_DISCHARGE_CURRENT)):
-        flow(pack, direction)
+        pack.flow(direction)
         bench.clock.sleep(spec.can.period_s)
-        values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr, adr, where=f" while {direction[:-1]}ing")
-        alarms = read(line, measure, spec, Cid2.ALARM_INFO, adr, adr, where=f" while {direction[:-1]}ing")
+        where = f" while {direction[:-1]}ing"
+        values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr=adr, command=adr, where=where)
+        alarms = read(line, measure, spec, Cid2.ALARM_INFO, adr=adr, command=adr, where=where)
         with measure.together():
             measure(f"0x42 current while {direction[:-1]}ing against the read-backs", values.current_a, req=req,
                     unit="A", nominal=pack.current(), tolerance=tol.current_a)
@@ -124,29 +126,29 @@ def test_alarm_info_and_limits_follow_can(row_name, level, spec, bench, pack, pc
     row = getattr(spec.protections, row_name)
     trip = getattr(row, f"l{level}")
     on_and_reporting(pack, spec)
-    info = read(line, measure, spec, Cid2.ALARM_INFO, adr, adr, " at rest")
+    info = read(line, measure, spec, Cid2.ALARM_INFO, adr=adr, command=adr, where=" at rest")
     with measure.together():
         for field in ("cell_states", "cell_temp_states", "module_voltage_state", "charge_current_state",
                       "discharge_current_state"):
             measure(f"0x44 {field} at rest", set(states_of(info, field)), req=req, equals={AlarmState.NORMAL})
         measure("0x44 Status1 at rest", int(info.status1), req=req, equals=0)
         measure("0x44 cells flagged in Status4/5 at rest", info.failed_cells, req=req, equals=())
-    check_alarm_info_follows_can(measure, spec, info, pcs, adr, " at rest")
-    check_charge_management_follows_can(
-        measure, spec, read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr, adr, " at rest"), pcs, " at rest")
+    check_alarm_info_follows_can(measure, spec, info, pcs, address=adr, where=" at rest")
+    limits = read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr=adr, command=adr, where=" at rest")
+    check_charge_management_follows_can(measure, spec, limits, pcs, where=" at rest")
 
-    drive(bench, pack, faults, row.quantity, beyond(row, trip.threshold, margin(spec, row)))
+    pack.drive(row.quantity, rules.unsafe(spec, row, trip.threshold))
     within = trip.delay_s + late + spec.can.period_s
     took = seconds_until(bench.clock, lambda: pcs.latest("DetailProtection", adr)[level_signal(row_name)],
                          until=lambda shown: LEVELS.index(shown) >= level, within=within)
     measure(f"DetailProtection.{level_signal(row_name)} at L{level} after the stimulus", took, req=row.id,
             unit="s", at_most=within)
     where = f" with {row_name} at L{level}"
-    values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr, adr, where)
-    info = read(line, measure, spec, Cid2.ALARM_INFO, adr, adr, where)
-    check_alarm_info_follows_can(measure, spec, info, pcs, adr, where)
-    check_charge_management_follows_can(
-        measure, spec, read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr, adr, where), pcs, where)
+    values = read(line, measure, spec, Cid2.ANALOG_VALUES, adr=adr, command=adr, where=where)
+    info = read(line, measure, spec, Cid2.ALARM_INFO, adr=adr, command=adr, where=where)
+    check_alarm_info_follows_can(measure, spec, info, pcs, address=adr, where=where)
+    limits = read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr=adr, command=adr, where=where)
+    check_charge_management_follows_can(measure, spec, limits, pcs, where=where)
     cells = values.cell_mv
     if row_name == "cell_voltage_difference":
         extremes = tuple(sorted({cells.index(min(cells)) + 1, cells.index(max(cells)) + 1}))
@@ -179,16 +181,16 @@ def test_alarm_info_of_a_failed_sampler(sampler, spec, bench, pack, pcs, faults,
     measure(f"DetailStatus.{failure.failure_bit} after the failure", took, req=failure.id, unit="s", at_most=within)
     bench.clock.sleep(spec.can.period_s)   # a report with the relays as the failure left them
     where = f" with the {sampler.replace('_', ' ')} failed"
-    info = read(line, measure, spec, Cid2.ALARM_INFO, adr, adr, where)
+    info = read(line, measure, spec, Cid2.ALARM_INFO, adr=adr, command=adr, where=where)
     with measure.together():
         for field in SAMPLER_FIELDS[sampler]:
             measure(f"0x44 {field}{where}", set(states_of(info, field)), req=req, equals={AlarmState.OTHER})
         if sampler == "voltage_frontend":
             measure(f"0x44 cells flagged in Status4/5{where}", info.failed_cells, req=req,
                     equals=tuple(range(1, spec.ratings.groups + 1)))
-    check_alarm_info_follows_can(measure, spec, info, pcs, adr, where)
-    check_charge_management_follows_can(
-        measure, spec, read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr, adr, where), pcs, where)
+    check_alarm_info_follows_can(measure, spec, info, pcs, address=adr, where=where)
+    limits = read(line, measure, spec, Cid2.CHARGE_MANAGEMENT, adr=adr, command=adr, where=where)
+    check_charge_management_follows_can(measure, spec, limits, pcs, where=where)
 
 
 # --- identity, limits, request forms ----------------------------------------------------------
@@ -202,7 +204,7 @@ def test_system_parameters_identity_and_request_forms(spec, bench, pack, pcs, me
     known = rs.known_answers
     on_and_reporting(pack, spec)
 
-    params = read(line, measure, spec, Cid2.SYSTEM_PARAMETERS, adr)
+    params = read(line, measure, spec, Cid2.SYSTEM_PARAMETERS, adr=adr)
     with measure.together():
         for name, (row_name, level) in SYSTEM_PARAMETERS.items():
             threshold = getattr(getattr(spec.protections, row_name), f"l{level}").threshold
@@ -234,12 +236,13 @@ def test_system_parameters_identity_and_request_forms(spec, bench, pack, pcs, me
 
     name_on_can = pcs.signal("ManufacturerName").rstrip()
     for to in (adr, 0):
-        maker = read(line, measure, spec, Cid2.MANUFACTURER_INFO, to, where=f" to ADR {to}")
+        maker = read(line, measure, spec, Cid2.MANUFACTURER_INFO, adr=to, where=f" to ADR {to}")
         measure(f"0x51 manufacturer (to ADR {to}) against 0x35E", maker.manufacturer.rstrip(), req=req,
                 equals=name_on_can)
         measure(f"0x51 battery name (to ADR {to}) is printable ASCII", maker.battery_name.isprintable()
                 and bool(maker.battery_name), req=req, equals=True)
-    serials = [read(line, measure, spec, Cid2.SERIAL_NUMBER, adr, adr, f" (read {n})") for n in (1, 2)]
+    serials = [read(line, measure, spec, Cid2.SERIAL_NUMBER, adr=adr, command=adr, where=f" (read {n})")
+               for n in (1, 2)]
     with measure.together():
         measure("0x93 pack number", serials[0].pack, req=req, equals=adr)
         measure("0x93 serial number is 16 printable characters", len(serials[0].serial) == 16
@@ -264,7 +267,7 @@ def test_error_replies_and_silence_for_another_address(spec, bench, pack, measur
     frame for another address, well formed or not, and a frame whose address cannot be read get
     no reply at all: the replies heard before the answer of a request that follows are counted."""
     rs, req, adr = spec.rs485, spec.rs485.id, spec.rs485.master_address
-    power_on(pack)
+    pack.power_on()
     analog = request(Cid2.ANALOG_VALUES, adr)
     unknown = next(c for c in range(0x40, 0x100) if c not in rs.commands and c not in REPLY_CODES)
     cases = (("a VER other than the pack's", wire(request(Cid2.ANALOG_VALUES, adr, ver=rs.protocol_version ^ 1)),

@@ -18,7 +18,7 @@ from rig.protocol import rs485
 from rig.protocol.rs485_commands import ALL_PACKS, REPLY_TYPES, parse_reply
 from rig.rs485_console import is_reply, wire
 from testcases.console import check_alarm_info_follows_can, console, read
-from testcases.observe import seconds_until
+from testcases.kit.observe import seconds_until
 
 pytestmark = [pytest.mark.needs(parallel_packs=2), pytest.mark.requirement("rs485", manual="5, 6.2")]
 
@@ -100,7 +100,8 @@ def test_master_polls_the_slave_with_0x42_and_0x44(spec, bench, pack, pack2, pcs
         for i, (mv, tap) in enumerate(zip(values.cell_mv, taps), start=1):
             measure(f"0x42 answer: cell {i} against the slave's cell tap", mv / 1000, req=req, unit="V",
                     nominal=tap, tolerance=tol.group_voltage_v)
-    check_alarm_info_follows_can(measure, spec, alarms, pcs, rs.slave_address, " (the slave's answer to a poll)")
+    check_alarm_info_follows_can(measure, spec, alarms, pcs, address=rs.slave_address,
+                                 where=" (the slave's answer to a poll)")
 
     failure = spec.failures.parallel_connection.failure_bit
     faults.rs485_cut(True)
@@ -129,15 +130,15 @@ def test_console_reads_each_pack_while_the_master_polls(spec, bench, pack, pack2
         replies = line.replies_before_witness(wire(rs485.request(rs485.Cid2.ANALOG_VALUES, adr)), other)
         measure(f"replies to 0x42 for ADR {adr}, and from which ADR", replies and [r.adr for r in replies],
                 req=req, equals=[adr])
-        values = read(line, measure, spec, rs485.Cid2.ANALOG_VALUES, adr, adr)
+        values = read(line, measure, spec, rs485.Cid2.ANALOG_VALUES, adr=adr, command=adr)
         with measure.together():
             measure(f"ADR {adr} 0x42 pack number", values.pack, req=req, equals=adr)
             for i, (mv, tap) in enumerate(zip(values.cell_mv, who.group_voltages()), start=1):
                 measure(f"ADR {adr} 0x42 cell {i} against its cell tap", mv / 1000, req=req, unit="V", nominal=tap,
                         tolerance=tol.group_voltage_v)
-        alarms = read(line, measure, spec, rs485.Cid2.ALARM_INFO, adr, adr)
-        check_alarm_info_follows_can(measure, spec, alarms, pcs, adr, f" (ADR {adr})")
-        serials[adr] = read(line, measure, spec, rs485.Cid2.SERIAL_NUMBER, adr, adr).serial
+        alarms = read(line, measure, spec, rs485.Cid2.ALARM_INFO, adr=adr, command=adr)
+        check_alarm_info_follows_can(measure, spec, alarms, pcs, address=adr, where=f" (ADR {adr})")
+        serials[adr] = read(line, measure, spec, rs485.Cid2.SERIAL_NUMBER, adr=adr, command=adr).serial
     measure("0x93 serial numbers of the two packs differ", serials[rs.master_address] != serials[rs.slave_address],
             req=req, equals=True)
     for cid2 in rs.adr0_commands:   # one answer, the master's, however many packs hear ADR 0
@@ -145,7 +146,8 @@ def test_console_reads_each_pack_while_the_master_polls(spec, bench, pack, pack2
         measure(f"replies to 0x{cid2:02X} for ADR 0, and from which ADR", replies and [r.adr for r in replies],
                 req=req, equals=[rs.master_address])
 
-    group = read(line, measure, spec, rs485.Cid2.ANALOG_VALUES, rs.master_address, ALL_PACKS, " for the whole group")
+    group = read(line, measure, spec, rs485.Cid2.ANALOG_VALUES, adr=rs.master_address, command=ALL_PACKS,
+                 where=" for the whole group")
     measure("modules in the master's group reply", len(group.modules), req=req, equals=len(packs))
     with measure.together():
         for module, (adr, who) in zip(group.modules, packs.items()):

@@ -21,9 +21,10 @@ import math
 import pytest
 
 from rig.files.rows import PROTECTIONS
-from testcases.observe import seconds_until
-from testcases.pair import LEVELS, half_step, signal_name
-from testcases.stimulus import beyond, drive, flow, margin, power_on
+from testcases.kit.observe import seconds_until
+from testcases.kit import rules
+from testcases.kit.reports import LEVELS, level_signal
+from testcases.pair import half_step
 
 pytestmark = pytest.mark.protection
 
@@ -43,24 +44,20 @@ def _temperature_rows(spec) -> list[str]:
     return [n for n in PROTECTIONS if getattr(spec.protections, n).quantity in ("max_temperature", "min_temperature")]
 
 
-def _shows_within(spec, delay_s: float) -> float:
-    return delay_s + spec.tolerance.delay_late_s + spec.can.period_s + spec.can.period_tolerance_s
-
-
 def _levels_over(pcs, clock, name: str, seconds: float) -> list[int]:
     """The row's level in every report of the next ``seconds``."""
     since = pcs.received("DetailProtection")[-1].t
     clock.sleep(seconds)
-    return [LEVELS.index(r.signals[signal_name(name)]) for r in pcs.received("DetailProtection") if r.t > since]
+    return [LEVELS.index(r.signals[level_signal(name)]) for r in pcs.received("DetailProtection") if r.t > since]
 
 
 def _level_now(pcs, name: str) -> int:
-    return LEVELS.index(pcs.signal(signal_name(name), frame="DetailProtection"))
+    return LEVELS.index(pcs.signal(level_signal(name), frame="DetailProtection"))
 
 
 def _wait_level(pcs, name: str, level: int, within: float) -> int:
     try:
-        pcs.wait_until(signal_name(name), LEVELS[level], within=within, frame="DetailProtection")
+        pcs.wait_until(level_signal(name), LEVELS[level], within=within, frame="DetailProtection")
     except Exception:  # WaitTimeout: the level as last reported goes to the measurement
         pass
     return _level_now(pcs, name)
@@ -69,41 +66,41 @@ def _wait_level(pcs, name: str, level: int, within: float) -> int:
 # --- which sensors --------------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [_row(n) for n in ("charge_over_temperature", "discharge_over_temperature",
                                                      "charge_under_temperature", "discharge_under_temperature")])
-def test_temperature_row_reads_its_sensors_and_no_other(name, spec, bench, pack, pcs, faults, measure):
+def test_temperature_row_reads_its_sensors_and_no_other(name, spec, bench, pack, pcs, measure):
     """Each of T1-T5 in turn, alone, held two tolerances past the row's level-1 threshold for longer
     than its delay: the row trips on the sensors the spec names for it and on no other."""
     row, clock = getattr(spec.protections, name), bench.clock
     assert name in _temperature_rows(spec) and row.sensors, f"{row.id}: the pack spec names no sensors for it"
     lv = row.l1
-    value = beyond(row, lv.threshold, margin(spec, row))
-    power_on(pack)
+    value = rules.unsafe(spec, row, lv.threshold)
+    pack.power_on()
     for index, sensor in enumerate(SENSORS):
-        faults.force_temperature(0, index, value)
-        seen = max(_levels_over(pcs, clock, name, _shows_within(spec, lv.delay_s)), default=math.nan)
+        pack.force_temperature(index + 1, value)
+        seen = max(_levels_over(pcs, clock, name, rules.shows_within(spec, lv.delay_s)), default=math.nan)
         if sensor in row.sensors:
             measure(f"level with only {sensor} at {value:g} C", seen, req=row.id, at_least=1)
         else:
             measure(f"level with only {sensor} at {value:g} C ({sensor} is not one of the row's)", seen, req=row.id,
                     equals=0)
-        faults.force_temperature(0, index, None)
-        _wait_level(pcs, name, 0, _shows_within(spec, 0.0))
+        pack.force_temperature(index + 1, None)
+        _wait_level(pcs, name, 0, rules.shows_within(spec, 0.0))
 
 
 @pytest.mark.requirement("can", manual="2.2")
-def test_mean_temperature_is_made_of_the_cell_sensors(spec, bench, pack, pcs, faults, measure):
+def test_mean_temperature_is_made_of_the_cell_sensors(spec, bench, pack, pcs, measure):
     """0x356's mean cell temperature moves by 1/n of a change on each of the spec's n sensors and
     not at all on the others (T5, the power stage), and equals the mean of the sensors as the rig
     knows them (the case thermocouples for those it left alone, the forced value for the one it
     moved)."""
     can, clock, req = spec.can, bench.clock, spec.can.id
-    power_on(pack)
+    pack.power_on()
     clock.sleep(2 * can.period_s)
     case = pack.case_temperatures()
     case_c = sum(case) / len(case)
     base = pcs.signal("Temperature", frame="PackMeasurements")
     n = len(can.temperature_sensors)
     for index, sensor in enumerate(SENSORS):
-        faults.force_temperature(0, index, case_c + NUDGE_C)
+        pack.force_temperature(index + 1, case_c + NUDGE_C)
         clock.sleep(2 * can.period_s)
         mean = pcs.signal("Temperature", frame="PackMeasurements")
         used = sensor in can.temperature_sensors
@@ -115,21 +112,13 @@ def test_mean_temperature_is_made_of_the_cell_sensors(spec, bench, pack, pcs, fa
         expected = case_c + (NUDGE_C / n if used else 0.0)
         measure(f"0x356 Temperature with {sensor} raised, against the rig's sensors", mean, req=req, unit="C",
                 nominal=expected, tolerance=spec.tolerance.temperature_c)
-        faults.force_temperature(0, index, None)
+        pack.force_temperature(index + 1, None)
         clock.sleep(2 * can.period_s)
 
 
 # --- the level-2 hold --------------------------------------------------------------------------------
 HOLD_ROWS = [_row(n) for n in ("cell_over_voltage", "cell_under_voltage", "discharge_over_current",
                                 "cell_voltage_difference")]
-
-
-def _fresh_report(pcs, clock, period: float) -> tuple[float, float]:
-    """Wait for the next report; (its frame time, the rig time it was seen, within one poll)."""
-    last = pcs.received("DetailProtection")[-1].t
-    t = clock.wait_for(lambda: pcs.received("DetailProtection")[-1].t, timeout=2 * period, poll=POLL_S,
-                       until=lambda x: x > last, what="a fresh CAN report")
-    return t, clock.now()
 
 
 def _flowing(bench, pack, spec) -> None:
@@ -145,27 +134,26 @@ def _seconds_until_cut(bench, pack, spec, within: float) -> float:
 
 
 @pytest.mark.parametrize("name", HOLD_ROWS)
-def test_level2_opens_the_relays_the_hold_after_its_reported_trip(name, spec, bench, pack, pcs, fault_unit,
-                                                                 measure):
+def test_level2_opens_the_relays_the_hold_after_its_reported_trip(name, spec, bench, pack, pcs, measure):
     """With current flowing the row's way, the quantity is put past the L2 threshold at an instant
     chosen so that a CAN report falls just after the earliest trip; the relays open (the rig sees
     the current cut) the hold after the trip as reported: no earlier than the hold after the last
     report without the trip, no later than the hold plus the tolerance after the first with it."""
     row, clock, period = getattr(spec.protections, name), bench.clock, spec.can.period_s
     lv, hold, late = row.l2, spec.levels.l2.open_relays_if_current_for_s, spec.tolerance.delay_late_s
-    power_on(pack)
+    pack.power_on()
     if row.quantity not in ("charge_current", "discharge_current"):
-        flow(pack, row.direction)
+        pack.flow(row.direction)
         clock.sleep(2 * period)
-    seen_t, seen_at = _fresh_report(pcs, clock, period)
+    seen_t, seen_at = pack.reports.fresh(POLL_S)
     offset = seen_at - seen_t                      # rig time of a frame time, within one poll
     clock.sleep((-(lv.delay_s + 2 * POLL_S)) % period)   # a report falls just after the earliest trip
-    drive(bench, pack, fault_unit, row.quantity, beyond(row, lv.threshold, margin(spec, row)))
+    pack.drive(row.quantity, rules.unsafe(spec, row, lv.threshold))
     _flowing(bench, pack, spec)   # a current row's stimulus is the current itself: seen flowing first
     cut = _seconds_until_cut(bench, pack, spec, lv.delay_s + hold + 2 * late + period)
     cut_at = clock.now() if cut < math.inf else math.inf
     reports = pcs.received("DetailProtection")
-    first = next((i for i, r in enumerate(reports) if LEVELS.index(r.signals[signal_name(name)]) >= 2), None)
+    first = next((i for i, r in enumerate(reports) if LEVELS.index(r.signals[level_signal(name)]) >= 2), None)
     measure("L2 reported on CAN", first is not None, req=row.id, equals=True)
     at, before = reports[first].t + offset, reports[first - 1].t + offset
     measure("relays open (current cut, rig read-back) after the last report without the L2", cut_at - before,
@@ -175,23 +163,22 @@ def test_level2_opens_the_relays_the_hold_after_its_reported_trip(name, spec, be
 
 
 @pytest.mark.parametrize("name", [p for p in HOLD_ROWS if p.id != "discharge_over_current"])
-def test_level2_standing_opens_the_relays_the_hold_after_current_starts(name, spec, bench, pack, pcs, faults,
-                                                                       measure):
+def test_level2_standing_opens_the_relays_the_hold_after_current_starts(name, spec, bench, pack, pcs, measure):
     """A level 2 tripped with no current keeps the relays closed (the DMM sees the pack for longer
     than the hold); current then started the row's way, the relays open the hold after it starts
     (the rig's own clock on both ends)."""
     row, clock, period = getattr(spec.protections, name), bench.clock, spec.can.period_s
     lv, hold, late = row.l2, spec.levels.l2.open_relays_if_current_for_s, spec.tolerance.delay_late_s
-    power_on(pack)
-    drive(bench, pack, faults, row.quantity, beyond(row, lv.threshold, margin(spec, row)))
-    measure("level reported past the L2 threshold", _wait_level(pcs, name, 2, _shows_within(spec, lv.delay_s)),
+    pack.power_on()
+    pack.drive(row.quantity, rules.unsafe(spec, row, lv.threshold))
+    measure("level reported past the L2 threshold", _wait_level(pcs, name, 2, rules.shows_within(spec, lv.delay_s)),
             req=row.id, equals=2)
     clock.sleep(hold + late)
     measure("DMM with an L2 standing and no current", pack.terminal_voltage(), req=row.id, unit="V",
             at_least=spec.power_off.terminals_off_max_v)
     measure("main relays with an L2 standing and no current",
             pcs.latest("DetailStatus")["Relay1Closed"], req=row.id, equals=1)
-    flow(pack, row.direction)
+    pack.flow(row.direction)
     started = clock.now()
     _flowing(bench, pack, spec)
     cut = _seconds_until_cut(bench, pack, spec, hold + late + period)
@@ -208,15 +195,15 @@ def test_level3_stays_latched_while_current_still_flows(spec, bench, pack, pcs, 
     level stays latched while the rig still sees current; the e-load off, it releases."""
     name = "discharge_over_temperature"
     row, clock = spec.protections.discharge_over_temperature, bench.clock
-    power_on(pack)
+    pack.power_on()
     for relay in ("relay1", "relay2"):
         faults.relay_stuck(0, relay, True)
-    amps = flow(pack, "discharge")
-    drive(bench, pack, faults, row.quantity, beyond(row, row.l3.threshold, margin(spec, row)))
-    measure("level reported past the L3 threshold", _wait_level(pcs, name, 3, _shows_within(spec, row.l3.delay_s)),
+    amps = pack.flow("discharge")
+    pack.drive(row.quantity, rules.unsafe(spec, row, row.l3.threshold))
+    measure("level reported past the L3 threshold", _wait_level(pcs, name, 3, rules.shows_within(spec, row.l3.delay_s)),
             req=row.id, equals=3)
-    released_at = beyond(row, row.l3.threshold, -row.release.margin - margin(spec, row))
-    drive(bench, pack, faults, row.quantity, released_at)
+    released_at = rules.beyond(row, row.l3.threshold, -row.release.margin - rules.margin(spec, row))
+    pack.drive(row.quantity, released_at)
     held = _levels_over(pcs, clock, name, 3 * spec.can.period_s)
     measure("current still flowing (rig read-back, relays welded)", -pack.current(), req=row.id, unit="A",
             nominal=amps, tolerance=spec.tolerance.current_a)
@@ -224,31 +211,31 @@ def test_level3_stays_latched_while_current_still_flows(spec, bench, pack, pcs, 
             req=row.id, equals=3)
     pack.stop()
     measure("level reported once no current flows",
-            _wait_level(pcs, name, 0, _shows_within(spec, 0.0)), req=row.id, at_most=2)
+            _wait_level(pcs, name, 0, rules.shows_within(spec, 0.0)), req=row.id, at_most=2)
 
 
 # --- each level's own margin --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", [_row(n) for n in ("charge_over_temperature", "charge_under_temperature")])
-def test_each_level_releases_at_its_own_margin(name, spec, bench, pack, pcs, faults, measure):
+def test_each_level_releases_at_its_own_margin(name, spec, bench, pack, pcs, measure):
     """A row released by margin: L3, L2 and L1 each release the margin back from their own
     threshold. From past L3, the quantity walks back: just short of L3's release, L3 holds; just
     past it, L2 is what is left, and so on down to no level."""
     row, clock = getattr(spec.protections, name), bench.clock
-    m = margin(spec, row)
-    power_on(pack)
-    drive(bench, pack, faults, row.quantity, beyond(row, row.l3.threshold, m))
-    measure("level reported past the L3 threshold", _wait_level(pcs, name, 3, _shows_within(spec, row.l3.delay_s)),
+    m = rules.margin(spec, row)
+    pack.power_on()
+    pack.drive(row.quantity, rules.beyond(row, row.l3.threshold, m))
+    measure("level reported past the L3 threshold", _wait_level(pcs, name, 3, rules.shows_within(spec, row.l3.delay_s)),
             req=row.id, equals=3)
     for level in (3, 2, 1):
-        release = beyond(row, getattr(row, f"l{level}").threshold, -row.release.margin)
-        short, past = beyond(row, release, m), beyond(row, release, -m)
-        drive(bench, pack, faults, row.quantity, short)
+        release = rules.beyond(row, getattr(row, f"l{level}").threshold, -row.release.margin)
+        short, past = rules.beyond(row, release, m), rules.beyond(row, release, -m)
+        pack.drive(row.quantity, short)
         measure(f"lowest level at {short:g} C (short of L{level}'s release {release:g} C)",
-                min(_levels_over(pcs, clock, name, _shows_within(spec, 0.0)), default=math.nan), req=row.id,
+                min(_levels_over(pcs, clock, name, rules.shows_within(spec, 0.0)), default=math.nan), req=row.id,
                 equals=level)
-        drive(bench, pack, faults, row.quantity, past)
+        pack.drive(row.quantity, past)
         measure(f"level at {past:g} C (past L{level}'s release {release:g} C)",
-                _wait_level(pcs, name, level - 1, _shows_within(spec, 0.0)), req=row.id, equals=level - 1)
+                _wait_level(pcs, name, level - 1, rules.shows_within(spec, 0.0)), req=row.id, equals=level - 1)
 
 
 # --- SOH ----------------------------------------------------------------------------------------------
@@ -268,7 +255,7 @@ def test_soh_is_learned_over_a_full_discharge(spec, bench, pack, pcs, fault_unit
     insertion, the bulk of the discharge is a conditioning step (to ``CONDITIONED_TO_PCT``) that
     reports the charge it moved, the rest a real discharge at the continuous current."""
     soh, clock, ratings = spec.soh, bench.clock, spec.ratings
-    power_on(pack)
+    pack.power_on()
     pack.charge(ratings.standard_charge_current_a)
     pcs.wait_until("SOC", spec.soc.full_soc_pct, within=spec.storage_recharge.max_duration_s,
                    frame="StateOfCharge", what="full (100 %)", poll=10.0)

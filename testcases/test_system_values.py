@@ -37,7 +37,7 @@ def _sensor_index(name: str) -> int:
     return int(name.removeprefix("T")) - 1
 
 
-def _check_system(measure, spec, report, taps, case_c, forced, offset_v, rig_current, how) -> None:
+def _check_system(measure, spec, report, taps, *, case_c, forced, offset_v, rig_current, how) -> None:
     """One report against the rig's view: ``taps`` and ``case_c`` per pack number; ``forced``:
     pack 2's commanded sensor readings; ``rig_current`` the PSU/e-load read-back (+ = charge)."""
     can, tol, req = spec.can, spec.tolerance, spec.can.id
@@ -96,7 +96,7 @@ def test_system_values_of_two_unequal_packs(spec, bench, pack, pack2, pcs, fault
     0x355 the mean SOC, 0x351 the summed limits, 0x359 two modules; each against the rig."""
     clock, period = bench.clock, spec.can.period_s
     faults.set_soc(1, SOCS[1])                         # conditioned, as a bench charges it
-    join(bench, pack, pack2, pcs, spec)
+    join(bench, pack, pack2, pcs, spec=spec)
     own_c = sum(pack2.case_temperatures()) / len(pack2.case_temperatures())
     forced = {i: own_c + warmer for i, warmer in enumerate(WARMER_C)}
     for sensor, celsius in forced.items():
@@ -111,4 +111,5 @@ def test_system_values_of_two_unequal_packs(spec, bench, pack, pack2, pcs, fault
         case_c = {1: pack.case_temperatures(), 2: pack2.case_temperatures()}
         clock.sleep(period)  # the report after the rig's readings: the same instant within a period
         report = report_at(pcs, spec, last_report_at(pcs))
-        _check_system(measure, spec, report, taps, case_c, forced, SENSE_OFFSET_V, rig_current, how)
+        _check_system(measure, spec, report, taps, case_c=case_c, forced=forced, offset_v=SENSE_OFFSET_V,
+                      rig_current=rig_current, how=how)

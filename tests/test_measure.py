@@ -228,23 +228,23 @@ def test_marks_are_kept_and_recorded():
 
 def test_drive_describes_its_stimulus_in_the_packs_terms():
     from rig.files.pack_spec import load_pack_spec
-    from testcases.stimulus import ELOAD, FAULT_INSERTION, PSU, described
+    from testcases.kit.stimulus import ELOAD, FAULT_INSERTION, PSU, described
 
     spec = load_pack_spec()
     bench = SimpleNamespace(limits=SimpleNamespace(psu_max_current_a=80.0, eload_max_current_a=160.0))
-    pack, pack2 = SimpleNamespace(spec=spec, number=1), SimpleNamespace(spec=spec, number=2)
+    pack, pack2 = (SimpleNamespace(bench=bench, spec=spec, number=n) for n in (1, 2))
     groups = spec.ratings.groups
-    assert described(bench, pack, "max_group_voltage", 3.7, FAULT_INSERTION) == \
+    assert described(pack, "max_group_voltage", 3.7, FAULT_INSERTION) == \
         "group 16 driven to 3.7 V, the others to 3.55 V (fault insertion)"
-    assert described(bench, pack, "min_group_voltage", 2.7, FAULT_INSERTION) == \
+    assert described(pack, "min_group_voltage", 2.7, FAULT_INSERTION) == \
         "group 16 driven to 2.7 V, the others to 2.85 V (fault insertion)"
-    assert described(bench, pack, "pack_voltage", 3.7 * groups, FAULT_INSERTION) == \
+    assert described(pack, "pack_voltage", 3.7 * groups, FAULT_INSERTION) == \
         f"pack voltage driven to {3.7 * groups:g} V, every group at 3.7 V (fault insertion)"
-    assert described(bench, pack, "charge_current", 90.0, PSU) == \
+    assert described(pack, "charge_current", 90.0, PSU) == \
         "charge current driven to 90 A (PSU 80 A, 10 A more through fault insertion)"
-    assert described(bench, pack2, "discharge_current", 120.0, ELOAD) == \
+    assert described(pack2, "discharge_current", 120.0, ELOAD) == \
         "pack 2: discharge current driven to 120 A (e-load 120 A)"
-    assert described(bench, pack, "max_temperature", 57.0, FAULT_INSERTION) == \
+    assert described(pack, "max_temperature", 57.0, FAULT_INSERTION) == \
         "temperature sensor T1 driven to 57 C (fault insertion)"
 
 
@@ -339,7 +339,7 @@ def test_a_late_trip_is_a_red_step_naming_the_stimulus_in_the_allure_results(tmp
     from rig.files.pack_spec import load_pack_spec
     spec = load_pack_spec()
     row = spec.protections.cell_over_voltage
-    from testcases.stimulus import margin
+    from testcases.kit.rules import margin
     driven = f"group 16 driven to {row.l2.threshold + margin(spec, row):g} V, the others to"
     bound = f"expected <= {row.l2.delay_s + spec.tolerance.delay_late_s:g} s"
     assert result["status"] == "failed"

@@ -14,7 +14,7 @@ from rig.pcs import CanCheckFailed
 from rig.protocol import can_frames
 
 
-def press_and_watch(bench, lights, buttons: tuple[str, ...], hold_s: float,
+def press_and_watch(bench, lights, buttons: tuple[str, ...], *, hold_s: float,
                     after_s: float) -> dict[str, LightState]:
     """Hold the ``buttons`` (IO outputs: POWER of one or both packs) together for ``hold_s`` watching
     every light, release them, watch ``after_s`` more; each light classified over the whole time,
@@ -36,7 +36,7 @@ def falls(state: LightState) -> list[float]:
     return [t for (_, before), (t, lit) in zip(s, s[1:]) if before and not lit]
 
 
-def seconds_until(clock, read, until, within: float, poll: float = 0.1) -> float:
+def seconds_until(clock, read, until, within: float, *, poll: float = 0.1) -> float:
     """Seconds until ``until(read())`` holds, or ``inf`` if it did not within ``within``."""
     start = clock.now()
     try:
@@ -56,7 +56,7 @@ def terminal_extremes(pack, seconds: float, poll: float = 0.1) -> tuple[float, f
     return min(readings), max(readings)
 
 
-def check_flickers(measure, req: str, spec, label: str, state: LightState, count: int,
+def check_flickers(measure, req: str, spec, label: str, *, state: LightState, count: int,
                    period_s: float) -> list[float]:
     """A light flickered ``count`` times (counted by its falls) at ``period_s`` within the spec's
     relative tolerance; returns the times it went dark."""
@@ -91,7 +91,7 @@ def half_step(frame: str, signal: str) -> float:
     return can_frames.DATABASE.get_message_by_name(frame).get_signal_by_name(signal).scale / 2
 
 
-def check_periods(measure, req: str, spec, pcs, frame: str, pack_address: int | None = None,
+def check_periods(measure, req: str, spec, pcs, *, frame: str, pack_address: int | None = None,
                   label: str | None = None) -> None:
     """Every period between two receptions of ``frame`` is ``can.period_s`` within its tolerance."""
     can, label = spec.can, label or frame
@@ -104,7 +104,7 @@ def check_periods(measure, req: str, spec, pcs, frame: str, pack_address: int | 
                 nominal=can.period_s, tolerance=can.period_tolerance_s)
 
 
-def check_led(measure, req: str, spec, name: str, seen: LightState, want, where: str = "") -> None:
+def check_led(measure, req: str, spec, name: str, *, seen: LightState, want, where: str = "") -> None:
     """One SOC light against the band's entry: "on", "off" or a flicker period in s."""
     label = where + name.upper()
     if want in ("on", "off"):
