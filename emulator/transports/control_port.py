@@ -1,52 +1,32 @@
 """The emulator's control port: time and fault insertion, for a rig in another process.
 
-One JSON object per line over TCP on 127.0.0.1, one reply line per request::
+The vocabulary (ops, fields, the fault calls, the request cap) is
+:mod:`rig.protocol.control`, shared with the rig's client; this is the server. ``advance``
+and ``cyclic`` first wait (up to :data:`RIG_FRAMES_TIMEOUT_S`) for the CAN frames the rig says
+it sent, then act; a wait that runs out is a :class:`~rig.errors.SyncTimeout`. Nothing a client
+sends crashes the emulator: any bad request gets an error reply.
 
-    {"op": "advance", "t_ns": 5000000000, "rig_frames": 12}
-        -> {"ok": true, "t_ns": 5000000000, "can_sent": 70, "rs485_sent": 0}
-    {"op": "fault", "name": "force_group", "args": [0, 5, 3.7]}  -> {"ok": true, "result": null}
-    {"op": "cyclic", "action": "start", "frames": [[773, false, "0000000000000000"]], "period_s": 1.0,
-     "duration_s": null, "rig_frames": 12}  -> {"ok": true, "handle": 1}
-    {"op": "cyclic", "action": "stop", "handle": 1}  -> {"ok": true}
-    {"op": "can_listeners", "count": 1}  -> {"ok": true}  (once that many CAN clients hear the bus)
-    {"op": "endpoints"}  -> {"ok": true, "instruments": {...}, "can": {...}, "rs485": "socket://..."}
-    {"op": "status"}     -> {"ok": true, "t_ns": ..., "packs": [{"state": "Standby", ...}]}
-    {"op": "shutdown"}   -> {"ok": true}
-
-``advance`` is what keeps the two processes in step: before advancing, the emulator waits
-until it has received the ``rig_frames`` CAN frames the rig says it sent (they travel on the
-socketcand connection, not this one), and the reply says how many frames it has sent in all,
-so the rig reads its CAN port until it has them. No frame races the time channel. ``cyclic``
-runs the rig bus's ``send_periodic`` in the emulator's time (the PCS heartbeat); it waits for
-``rig_frames`` the same way, so frames the rig sent before reach the pack first. An error
-comes back as ``{"ok": false, "error": "..."}``; nothing a client sends crashes the emulator.
-
-A request line is at most :data:`MAX_REQUEST` bytes: a longer one is read through and
-discarded (the memory held stays bounded) and answered with an error. A client that resets
-its connection is one log line. Connections wait in a listen backlog of :data:`LISTEN_BACKLOG`.
-An emulator *owned* by the rig that started it (``packrig emulate --owner-pid``) stops when its
-last control client has gone (:attr:`ControlServer.stopped`, with :attr:`ControlServer.reason`);
-one started by hand keeps serving whoever comes and goes.
+A request line is at most :data:`~rig.protocol.control.MAX_REQUEST` bytes: a longer one is read
+through and discarded (the memory held stays bounded) and answered with an error. A client that
+resets its connection is one log line. Connections wait in a listen backlog of
+:data:`LISTEN_BACKLOG`. An emulator *owned* by the rig that started it (``packrig emulate
+--owner-pid``) stops when its last control client has gone (:attr:`ControlServer.stopped`, with
+:attr:`ControlServer.reason`); one started by hand keeps serving whoever comes and goes.
 """
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import socketserver
 import sys
 import threading
 
-import can
-
 from emulator.emulated_bench import EmulatedBench
-from emulator.pack.faults import Faults
+from rig.errors import SyncTimeout
+from rig.protocol.control import CYCLIC_ACTIONS, FAULTS, MAX_REQUEST, OPS, frames_from_wire, reply_line
 
-#: The fault-insertion calls a remote rig may make: the public methods of Faults.
-FAULTS = {name for name, fn in inspect.getmembers(Faults, inspect.isfunction) if not name.startswith("_")}
+#: s the emulator waits for the CAN frames the rig says it sent before an advance or a cyclic job
 RIG_FRAMES_TIMEOUT_S = 5.0
-#: bytes of one request line at most, its newline included (the largest real one is ~200 bytes)
-MAX_REQUEST = 64 * 1024
 #: connections the OS queues before the server accepts them (socketserver's default is 5)
 LISTEN_BACKLOG = 128
 
@@ -77,7 +57,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     reply = {"ok": True, **server.execute(json.loads(raw))}
                 except Exception as exc:  # noqa: BLE001 - any bad request gets an error reply
                     reply = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
-            self.wfile.write(json.dumps(reply).encode() + b"\n")
+            self.wfile.write(reply_line(reply))
             if reply.get("bye"):
                 return
 
@@ -168,8 +148,7 @@ class ControlServer(socketserver.ThreadingTCPServer):
             if op == "shutdown":
                 self.stop_for("shutdown requested")
                 return {"bye": True}
-        raise ValueError(f"unknown op {op!r}; choices: advance, fault, cyclic, can_listeners, endpoints, "
-                         "status, stop_instrument, shutdown")
+        raise ValueError(f"unknown op {op!r}; choices: {', '.join(OPS)}")
 
     def _status(self) -> dict:
         """The world as the instruments' far ends see it, and the last commands each one got."""
@@ -189,17 +168,16 @@ class ControlServer(socketserver.ThreadingTCPServer):
             self.bench.stop_cyclic(int(request["handle"]))
             return {}
         if action != "start":
-            raise ValueError(f"unknown cyclic action {action!r}; choices: start, stop")
+            raise ValueError(f"unknown cyclic action {action!r}; choices: {', '.join(CYCLIC_ACTIONS)}")
         self._wait_rig_frames(int(request.get("rig_frames", 0)))
-        frames = [can.Message(arbitration_id=int(i), is_extended_id=bool(ext), data=bytes.fromhex(data))
-                  for i, ext, data in request["frames"]]
+        frames = frames_from_wire(request["frames"])
         duration = request.get("duration_s")
         return {"handle": self.bench.start_cyclic(frames, float(request["period_s"]),
                                                   None if duration is None else float(duration))}
 
     def _wait_rig_frames(self, rig_frames: int) -> None:
         if not self.bench.wait_received(rig_frames, RIG_FRAMES_TIMEOUT_S):
-            raise TimeoutError(f"the rig sent {rig_frames} CAN frames, {self.bench.can_received} arrived "
+            raise SyncTimeout(f"the rig sent {rig_frames} CAN frames, {self.bench.can_received} arrived "
                                f"within {RIG_FRAMES_TIMEOUT_S:g} s")
 
     def _advance(self, t_ns: int, rig_frames: int) -> dict:
