@@ -13,9 +13,10 @@ clock and handed over in time order among them.
 
 Two ways to run, chosen by the bus:
 
-- a bus of an emulated bench in virtual time (:class:`~rig.emulator_client.virtual_time_bus.EmulatorBus`, it
-  has ``on_arrival``): the heartbeat is the bus's ``send_periodic`` job, which the emulator runs
-  in virtual time, and the stand-in pumps whenever the bus says frames arrived. Nothing wakes
+- the bus of an emulated bench in virtual time (an
+  :class:`~rig.emulator_client.virtual_time_bus.EmulatorBus`): the heartbeat is the bus's
+  ``send_periodic`` job, which the emulator runs in virtual time, and the stand-in pumps
+  whenever the bus says frames arrived (its ``on_arrival``). Nothing wakes
   every virtual second, so a long wait is one advance of the emulator;
 - any other bus: a 1-s task on the rig clock sends the heartbeat and pumps (on a wall clock it
   runs on its own thread).
@@ -32,79 +33,26 @@ import time
 from collections import deque
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, NamedTuple
+from typing import Any
 
 import can
 
+from rig.can_history import BY_ID, BadFrame, Reception, Seen, frame_key, frame_of
 from rig.clock import Clock, Periodic
+from rig.emulator_client.virtual_time_bus import EmulatorBus
 from rig.errors import ProtocolError, RigError
 from rig.protocol import can_frames
 
 HEARTBEAT_PERIOD_S = 1.0  #: s; PACK_SPEC.md 6: "The PCS answers every second with 0x305"
 #: Unix time of 1990-01-01: a frame stamped earlier carries rig-clock (or emulator) time.
 UNIX_1990 = 631152000.0
-MASTER_ADDRESS = 2  #: the master's (or a single pack's) address: the default for detail frames
 
 _HEARTBEAT = can_frames.encode("PcsHeartbeat", {})  # 8 zero bytes, standard ID 0x305
-_NAMES = tuple(dict.fromkeys(f.name for f in can_frames.FRAMES))
-#: (ID, extended, DLC, data length) -> (frame name, pack address): a frame's identity without decoding it
-_BY_ID = {(f.frame_id, f.is_extended_id, f.dlc, f.dlc): (f.name, f.pack_address) for f in can_frames.FRAMES}
-_DETAIL = frozenset(f.name for f in can_frames.FRAMES if f.pack_address is not None)
-#: frame name -> its signal names (both addresses of a detail frame carry the same signals)
-_SIGNALS: dict[str, frozenset[str]] = {f.name: frozenset(s.name for s in m.signals) for f in can_frames.FRAMES
-                                       for m in can_frames.DATABASE.messages if m.frame_id == f.frame_id}
 
 
 class CanCheckFailed(RigError, AssertionError):
     """The pack's CAN traffic failed a check: a frame never received, a signal out of its band.
     An ``AssertionError`` too, so pytest reports the pack failing, not the rig crashing."""
-
-
-class Reception:
-    """One frame as received, decoded on first use.
-
-    A pack sends ~15 frames a second and most are never looked at; decoding each only when a
-    query reads it keeps an emulated hour from spending seconds in cantools.
-    """
-
-    __slots__ = ("t", "_msg", "_signals")
-
-    def __init__(self, t: float, msg: can.Message | None = None, signals: dict | None = None):
-        self.t = t                 #: the frame's timestamp, s (virtual, or interface time)
-        self._msg, self._signals = msg, signals
-
-    @property
-    def signals(self) -> dict[str, int | float | str]:
-        """Signal name -> value in DBC units, or value-table name."""
-        if self._signals is None:
-            self._signals = can_frames.decode(self._msg).signals
-        return self._signals
-
-    def __iter__(self):  # unpacks like the (t, signals) pair it stands for
-        return iter((self.t, self.signals))
-
-    def __repr__(self) -> str:
-        return f"Reception(t={self.t!r}, signals={self.signals!r})"
-
-
-class BadFrame(NamedTuple):
-    """A frame that broke the protocol, kept with the raw frame for the report."""
-
-    t: float            #: the frame's timestamp, s
-    problem: str        #: the ProtocolError text (ID, DLC, what is wrong)
-    frame: can.Message  #: the frame as received
-
-
-class _Seen(NamedTuple):
-    """What a wait read last; its repr is what a timeout message shows as the last value."""
-
-    value: Any
-    t: float | None
-    hit: bool
-
-    def __repr__(self) -> str:  # 10 digits: DBC scaling leaves float noise (52.800000000000004)
-        shown = f"{self.value:.10g}" if isinstance(self.value, float) else repr(self.value)
-        return "nothing received" if self.t is None else f"{shown} (frame at t={self.t:.3f} s)"
 
 
 class PcsStandIn:
@@ -131,8 +79,9 @@ class PcsStandIn:
         self._last_at: float | None = None
         self._silent = False
         self._task: Periodic | None = None
-        # On a bus with cyclic jobs in the rig's time: the heartbeat job and the clock time it started.
-        self._cyclic = hasattr(bus, "on_arrival")
+        # On an emulator's bus in virtual time the heartbeat is a cyclic job of the emulator and
+        # the pump runs when frames arrive: the job and the clock time it started.
+        self._cyclic = isinstance(bus, EmulatorBus)
         self._job: can.broadcastmanager.CyclicSendTaskABC | None = None
         self._job_started = 0.0
         # The heartbeats handed to the listeners: the job's (counted; they are due at exact
@@ -257,7 +206,7 @@ class PcsStandIn:
                 if last >= self._tx_next:  # our heartbeats sent before this frame go first
                     self._log_own(last)
                 # the frame's identity and length are checked now, its signals decoded when read
-                key = _BY_ID.get((msg.arbitration_id, msg.is_extended_id, msg.dlc, len(msg.data)))
+                key = BY_ID.get((msg.arbitration_id, msg.is_extended_id, msg.dlc, len(msg.data)))
                 if key is None or msg.is_remote_frame or msg.is_error_frame:
                     self._bad(msg)
                 else:
@@ -328,7 +277,7 @@ class PcsStandIn:
 
         :raises CanCheckFailed: if that frame was never received.
         """
-        key = _key(frame, pack_address)
+        key = frame_key(frame, pack_address)
         self.pump()
         with self._lock:
             if key not in self._tracks:
@@ -347,7 +296,7 @@ class PcsStandIn:
 
         :raises CanCheckFailed: if the frame was never received.
         :raises ValueError: unknown signal, or a frame that does not carry it."""
-        frame = _frame_of(name, frame, pack_address)
+        frame = frame_of(name, frame, pack_address)
         return self.latest(frame, pack_address)[name]
 
     def wait_until(self, signal: str, predicate: Callable[[Any], bool] | Any, within: float, *,
@@ -364,19 +313,19 @@ class PcsStandIn:
         :param poll: seconds between two looks at the bus.
         :raises WaitTimeout: naming the signal, the condition and the last value with its time.
         """
-        frame = _frame_of(signal, frame, pack_address)
-        key = _key(frame, pack_address)
+        frame = frame_of(signal, frame, pack_address)
+        key = frame_key(frame, pack_address)
         if not callable(predicate):
             predicate, what = (lambda value, wanted=predicate: value == wanted), what or f"== {predicate!r}"
         description = what or getattr(predicate, "__name__", "").replace("<lambda>", "") or "(unnamed predicate)"
         cursor = max(self._counts.get(key, 0) - 1, 0)
-        last = _Seen(None, None, False)
+        last = Seen(None, None, False)
 
-        def read() -> _Seen:
+        def read() -> Seen:
             nonlocal cursor, last
             fresh, cursor = self._new(key, cursor)
             for reception in fresh:
-                last = _Seen(reception.signals[signal], reception.t, False)
+                last = Seen(reception.signals[signal], reception.t, False)
                 if predicate(last.value):
                     return last._replace(hit=True)
             return last
@@ -398,8 +347,8 @@ class PcsStandIn:
         """
         if low > high:
             raise ValueError(f"stayed_within: low {low:g} is above high {high:g}")
-        frame = _frame_of(signal, frame, pack_address)
-        key = _key(frame, pack_address)
+        frame = frame_of(signal, frame, pack_address)
+        key = frame_key(frame, pack_address)
         self.pump()
         cursor = self._counts.get(key, 0)
         started = self.clock.now()
@@ -437,32 +386,3 @@ class PcsStandIn:
             fresh = min(count - cursor, len(receptions))
             # Index from the right end: O(1) per item on a deque, however long the history.
             return [receptions[i] for i in range(-fresh, 0)], count
-
-
-def _key(frame: str, pack_address: int | None) -> tuple[str, int | None]:
-    if frame not in _NAMES:
-        raise ValueError(f"no frame {frame!r} in pack.dbc; frames: {', '.join(_NAMES)}")
-    if frame not in _DETAIL:
-        if pack_address is not None:
-            raise ValueError(f"{frame} is a system frame (Pylon); it has no pack_address")
-        return frame, None
-    address = MASTER_ADDRESS if pack_address is None else pack_address
-    if address not in can_frames.PACK_ADDRESSES:
-        raise ValueError(f"pack_address must be one of {can_frames.PACK_ADDRESSES}, got {pack_address!r}")
-    return frame, address
-
-
-def _frame_of(signal: str, frame: str | None, pack_address: int | None) -> str:
-    if frame is not None:
-        if signal not in _SIGNALS.get(frame, ()):
-            raise ValueError(f"frame {frame!r} has no signal {signal!r} in pack.dbc")
-        return frame
-    frames = [name for name, signals in _SIGNALS.items() if signal in signals]
-    if not frames:
-        raise ValueError(f"no signal {signal!r} in pack.dbc")
-    if len(frames) > 1:
-        # A pack address asks for that pack's own detail frame, none for the system's frame.
-        frames = [name for name in frames if (name in _DETAIL) == (pack_address is not None)]
-    if len(frames) != 1:
-        raise ValueError(f"signal {signal!r} is in several frames; name one with frame=")
-    return frames[0]
