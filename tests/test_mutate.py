@@ -87,6 +87,7 @@ def test_the_kill_table_of_a_handful(mutants, tmp_path):
     run = MutationRun(BASE, tmp_path, bench=EMULATED_BENCH, workers=2,
                       pytest_args=("-k", "test_holds_short_of_the_threshold_then_trips_in_time and cell_over_voltage-L2"),
                       equivalents={equivalent.name: "a 0.1 mA draw takes years to show"})
+    assert run.baseline() == (0, [])   # the base passes the narrowed suite: kills mean something
     outcomes = {o.mutant.name: o for o in run.run(killed + [invisible, equivalent])}
     for m in killed:
         o = outcomes[m.name]
@@ -100,3 +101,13 @@ def test_the_kill_table_of_a_handful(mutants, tmp_path):
     json.dumps(table)
     from rig.mutate.command import summary
     assert summary(table, tmp_path) == 1   # a survivor: not all killed
+
+
+def test_a_base_profile_the_suite_fails_is_caught_before_any_mutant(mutants, tmp_path):
+    """A base that already fails (here: cell over-voltage L2 switched off) would let every mutant
+    look killed; the baseline run names the failing test, and packrig mutate stops there."""
+    broken = next(m for m in mutants if m.name == "REQ-PROT-COV:protections.cell_over_voltage.l2.enabled:disabled")
+    run = MutationRun(broken.apply(BASE), tmp_path, bench=EMULATED_BENCH, workers=1,
+                      pytest_args=("-k", "test_holds_short_of_the_threshold_then_trips_in_time and cell_over_voltage-L2"))
+    code, failed = run.baseline()
+    assert code == 1 and len(failed) == 1 and "cell_over_voltage-L2" in failed[0]

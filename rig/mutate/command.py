@@ -87,6 +87,14 @@ def mutate_command(args: argparse.Namespace) -> int:
     runner = MutationRun(base, out, bench=bench.path, workers=args.workers, matrix=args.matrix, seed=args.seed)
     total = len(mutants)
     print(f"packrig mutate: {total} mutants of {Path(args.base).name}, {args.workers} at a time -> {out}", flush=True)
+    code, failed = runner.baseline()
+    if code != 0:
+        print(f"packrig mutate: the base profile {Path(args.base).name} does not pass the suite (pytest exit {code}"
+              + (f"; {len(failed)} failed, first {failed[0]}" if failed else "")
+              + f"; run in {out / 'runs' / 'base'}): every mutant would look killed. Fix that first.",
+              file=sys.stderr, flush=True)
+        return 1
+    print(f"  base profile: the suite passes ({time.perf_counter() - started:.0f} s)", flush=True)
     done = Counter()
 
     def progress(outcome) -> None:

@@ -9,6 +9,10 @@ separate emulator, so mutants run side by side, ``workers`` at a time). Fast by 
 2. only a survivor of those runs the whole suite (``-x``), so a gap in the suite shows as a
    survivor, not as a requirement's tests being blind.
 
+Before any mutant, :meth:`MutationRun.baseline` runs the same suite on the base profile: a kill
+means something only where the base passes (a rig, bench or suite that fails by itself would
+"kill" every mutant), so ``packrig mutate`` stops when the base fails.
+
 ``matrix=True`` runs every test on every mutant (no stop at the first failure), for the full
 kill matrix. A mutant is *killed* when a test failed (a supervisor trip counts: the rig caught the
 broken build), *survived* when every test passed, *equivalent* when it survived and
@@ -115,6 +119,15 @@ class MutationRun:
                     progress(future.result())
         return [f.result() for f in futures]
 
+    def baseline(self) -> tuple[int, list[str]]:
+        """The base profile through the whole (narrowed) suite: pytest's exit code and the tests
+        that failed or errored. Mutants mean nothing unless this passes."""
+        (self.out / "profiles").mkdir(parents=True, exist_ok=True)
+        profile = self.out / "profiles" / "base.toml"
+        profile.write_text(tomli_w.dumps(self.base), encoding="utf-8")
+        code, failed, _ = self._pytest(profile, self.out / "runs" / "base", stop_at_first=False)
+        return code, failed
+
     def one(self, mutant: Mutant) -> Outcome:
         started = time.perf_counter()
         outcome = Outcome(mutant)
@@ -127,7 +140,8 @@ class MutationRun:
             return outcome
         stages = [("suite", None)] if self.matrix else [("targets", mutant.targets), ("suite", None)]
         for stage, targets in stages:
-            code, failed, reqs = self._pytest(mutant, profile, stage, targets)
+            folder = self.out / "runs" / f"{_safe(mutant.name)}-{stage}"
+            code, failed, reqs = self._pytest(profile, folder, targets, stop_at_first=not self.matrix)
             if failed:
                 outcome.status, outcome.stage, outcome.killed_by, outcome.requirements = "killed", stage, failed, reqs
                 break
@@ -140,8 +154,8 @@ class MutationRun:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def _pytest(self, mutant: Mutant, profile: Path, stage: str, targets) -> tuple[int, list[str], list[str]]:
-        folder = self.out / "runs" / f"{_safe(mutant.name)}-{stage}"
+    def _pytest(self, profile: Path, folder: Path, targets=None, *,
+                stop_at_first: bool) -> tuple[int, list[str], list[str]]:
         junit = folder / "junit.xml"
         cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(self.bench),
                "--firmware", str(profile), "--run-dir", str(folder), "--junitxml", str(junit),
@@ -149,7 +163,7 @@ class MutationRun:
                "--plots", "none"]   # a verdict is all a mutant needs: plots would double its CPU
         if self.seed is not None:
             cmd += ["--seed", str(self.seed)]
-        if not self.matrix:
+        if stop_at_first:
             cmd.append("-x")
         cmd += self.pytest_args
         if targets:
