@@ -12,6 +12,7 @@ import numpy as np
 
 from emulator.world import World
 from instruments.roles import FaultInsertion
+from rig.errors import EmulatorRefused
 
 #: What an open / shorted NTC reads, C (beyond any real cell temperature) [A].
 OPEN_SENSOR_C = -55.0
@@ -114,7 +115,7 @@ class Faults(FaultInsertion):
         the BMS's off-state draw). The BMS's SOC is stale afterwards, as on a stored pack."""
         w = self.world
         if any(b.awake for b in w.bms):
-            raise RuntimeError("age() stores a pack that is switched off; power it off first")
+            raise EmulatorRefused("age() stores a pack that is switched off; power it off first")
         seconds = months * SECONDS_PER_MONTH
         w.physics.age(months, w.chamber.air_c)
         draw = np.full(len(w.bms), -w.profile.bms.off_draw_a)
