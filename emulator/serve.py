@@ -107,7 +107,7 @@ def _build(args: argparse.Namespace):
                              seed=e.seed if args.seed is None else args.seed,
                              initial_soc_pct=e.initial_soc_pct if args.soc is None else args.soc,
                              ambient_c=e.ambient_c if args.temperature is None else args.temperature,
-                             can_transport="socketcand")
+                             can_transport="socketcand", physics=bench.physics_path)
     return emulated, profile, (args.clock or bench.file.bench.clock) == "virtual"
 
 

@@ -25,7 +25,7 @@ from emulator.pack.bms import Bms, Truth, ns
 from emulator.pack.can_reports import CanReporter, Frame
 from emulator.instruments.chamber_air import ChamberModel
 from emulator.pack.physics import PackPhysics
-from emulator.pack.physics_params import load_physics
+from emulator.pack.physics_params import DEFAULT_PHYSICS, PhysicsParams, load_physics
 from emulator.plant import Plant
 from emulator.firmware.profile import FirmwareProfile
 
@@ -39,17 +39,21 @@ class World:
     :param profile: the firmware profile both BMSs run.
     :param packs: 1, or 2 in parallel on one DC bus.
     :param seed: seeds the physics spread and the BMS sensing errors.
+    :param physics: the pack's physical parameters, or the path of their file (default: the
+        emulator's own, ``emulator/pack/physics.toml``).
     """
 
     def __init__(self, profile: FirmwareProfile, *, packs: int = 1, seed: int = 1,
                  initial_soc_pct: float = 50.0, ambient_c: float = 25.0,
-                 capacity_spread: float | None = None, soc_spread: float | None = None):
+                 capacity_spread: float | None = None, soc_spread: float | None = None,
+                 physics: PhysicsParams | str | None = None):
         self.profile = profile
         self.t_ns = 0
         rng = np.random.Generator(np.random.PCG64(seed))
         spreads = {k: v for k, v in (("capacity_spread", capacity_spread), ("soc_spread", soc_spread))
                    if v is not None}
-        self.physics = PackPhysics(load_physics(), packs=packs, seed=seed,
+        params = physics if isinstance(physics, PhysicsParams) else load_physics(physics or DEFAULT_PHYSICS)
+        self.physics = PackPhysics(params, packs=packs, seed=seed,
                                    initial_soc=initial_soc_pct / 100.0, ambient_c=ambient_c, **spreads)
         self.bms = [Bms(profile, rng, address=2 if i == 0 else 3,
                         capacity_ah=float(self.physics.capacity_ah[i].mean()),

@@ -121,7 +121,8 @@ class Bench:
                 from emulator.emulated_bench import EmulatedBench  # the emulator only where a bench uses it
                 self.emulator = EmulatedBench(
                     f, firmware or load_firmware_profile(firmware_path or self.loaded.firmware_path),
-                    packs=packs, seed=seed, initial_soc_pct=soc, ambient_c=ambient)
+                    packs=packs, seed=seed, initial_soc_pct=soc, ambient_c=ambient,
+                    physics=self.loaded.physics_path)
                 if not isinstance(self.clock, VirtualClock):
                     self.emulator.run_in_real_time()
             ends = self.emulator.endpoints()

@@ -121,7 +121,13 @@ def test_terminal_voltage_sags_under_load_and_relaxes_at_rest():
         phys.step(60.0, rest, 25.0)
         seen.append(phys.thevenin()[0][0])
     assert all(b > a for a, b in zip(seen, seen[1:]))                # recovers monotonically
-    assert seen[-1] == pytest.approx(phys.ocv().sum(), abs=0.01)    # to the OCV (tau2 = 10 min)
+    # after 45 min the 15 s and 10 min pairs are gone; the slow pair (2 h) is still relaxing, as
+    # LFP keeps doing for hours (issue 19: before, the model was relaxed within 50 minutes)
+    slow = phys.rc_voltages()[-1].sum()
+    assert seen[-1] == pytest.approx(phys.ocv().sum() + slow, abs=0.005)
+    assert slow < -0.01
+    phys.step(8 * 3600.0, rest, 25.0)
+    assert phys.thevenin()[0][0] == pytest.approx(phys.ocv().sum(), abs=0.002)
 
 
 def test_group_voltages_add_up_to_the_terminal_voltage_less_the_path():
@@ -145,12 +151,14 @@ def test_cold_raises_the_resistance():
 
 # ---------------------------------------------------------------- the manual's numbers
 def test_charge_at_64a_from_empty_to_full():
-    """Usable 118 Ah at 64 A is about 1.8 h (PACK_SPEC 1). Between 48.0 V and CV 56.0 V the
-    128 Ah cells give 97 % of nominal: at least the rated 118 Ah, at most 126 Ah (2 h)."""
+    """Usable 118 Ah at 64 A is about 1.8 h of CC (PACK_SPEC 1). Between 48.0 V and CV 56.0 V the
+    128 Ah cells give 97 % of nominal: at least the rated 118 Ah, at most 126 Ah. The CV tail down
+    to 3 A takes a few minutes more than it did before issue 19 (LFP's charge resistance climbs in
+    the last percent), so the whole charge takes 1.8-2.1 h."""
     phys = pack(packs=2, seed=5, initial_soc=0.5)
     discharge_to(phys, 48.0)
     seconds, ah, vmax = cccv(phys)
-    assert 1.8 <= seconds / 3600 <= 2.0
+    assert 1.8 <= seconds / 3600 <= 2.1
     assert ah == pytest.approx([122.0, 122.0], abs=4.0)
     assert vmax < 3.55          # a balanced pack reaches full below the cell alarm (PACK_SPEC 4)
     assert phys.soc.mean() == pytest.approx(1.005, abs=0.005)
@@ -194,6 +202,57 @@ def test_storage_recharge_rests_above_52v():
     assert all(b < a for a, b in zip(volts, volts[1:]))        # relaxation: falls monotonically
     assert volts[0] - volts[60] > 0.05                          # visibly, mostly the 15 s pair
     assert ocv == pytest.approx(16 * 3.249, abs=0.01) and volts[300] > ocv
+
+
+def test_a_rested_full_pack_reads_3_40_v_a_cell_after_an_hour():
+    """Issue 19: real LFP rests near 3.40 V a cell an hour after a full charge (CALB CA180 log:
+    3.4005 V after 1 h, 3.389 V after 6 days; vendor notes 3.33-3.40 V), not 3.49 V; and it is
+    still relaxing then, over hours."""
+    phys = pack(initial_soc=0.5)
+    discharge_to(phys, 48.0)
+    cccv(phys)
+    rest = np.zeros(1)
+    phys.step(3600.0, rest, 25.0)
+    after_1h = phys.thevenin()[0][0]
+    assert after_1h / 16 == pytest.approx(3.40, abs=0.01)
+    phys.step(5 * 3600.0, rest, 25.0)
+    after_6h = phys.thevenin()[0][0]
+    assert 0.02 < after_1h - after_6h < 0.2
+    assert 3.33 <= after_6h / 16 <= 3.40
+
+
+def test_resistance_depends_on_direction_and_soc():
+    """Issue 19: the charge resistance climbs before full, the discharge one does not; a 10 s
+    pulse at mid SOC is 6.1 mOhm instantly and ~6.9 mOhm after 10 s (research note, (f))."""
+    def pulse_mohm(soc: float, amps: float) -> tuple[float, float]:
+        phys = pack(initial_soc=soc, capacity_spread=0.0, soc_spread=0.0)
+        ocv, i = phys.thevenin()[0][0], np.array([amps])
+        phys.step(1e-3, i, 25.0)
+        instant = (terminal(phys, i)[0] - ocv) / amps
+        phys.step(10.0, i, 25.0)
+        return instant * 1e3, (terminal(phys, i)[0] - phys.ocv().sum()) / amps * 1e3
+
+    mid_dis, mid_chg = pulse_mohm(0.5, -64.0), pulse_mohm(0.5, 64.0)
+    assert mid_dis[0] == pytest.approx(6.1, abs=0.1) and mid_dis[1] == pytest.approx(6.9, abs=0.2)
+    assert mid_chg == pytest.approx(mid_dis, abs=0.2)
+    top_dis, top_chg = pulse_mohm(0.995, -64.0), pulse_mohm(0.995, 64.0)
+    assert top_chg[1] > 1.5 * top_dis[1]
+
+
+def test_heat_is_i_times_the_drop_over_the_same_resistances():
+    """Issue 19: the heat comes from the resistances of the voltage model: I (V - OCV) over the
+    groups plus I^2 R_path, so a step's heating follows the polarisation it builds."""
+    phys = pack(initial_soc=0.5)
+    i = np.array([-85.0])
+    phys.step(1800.0, i, 25.0)
+    drop = phys.ocv().sum() - phys.group_voltages(i).sum()
+    path = PARAMS.resistance.path_mohm * 1e-3
+    heat = 85.0 * drop + 85.0 ** 2 * path
+    c, ua = PARAMS.thermal.heat_capacity_j_per_k, PARAMS.thermal.ua_w_per_k
+    before = phys.pack_temperature()[0]
+    phys.step(1.0, i, 25.0)
+    rate = (phys.pack_temperature()[0] - before) / 1.0
+    assert rate == pytest.approx((heat - ua * (before - 25.0)) / c, rel=0.02)
 
 
 # ---------------------------------------------------------------- thermal
@@ -357,9 +416,12 @@ def test_shipped_parameters_match_the_facts():
 
 
 @pytest.mark.parametrize("old, new, field, fragment", [
-    ("tau2_s = 600.0", "tau2_s = 10.0", "resistance", "tau2_s"),
-    ("r0_cell_mohm = 0.45", "r0_cell_mohm = -0.45", "resistance.r0_cell_mohm", "[0.0, 100.0]"),
-    ("overcharge_v       = [3.48,", "overcharge_v       = [3.38,", "ocv", "must not fall"),
+    ("tau_s              = 600.0", "tau_s              = 10.0", "resistance", "fast to slow"),
+    ("charge_mohm        = [1.80,", "charge_mohm        = [-1.80,", "resistance.r0.charge_mohm.0",
+     "greater than or equal to 0"),
+    ("temperature_factor = [4.0,  2.2,  1.4,   1.0,  0.8]", "temperature_factor = [4.0,  2.2]",
+     "resistance", "one value per temperature_c"),
+    ("overcharge_v       = [3.40,", "overcharge_v       = [3.30,", "ocv", "must not fall"),
     ("doubling_c = 10.0", "doubling = 10.0", "self_discharge.doubling", "unknown key"),
 ])
 def test_bad_parameters_are_named(tmp_path: Path, old, new, field, fragment):

@@ -2,43 +2,47 @@
 
 What a real pack does electrically and thermally, for the emulator's BMS and DC-bus solver; the
 relays, pre-charge and the bus belong to the caller. All numbers are data in ``physics.toml``
-(sources in PACK_MODEL_FACTS.md); this module is the model. Public arrays are
-``(packs, groups)`` or ``(packs,)``; inside, the groups of all packs form one row per quantity and
-nothing loops over groups or packs in Python (a step is ~35 numpy calls, about 18 us).
+(sources there and in PACK_MODEL_FACTS.md); this module is the model. Public arrays are
+``(packs, groups)`` or ``(packs,)``; inside, the groups of all packs form one row per quantity, so
+nothing loops over groups or packs in Python.
 
 Per series group (two cells in parallel act as one cell of twice the capacity and half the
 resistance)::
 
-    V_group = OCV(SOC, h) + v1 + v2 + R0 I          (I > 0 charges)
-    dv_k/dt = (R_k I - v_k) / tau_k                 k = 1 (15 s), 2 (600 s)     [FACTS 2]
-    dSOC/dt = I / (3600 C_group)                    C_group = 128 Ah x (1 + spread)
-    dh/dz   = (sign(I) - h) / z_t                   z = |charge throughput| / C_group
+    V_group = OCV(SOC, h) + sum_k v_k + R0 I          (I > 0 charges)
+    dv_k/dt = (R_k I - v_k) / tau_k                   k = fast .. slow (15 s, 10 min, 2 h)
+    dSOC/dt = I / (3600 C_group)                      C_group = 128 Ah x (1 + spread)
+    dh/dz   = (sign(I) - h) / z_t                     z = |charge throughput| / C_group
 
-* **OCV** per cell from the Libre Solar LFP table [S1] (discharge/rest branch) and a charge branch
-  20 mV above it on the plateau [A] (FACTS 1); ``h`` in [-1, 1] blends them:
-  ``OCV = (dis + chg)/2 + h (chg - dis)/2``. Outside 0-100 % the curve continues steeply
-  ([A], in physics.toml) so over-charge to 3.9 V and over-discharge to a 0 V cell are reachable.
-  SOC is each group's charge relative to its own capacity; it is not clipped.
-* **Resistances** R0, R1, R2 scale with the pack temperature (factor tables, FACTS 2) and rise
-  at the SOC extremes [A]. The pack adds the path resistance (relays, shunt, fuse, cable).
-* **Thermal**: one lumped node per pack, heated by I^2 x (R0 + R1 + R2 of all groups + path),
-  with lagged sensors (:mod:`emulator.pack.thermal`).
-* **Self-discharge** only through :meth:`PackPhysics.age` (1 %/month at 25 C, x2 per +10 C,
-  FACTS 4): over the hours of a test it is below 0.04 %/day and is left out of :meth:`step`.
-  The BMS draw is a current the caller applies.
+* **OCV** per cell on two branches (discharge/rest and charge) blended by ``h`` in [-1, 1]:
+  ``OCV = (dis + chg)/2 + h (chg - dis)/2``. Outside 0-100 % the curve continues steeply, so
+  over-charge to 3.9 V and over-discharge to a 0 V cell are reachable. SOC is each group's charge
+  relative to its own capacity; it is not clipped.
+* **Resistances** R0 and each R_k are tables over SOC, one column per current direction, times a
+  factor over the pack temperature. While charging the charge column applies, while discharging
+  the discharge column; at rest (no target to relax to) the series R0 the solver sees is the mean
+  of the two. A real LFP cell's charge resistance climbs steeply in the last percent before full,
+  which is what ends a CV charge with polarisation that relaxes for hours after it.
+* **Thermal**: one lumped node per pack, heated by the irreversible heat of the same resistances,
+  ``I (V_group - OCV)`` summed over the groups (= I^2 R0 + I sum_k v_k), plus I^2 R_path, with
+  lagged sensors (:mod:`emulator.pack.thermal`).
+* **Self-discharge** only through :meth:`PackPhysics.age` (1 %/month at 25 C, x2 per +10 C): over
+  the hours of a test it is below 0.04 %/day and is left out of :meth:`step`. The BMS draw is a
+  current the caller applies.
 
 Time stepping: :meth:`PackPhysics.step` holds the current and the air temperature constant over
 ``dt`` (1 ms to hours) and is exact for that, with no internal sub-steps: SOC integrates the
-charge, RC voltages and ``h`` follow their exponential solutions, the thermal network its exact
-discretisation. Resistances and the heat are the state-dependent parts: the heat is taken at the
-step's start state; the RC targets ``R_k I`` use the resistances at the
-step's end state, so one long step lands on the same polarisation as many short ones.
+charge, the RC voltages and ``h`` follow their exponential solutions, the thermal network its exact
+discretisation. The resistances are the state-dependent parts: the heat is taken from the step's
+start state (with each RC voltage's exact mean over the step), the RC targets ``R_k I`` from the
+step's end state, so one long step lands on the same polarisation as many short ones. At rest
+nothing but the RC voltages and the temperatures moves, and a rest step touches only those.
 
 Per-group spread (capacity, initial SOC, self-discharge rate) comes from ``numpy`` ``PCG64(seed)``:
 the same seed gives bit-identical packs. A pack starts top-balanced [A]: every group is the same Ah
 short of full (plus a small SOC scatter), so the capacity spread shows at the bottom of a
 discharge, as on a real pack. Each spread is centred per pack: ``initial_soc`` is exactly each
-pack's mean SOC and 128 Ah its mean group capacity.
+pack's mean SOC and the nominal group capacity its mean.
 """
 from __future__ import annotations
 
@@ -51,14 +55,21 @@ import numpy as np
 from emulator.pack.physics_params import PhysicsParams
 from emulator.pack.thermal import CASE, N_INPUTS, N_STATES, PACK, ThermalNetwork
 
-try:
-    # np.interp's compiled kernels, without its per-call argument checks (about 1 us of a
-    # 1.5 us call on 32 points); the tables are checked once, on load. Same arguments.
-    from numpy._core.multiarray import interp as _interp, interp_complex as _interp_complex
-except ImportError:  # numpy < 2 names the module differently; np.interp is the safe fallback
-    _interp = _interp_complex = np.interp
-
 _CACHE_LIMIT = 256
+
+
+def interp_rows(x: np.ndarray, grid: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """Every row of ``rows`` (tabulated over ``grid``) at each ``x``: linear between the points,
+    the end values beyond them (as :func:`numpy.interp`, for several tables at once).
+
+    :returns: ``(len(rows), *x.shape)``.
+    """
+    i = np.searchsorted(grid, x, side="right")
+    np.minimum(np.maximum(i, 1, out=i), len(grid) - 1, out=i)   # the segment grid[i-1]..grid[i]
+    lo, hi = grid[i - 1], grid[i]
+    w = np.minimum(np.maximum((x - lo) / (hi - lo), 0.0), 1.0)
+    left = rows.take(i - 1, axis=1)
+    return left + (rows.take(i, axis=1) - left) * w
 
 
 @dataclass(frozen=True)
@@ -76,8 +87,8 @@ class PackPhysics:
     :param packs: number of packs (the rig uses 1 or 2).
     :param seed: seed of the per-group spread; the same seed gives identical packs.
     :param initial_soc: mean SOC of each pack, fraction (scalar or one per pack).
-    :param capacity_spread: relative sigma of group capacity (default ``params.spread``, 0.5 %).
-    :param soc_spread: absolute sigma of the initial group SOC (default ``params.spread``, 0.1 %).
+    :param capacity_spread: relative sigma of group capacity (default ``params.spread``).
+    :param soc_spread: absolute sigma of the initial group SOC (default ``params.spread``).
     :param ambient_c: air temperature the packs start in equilibrium with, C.
     :raises ValueError: an argument out of range (a programming mistake).
     """
@@ -98,29 +109,23 @@ class PackPhysics:
         self.packs: int = packs                    #: number of packs
         self.groups: int = params.pack.groups      #: series groups per pack
         shape = (packs, self.groups)
-        self._pshape = (packs,)
         self._tables(params)
-        self.thermal = ThermalNetwork(params.thermal, path_ohm=params.resistance.path_mohm * 1e-3)
+        self.thermal = ThermalNetwork(params.thermal, path_ohm=self._rpath)
 
-        # All mutable state in one flat buffer (a snapshot is one copy, a restore one copyto):
-        #   soc | ocv | h | v1 | v2 | thermal state (7 x packs) | its inputs (4 x packs) | energy
-        # (the thermal inputs are rewritten every step; they sit under the state for one product)
-        # Per-group rows are packs*groups long. The OCV is derived (recomputed on restore); it sits
-        # before h, v1, v2 so that one dot product sums OCV + v1 + v2, and h, v1, v2 are adjacent so
-        # that one multiply-add advances all three.
-        n, p = packs * self.groups, packs
+        # All mutable state in one buffer, so that a snapshot is one copy and a restore one copyto:
+        #   soc | h | v_1 .. v_K (groups of all packs each) | thermal state and inputs | energy |
+        #   direction of the last step's current (-1, 0, +1 per pack)
+        n, p, k = packs * self.groups, packs, self._pairs
         nt = (N_STATES + N_INPUTS) * p
-        self._state = np.zeros(5 * n + nt + p)
-        rows = self._state[:5 * n].reshape(5, n)
-        self._soc_f, self._ocv_f, self._h_f = rows[0], rows[1], rows[2]
-        self._hv = rows[2:5]                    # h, v1, v2: advanced together
-        self._ov = rows[1:5]                    # ocv, h, v1, v2: summed (h weighted 0)
-        self._soc, self._h = rows[0].reshape(shape), rows[2].reshape(shape)
-        self._v1, self._v2 = rows[3].reshape(shape), rows[4].reshape(shape)
-        self._z = self._state[5 * n:5 * n + nt].reshape(N_STATES + N_INPUTS, p)
-        self._x, self._u = self._z[:N_STATES], self._z[N_STATES:]    # thermal state and inputs
+        self._state = np.zeros((2 + k) * n + nt + 2 * p)
+        rows = self._state[:(2 + k) * n].reshape(2 + k, packs, self.groups)
+        self._soc, self._h, self._v = rows[0], rows[1], rows[2:]
+        # thermal state x and its inputs u as one (11, packs) block (ThermalNetwork.advance)
+        self._z = self._state[(2 + k) * n:(2 + k) * n + nt].reshape(N_STATES + N_INPUTS, p)
+        self._x, self._u = self._z[:N_STATES], self._z[N_STATES:]
         self._u[3] = 1.0
-        self._energy_ws = self._state[5 * n + nt:]
+        self._energy_ws = self._state[(2 + k) * n + nt:(2 + k) * n + nt + p]
+        self._dir = self._state[(2 + k) * n + nt + p:]
 
         # Seeded spread, each draw centred per pack. A pack starts top-balanced: every group the
         # same Ah short of full, then scattered by soc_spread, then shifted to mean initial_soc.
@@ -128,12 +133,20 @@ class PackPhysics:
         z_cap, z_soc, z_sd = (z - z.mean(axis=1, keepdims=True)
                               for z in (rng.standard_normal(shape) for _ in range(3)))
         group_ah = params.pack.cell_capacity_ah * params.pack.cells_per_group
-        self._capacity = group_ah * (1.0 + capacity_spread * z_cap)
+        own = params.spread.group_capacity_rel
+        if own is not None:       # a fitted pack's own groups (the same in every pack)
+            if len(own) != self.groups:
+                raise ValueError(f"spread.group_capacity_rel has {len(own)} values, not one per group ({self.groups})")
+            z = np.asarray(own)
+            self._capacity = np.broadcast_to(group_ah * (1.0 + z - z.mean()), shape).copy()
+        else:
+            self._capacity = group_ah * (1.0 + capacity_spread * z_cap)
         self._sd_factor = np.maximum(0.0, 1.0 + params.self_discharge.spread_rel * z_sd)
         soc = 1.0 - (1.0 - soc0[:, None]) * group_ah / self._capacity + soc_spread * z_soc
         self._soc[...] = soc + (soc0 - soc.mean(axis=1))[:, None]
         self._h[...] = params.hysteresis.initial
         self._x[...] = self.thermal.equilibrium(packs, ambient_c)
+        self._inv_capacity_as = 1.0 / (3600.0 * self._capacity)
 
         #: (packs, groups) SOC fraction; read-only (use set_group_soc / set_pack_soc: the derived
         #: voltages and resistances must follow a forced change)
@@ -143,60 +156,37 @@ class PackPhysics:
         self.capacity_ah.flags.writeable = False
         #: (packs, groups) V added to each group's voltage reading: a sense fault (not the terminals)
         self.group_offset_v: np.ndarray = np.zeros(shape)
-
-        # Work arrays, so that a step allocates little. expand (packs, packs*groups) copies a
-        # per-pack value to that pack's groups with one dot product (and sums them back).
-        self._expand = np.kron(np.eye(p), np.ones(self.groups))
-        inv_cap_as = (1.0 / (3600.0 * self._capacity)).reshape(n)
-        self._charge_scale = np.stack([inv_cap_as, -self._k_hyst * inv_cap_as])
-        self._i = np.zeros(p)                     # the step's current, A
-        self._per_pack = np.zeros((3, p))         # I dt, |I dt|, R_rc(T) I
-        self._per_group = np.empty((3, n))        # the same, one value per group
-        self._charge_rows = self._per_group[:2]
-        self._mul = np.empty((3, n))              # exp(-k|dz|), e1, e2: factors of h, v1, v2
-        self._add = np.empty((3, n))              # s (1 - exp(-k|dz|)), RC increments
-        self._tmp = np.empty(n)
-        self._xs = np.empty((N_STATES, p))
-        self._sum_ov = np.array([1.0, 0.0, 1.0, 1.0])
-        # Per pack: source voltage at the step's start and end, and R_series I (energy counter).
-        self._volts = np.zeros((3, p))
-        self._vs = self._volts[1]
-        # Rows of the arrays above as views made once (a view costs as much as a small ufunc call)
-        self._heat_w, self._i_squared, self._air_c = self._u[0], self._u[1], self._u[2]
-        self._pack_c = self._x[PACK]
-        self._i_dt, self._abs_i_dt, self._rrc_i = self._per_pack
-        self._dz, self._k_abs_dz, self._rrc_i_groups = self._per_group
-        self._mul_h, self._add_h, self._add_rc = self._mul[0], self._add[0], self._add[1:]
-        self._volts_start, self._volts_series = self._volts[0], self._volts[2]
         self._dt_cache: dict[float, tuple] = {}
-        self._dt = None                           # the step length the constants below are for
         self._derive()
 
     def _tables(self, params: PhysicsParams) -> None:
         """The parameter tables in the form the step uses (group values, fractions, ohm)."""
-        ocv, res, n = params.ocv, params.resistance, params.pack.cells_per_group
-        # OCV extended beyond 0-100 % by the abuse branches, kept as the two branches' mean and
-        # half their gap, OCV = mean + h * half: one complex table (real = mean, imaginary = half)
-        # so that one interpolation gives both.
+        ocv, res, cells = params.ocv, params.resistance, params.pack.cells_per_group
+        # OCV extended beyond 0-100 % by the abuse branches (shared by both branches), kept as the
+        # branches' mean and half their gap: OCV = mean + h * half.
         dis, chg = np.array(ocv.discharge_v), np.array(ocv.charge_v)
-        no_gap = np.zeros(len(ocv.overdischarge_v)), np.zeros(len(ocv.overcharge_v))
-        self._ocv_soc = np.concatenate([ocv.overdischarge_soc_pct, ocv.soc_pct,
-                                        ocv.overcharge_soc_pct]) / 100.0
-        self._ocv_table = (np.concatenate([ocv.overdischarge_v, (dis + chg) / 2, ocv.overcharge_v])
-                           + 1j * np.concatenate([no_gap[0], (chg - dis) / 2, no_gap[1]]))
+        ocv_soc = np.concatenate([ocv.overdischarge_soc_pct, ocv.soc_pct, ocv.overcharge_soc_pct]) / 100.0
+        mean = np.concatenate([ocv.overdischarge_v, (dis + chg) / 2, ocv.overcharge_v])
+        half = np.concatenate([np.zeros(len(ocv.overdischarge_v)), (chg - dis) / 2,
+                               np.zeros(len(ocv.overcharge_v))])
         self._k_hyst = 1.0 / params.hysteresis.transition_soc
-        # Group resistances (2 cells in parallel: half a cell's), ohm; tables vs T and SOC.
-        self._rkg = np.array([res.r1_cell_mohm, res.r2_cell_mohm]) * 1e-3 / n
-        self._taus = (res.tau1_s, res.tau2_s)
-        self._rc_share = (self._rkg / self._rkg.sum()).tolist()   # R1, R2 shares of R1 + R2
-        self._rt_temp = np.array(res.temperature_c, dtype=np.float64)
-        # Complex so one np.interp gives both: real = R0 at T, imaginary = R1 + R2 at T.
-        self._rt_table = (res.r0_cell_mohm * 1e-3 / n * np.array(res.r0_factor)
-                          + 1j * self._rkg.sum() * np.array(res.rc_factor))
-        self._rsoc_soc = np.array(res.soc_pct) / 100.0
-        self._rsoc_factor = np.array(res.soc_factor)
-        # Scalars as 0-d arrays: numpy multiplies by those faster than by Python floats.
-        self._rpath = np.array(res.path_mohm * 1e-3)
+        # Group resistances (cells in parallel: a cell's / cells), ohm: R0, R_1 .. R_K, discharge
+        # columns then charge columns.
+        tables = [res.r0, *res.rc]
+        self._pairs = len(res.rc)
+        self._taus = np.array([pair.tau_s for pair in res.rc])
+        r_soc = np.array(res.soc_pct) / 100.0
+        r_rows = np.array([t.discharge_mohm for t in tables] + [t.charge_mohm for t in tables]) * 1e-3 / cells
+        # Every SOC table on one grid, the union of both grids' points: piecewise linear on the
+        # union is the same function, and one interpolation then gives them all. Rows: OCV mean,
+        # OCV half gap, then the resistances.
+        self._soc_grid = np.union1d(ocv_soc, r_soc)
+        on_grid = [np.interp(self._soc_grid, ocv_soc, mean), np.interp(self._soc_grid, ocv_soc, half)]
+        on_grid += [np.interp(self._soc_grid, r_soc, row) for row in r_rows]
+        self._soc_rows = np.array(on_grid)
+        self._t_grid = np.array(res.temperature_c, dtype=np.float64)
+        self._t_rows = np.array([t.temperature_factor for t in tables])
+        self._rpath = res.path_mohm * 1e-3
 
     # ---------------------------------------------------------------- time stepping
     def step(self, dt_s: float, current_a: np.ndarray, ambient_c: float) -> None:
@@ -211,119 +201,121 @@ class PackPhysics:
             if dt_s == 0.0:
                 return
             raise ValueError(f"dt_s must not be negative, got {dt_s}")
-        i = self._i
+        i = np.zeros(self.packs)
         i[...] = current_a                       # also checks the shape
-        if dt_s != self._dt:
-            self._set_dt(dt_s)
-        # Heat over the step from the start state (I^2 x the cells' DC resistance; I^2 for the
-        # path, whose resistance is a gain inside the thermal network), then the exact update.
-        np.multiply(i, i, out=self._i_squared)
-        np.multiply(self._i_squared, self._rcell, out=self._heat_w)
-        self._air_c[...] = ambient_c
-        self.thermal.advance(self._z, self._transition, self._xs)
-        self._temperature_factors()
+        transition, decay, mean_share = self._constants(dt_s)
+        self._u[2] = ambient_c
+        if not i.any():
+            self._rest(transition, decay)
+            return
+        np.sign(i, out=self._dir)
+        ic = i[:, None]                          # a pack's current, for each of its groups
 
-        # What each group needs from its pack's current, copied to the groups by one product:
-        # dz = I dt / (3600 C) and -k |dz| (scaled per group), and R_rc(T) I.
-        np.multiply(i, self._dt_array, out=self._i_dt)
-        np.abs(self._i_dt, out=self._abs_i_dt)
-        np.multiply(self._rrc, i, out=self._rrc_i)
-        np.dot(self._per_pack, self._expand, out=self._per_group)
-        self._charge_rows *= self._charge_scale
-        dz = self._dz
+        # Heat over the step from the start state's resistances: I^2 R0 + I x each RC voltage's
+        # exact mean over the step, then the thermal network's exact update.
+        r = self._r
+        targets = r[1:] * ic
+        mean_v = targets + (self._v - targets) * mean_share
+        self._u[0] = i * (r[0] * ic + mean_v.sum(axis=0)).sum(axis=1)
+        self._u[1] = i * i
+        self._x[...] = transition @ self._z
 
-        # SOC by integration. h, v1, v2 by their exact solutions, x <- x mul + add:
-        # h -> s + (h - s) exp(-k |dz|), s = sign(I), so add = sign(dz) (1 - exp(-k |dz|)), 0 at
-        # rest; the RC pairs toward R_k I with the end-of-step resistances: v e + fs R_k I (1 - e).
-        self._soc_f += dz
-        np.exp(self._k_abs_dz, out=self._mul_h)
-        np.expm1(self._k_abs_dz, out=self._add_h)
-        np.copysign(self._add_h, dz, out=self._add_h)
-        self._soc_factors()
-        np.multiply(self._fs, self._rrc_i_groups, out=self._tmp)
-        np.multiply(self._tmp, self._gains, out=self._add_rc)     # gain1, gain2 as a column
-        self._hv *= self._mul
-        self._hv += self._add
+        # SOC by integration; h by its exact solution h -> s + (h - s) exp(-k |dz|), s = sign(I).
+        dz = ic * dt_s * self._inv_capacity_as
+        self._soc += dz
+        s = np.sign(dz)
+        self._h[...] = s + (self._h - s) * np.exp(-self._k_hyst * np.abs(dz))
+        # The RC pairs toward R_k I with the end-of-step resistances (this step's direction).
+        self._derive_soc()
+        self._derive_temperature()
+        targets = self._r[1:] * ic
+        self._v[...] = targets + (self._v - targets) * decay
+        self._after_step(i, dt_s)
 
-        # Terminal energy: I dt x (source voltage by the trapezoid rule + R_series I).
-        self._volts_start[...] = self._vs
-        self._voltages()
-        np.multiply(self._rser, i, out=self._volts_series)
-        e = np.dot(self._energy_weights, self._volts)
-        e *= i
-        self._energy_ws += e
+    def _rest(self, transition: np.ndarray, decay: np.ndarray) -> None:
+        """A step with no current: only the RC voltages relax and the temperatures move."""
+        if self._dir.any():
+            self._dir[...] = 0.0
+        self._u[0] = 0.0
+        self._u[1] = 0.0
+        self._x[...] = transition @ self._z
+        self._v *= decay
+        self._derive_temperature()
+        self._vsrc = self._ocv + self._v.sum(axis=0)
+        self._vs = self._vsrc.sum(axis=1)
 
-    def _set_dt(self, dt_s: float) -> None:
-        """Load the constants of a step of ``dt_s`` (cached per distinct dt): the thermal
-        transition; e_k = exp(-dt/tau_k) and gain_k = R_k / (R1 + R2) x (1 - e_k) of the RC pairs
-        (a column: one product scales both RC rows); the weights of the energy step. Scalars are
-        0-d arrays (numpy's fastest operand)."""
+    def _after_step(self, i: np.ndarray, dt_s: float) -> None:
+        """Derived voltages at the step's end, and the terminal energy of the step: I dt x (the
+        source voltage by the trapezoid rule + R_series I)."""
+        start_v = self._vs
+        self._source_voltages()
+        self._energy_ws += i * dt_s * (0.5 * (start_v + self._vs) + self._rser * i)
+
+    def _constants(self, dt_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For a step of ``dt_s`` (cached per distinct dt): the thermal transition, each RC pair's
+        decay exp(-dt/tau) and the weight of its start value in its mean over the step."""
         c = self._dt_cache.get(dt_s)
         if c is None:
-            m1, m2 = math.expm1(-dt_s / self._taus[0]), math.expm1(-dt_s / self._taus[1])
-            share1, share2 = self._rc_share
-            c = (self.thermal.transition(dt_s), np.array(dt_s), 1.0 + m1, 1.0 + m2,
-                 np.array([[-share1 * m1], [-share2 * m2]]), np.array([0.5 * dt_s, 0.5 * dt_s, dt_s]))
+            m = np.expm1(-dt_s / self._taus)               # decay - 1, accurate at small dt
+            mean_share = -m * self._taus / dt_s            # (1 - decay) tau / dt
+            c = (self.thermal.transition(dt_s), (1.0 + m)[:, None, None], mean_share[:, None, None])
             if len(self._dt_cache) >= _CACHE_LIMIT:
                 self._dt_cache.clear()
             self._dt_cache[dt_s] = c
-        (self._transition, self._dt_array, self._mul[1], self._mul[2], self._gains,
-         self._energy_weights) = c
-        self._dt = dt_s
+        return c
 
-    def _temperature_factors(self) -> None:
-        """Group R0 and R1 + R2 at the present pack temperature, ohm."""
-        rt = self._rt = _interp_complex(self._pack_c, self._rt_temp, self._rt_table, None, None)
-        self._r0t, self._rrc = rt.real, rt.imag
+    # ---------------------------------------------------------------- derived values
+    def _derive_soc(self) -> None:
+        """OCV (with hysteresis) and the resistances of both directions at the present SOC."""
+        tables = interp_rows(self._soc, self._soc_grid, self._soc_rows)
+        self._ocv = tables[0] + tables[1] * self._h
+        self._r_dis, self._r_chg = tables[2:3 + self._pairs], tables[3 + self._pairs:]
 
-    def _soc_factors(self) -> None:
-        """Per-group SOC factor of the resistances, and the pack's series and heat resistance."""
-        fs = self._fs = _interp(self._soc_f, self._rsoc_soc, self._rsoc_factor, None, None)
-        r = self._rt * np.dot(self._expand, fs)           # sum_g fs R0 + 1j sum_g fs (R1 + R2)
-        self._rser = r.real + self._rpath
-        self._rcell = r.real + r.imag                      # heat: sum_g fs (R0 + R1 + R2)
+    def _derive_temperature(self) -> None:
+        """Temperature factors at the pack temperature; the resistances of the present direction
+        (charge column, discharge column, or their mean at rest) and the pack's series R."""
+        self._factors = interp_rows(self._x[PACK], self._t_grid, self._t_rows)[:, :, None]
+        charging = 0.5 * (self._dir + 1.0)[:, None]          # 1 charge, 0 discharge, 1/2 rest
+        self._r = (self._r_dis + (self._r_chg - self._r_dis) * charging) * self._factors
+        self._rser = self._r[0].sum(axis=1) + self._rpath
 
-    def _voltages(self) -> None:
-        """OCV with hysteresis, per-group source voltage (OCV + RC) and its sum per pack."""
-        table = _interp_complex(self._soc_f, self._ocv_soc, self._ocv_table, None, None)
-        ocv = self._ocv_f
-        np.multiply(table.imag, self._h_f, out=ocv)
-        ocv += table.real
-        vsrc = self._vsrc = np.dot(self._sum_ov, self._ov)        # OCV + v1 + v2 per group
-        np.dot(self._expand, vsrc, out=self._vs)
+    def _source_voltages(self) -> None:
+        """Per-group source voltage (OCV + RC) and its sum per pack."""
+        self._vsrc = self._ocv + self._v.sum(axis=0)
+        self._vs = self._vsrc.sum(axis=1)
 
     def _derive(self) -> None:
         """Everything derived from the state (after construction, restore, age, forced SOC)."""
-        self._temperature_factors()
-        self._soc_factors()
-        self._voltages()
+        self._derive_soc()
+        self._derive_temperature()
+        self._source_voltages()
 
     # ---------------------------------------------------------------- what a solver reads
     def ocv(self) -> np.ndarray:
         """``(packs, groups)`` open-circuit voltage of each group incl. hysteresis (+ sense offset), V."""
-        return self._ocv_f.reshape(self.packs, self.groups) + self.group_offset_v
+        return self._ocv + self.group_offset_v
+
+    def rc_voltages(self) -> np.ndarray:
+        """``(pairs, packs, groups)`` voltage of each RC pair of each group, fast to slow, V."""
+        return self._v.copy()
 
     def group_voltages(self, current_a: np.ndarray) -> np.ndarray:
-        """``(packs, groups)`` group voltages with ``current_a`` flowing now: OCV + RC + R0 I, V.
+        """``(packs, groups)`` group voltages with ``current_a`` flowing now: OCV + RC + R0 I, V
+        (R0 of that current's direction).
 
         Includes :attr:`group_offset_v` (what a cell-voltage reading sees).
         """
-        i = np.asarray(current_a, dtype=np.float64)
-        if i.shape != self._pshape:
-            i = np.broadcast_to(i, self._pshape)
-        out = np.dot(self._r0t * i, self._expand)
-        out *= self._fs
-        out += self._vsrc
-        out = out.reshape(self.packs, self.groups)
-        out += self.group_offset_v
-        return out
+        i = np.broadcast_to(np.asarray(current_a, dtype=np.float64), (self.packs,))[:, None]
+        charging = 0.5 * (np.sign(i) + 1.0)
+        r0 = (self._r_dis[0] + (self._r_chg[0] - self._r_dis[0]) * charging) * self._factors[0]
+        return self._vsrc + r0 * i + self.group_offset_v
 
     def thevenin(self) -> tuple[np.ndarray, np.ndarray]:
         """Per pack ``(source V, series ohm)``: terminal voltage = source + series x current.
 
         The source is the sum of the groups' OCV and RC voltages; the series resistance is the
-        instantaneous one (16 R0 + path). Sense offsets are not included: they fault a reading,
-        not the cells.
+        instantaneous one (16 R0 + path), for the direction of the last step's current (at rest the
+        mean of both). Sense offsets are not included: they fault a reading, not the cells.
         """
         return self._vs.copy(), self._rser.copy()
 
@@ -361,8 +353,8 @@ class PackPhysics:
         loss = rate * months * self._sd_factor
         self._soc -= loss
         self._h[...] = -1.0 + (self._h + 1.0) * np.exp(-self._k_hyst * loss)
-        self._v1[...] = 0.0
-        self._v2[...] = 0.0
+        self._v[...] = 0.0
+        self._dir[...] = 0.0
         self._x[...] = self.thermal.equilibrium(self.packs, ambient_c)
         self._derive()
 

@@ -104,20 +104,34 @@ class Hysteresis(FileModel):
     initial: Annotated[float, Field(ge=-1.0, le=1.0)]
 
 
-class Resistance(FileModel):
-    """2-RC equivalent circuit per cell at 25 C and mid SOC, and its multipliers."""
+class _ResistanceTable(FileModel):
+    """One resistance of the equivalent circuit per cell, as tables: over ``soc_pct`` (the
+    ``[resistance]`` grid) for each current direction, times a factor over ``temperature_c``."""
 
-    r0_cell_mohm: MilliOhm
-    r1_cell_mohm: MilliOhm
-    tau1_s: TimeConstant
-    r2_cell_mohm: MilliOhm
-    tau2_s: TimeConstant
+    charge_mohm: list[MilliOhm]
+    discharge_mohm: list[MilliOhm]
+    temperature_factor: list[Factor]
+
+
+class RcPair(_ResistanceTable):
+    """An RC pair: its resistance tables and its time constant (held at every SOC and temperature)."""
+
+    tau_s: TimeConstant
+
+
+class Resistance(FileModel):
+    """Equivalent circuit per cell: R0 in series with RC pairs (fast to slow), plus the pack's path.
+
+    Each resistance is a table over SOC (one column per current direction: the charge column while
+    charging, the discharge column while discharging) times a factor over temperature; linear
+    between the table's points, clamped outside them.
+    """
+
     path_mohm: MilliOhm
-    temperature_c: list[Celsius] = Field(min_length=2)
-    r0_factor: list[Factor]
-    rc_factor: list[Factor]
     soc_pct: list[Annotated[float, Field(ge=-100.0, le=200.0)]] = Field(min_length=2)
-    soc_factor: list[Factor]
+    temperature_c: list[Celsius] = Field(min_length=2)
+    r0: _ResistanceTable
+    rc: list[RcPair] = Field(min_length=1, max_length=4)
 
     @field_validator("temperature_c", "soc_pct")
     @classmethod
@@ -126,10 +140,17 @@ class Resistance(FileModel):
 
     @model_validator(mode="after")
     def _consistent(self):
-        _same_length(self, "temperature_c", "r0_factor", "rc_factor")
-        _same_length(self, "soc_pct", "soc_factor")
-        if self.tau2_s <= self.tau1_s:
-            raise ValueError("tau2_s must be the slow pair: longer than tau1_s")
+        for name, table in [("r0", self.r0), *((f"rc[{k}]", p) for k, p in enumerate(self.rc))]:
+            for column in ("charge_mohm", "discharge_mohm"):
+                if len(getattr(table, column)) != len(self.soc_pct):
+                    raise ValueError(f"{name}.{column} needs one value per soc_pct entry "
+                                     f"({len(self.soc_pct)}), has {len(getattr(table, column))}")
+            if len(table.temperature_factor) != len(self.temperature_c):
+                raise ValueError(f"{name}.temperature_factor needs one value per temperature_c entry "
+                                 f"({len(self.temperature_c)}), has {len(table.temperature_factor)}")
+        taus = [p.tau_s for p in self.rc]
+        if any(b <= a for a, b in zip(taus, taus[1:])):
+            raise ValueError("rc pairs must run from fast to slow: each tau_s longer than the one before")
         return self
 
 
@@ -180,6 +201,9 @@ class Spread(FileModel):
 
     capacity_rel: Annotated[float, Field(ge=0.0, le=0.2)]
     soc_abs: Annotated[float, Field(ge=0.0, le=0.2)]
+    #: a measured pack's own groups (``packrig fit``): each group's capacity relative to the
+    #: mean, minus 1, one per group; replaces the seeded capacity draw
+    group_capacity_rel: list[Annotated[float, Field(ge=-0.5, le=0.5)]] | None = None
 
 
 class PhysicsParams(FileModel):

@@ -5,7 +5,8 @@ says:
 
 - ``[bench]``: its name, which clock (``wall`` on a real bench, ``virtual`` on the emulator)
   and which pack spec the tests assert against;
-- ``[emulator]`` (emulated benches only): the firmware profile, the number of packs, the seed;
+- ``[emulator]`` (emulated benches only): the firmware profile, the pack's physics file, the
+  number of packs, the seed;
 - ``[features]``: what the bench can do, so a test that needs more skips with the reason;
 - ``[instruments.*]``, ``[can]``, ``[rs485]``: models and addresses (VISA resource strings,
   python-can interface/channel/bitrate, pyserial URLs). ``"emulator"`` as an address means
@@ -56,6 +57,9 @@ class Emulator(FileModel):
     process: Literal["in_process", "subprocess"] = "in_process"
     initial_soc_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 50.0
     ambient_c: Annotated[float, Field(ge=-40.0, le=80.0)] = 25.0
+    #: the pack's physical parameters (a file ``packrig fit`` wrote, say), relative to the bench
+    #: file; None: the parameters shipped with the emulator (emulator/pack/physics.toml)
+    physics: PathText | None = None
 
 
 class Features(FileModel):
@@ -211,6 +215,11 @@ class LoadedBench:
         self.pack_spec_path = resolve_path(self.path, self.file.bench.pack_spec)
         self.firmware_path = (resolve_path(self.path, self.file.emulator.firmware)
                               if self.file.emulator else None)
+        e = self.file.emulator
+        #: the emulated pack's physics file, or None for the emulator's own
+        self.physics_path = resolve_path(self.path, e.physics) if e and e.physics else None
+        if self.physics_path is not None and not _is_file(self.physics_path):
+            raise ConfigError(self.path, "emulator.physics", f"no such file: {self.physics_path}")
         self.recording_dir = resolve_path(self.path, self.file.recording.directory)
         if not _is_file(self.pack_spec_path):
             raise ConfigError(self.path, "bench.pack_spec", f"no such file: {self.pack_spec_path}")
