@@ -176,6 +176,10 @@ def test_no_coordinator_there_is_one_line_and_exit_code_4():
     proc = _packrig("run", "--lab", f"127.0.0.1:{port}", "--want", "packs=1", "-m", "preflight")
     assert proc.returncode == 4
     assert f"packrig run: no labgrid coordinator at 127.0.0.1:{port}" in proc.stderr
+    # serving a place asks the coordinator first: no emulator is started for nobody
+    proc = _packrig("export", "--labgrid", str(BENCHES / "emulated-wall.toml"), "--serve", f"127.0.0.1:{port}")
+    assert proc.returncode == 4 and "emulator" not in proc.stdout + proc.stderr
+    assert proc.stderr == f"packrig export: no labgrid coordinator at 127.0.0.1:{port}: Could not connect to coordinator\n"
 
 
 class _FakeEngine(LabBackend):

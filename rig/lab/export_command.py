@@ -79,17 +79,24 @@ def export_command(args: argparse.Namespace) -> int:
 
 def serve(loaded, place: str, tags: dict[str, str], address: str, out: Path | None) -> int:
     """Serve one place until Ctrl-C / SIGTERM (module docstring); returns the exit code."""
+    from rig.lab.labgrid_backend import LabgridBackend
+
     folder = Path(tempfile.mkdtemp(prefix=f"packrig-place-{place}-"))
     emulator = None
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
-        endpoints = None
-        if loaded.emulated:
-            emulator, endpoints = _start_emulator(loaded, folder)
-        params = bench_resource(loaded, endpoints)
-        config = exporter_config.write(out or folder / "exporter.yaml",
-                                       exporter_config.exporter_yaml(place, params, tags))
-        _ensure_place(address, place, tags, params)
+        backend = LabgridBackend(address)  # the coordinator first: nothing is started for nobody
+        try:
+            endpoints = None
+            if loaded.emulated:
+                emulator, endpoints = _start_emulator(loaded, folder)
+            params = bench_resource(loaded, endpoints)
+            config = exporter_config.write(out or folder / "exporter.yaml",
+                                           exporter_config.exporter_yaml(place, params, tags))
+            backend.ensure_place(place, exporter_config.place_match(place, place), tags,
+                                 comment=f"packrig bench {params['bench']} ({params['kind']})")
+        finally:
+            backend.close()
         print(f"packrig export: place {place} at {address}: {' '.join(f'{k}={v}' for k, v in tags.items())}\n"
               f"  exporter file {config}, log {folder / 'exporter.log'}", flush=True)
         return _run_exporter(address, place, config, folder / "exporter.log", emulator)
@@ -122,17 +129,6 @@ def _start_emulator(loaded, folder: Path):
             raise LabError(f"the emulator of {loaded.path} was not ready in {EMULATOR_READY_S:g} s")
         time.sleep(0.05)
     return child, json.loads(ready.read_text(encoding="utf-8"))
-
-
-def _ensure_place(address: str, place: str, tags: dict[str, str], params: dict) -> None:
-    from rig.lab.labgrid_backend import LabgridBackend
-
-    backend = LabgridBackend(address)
-    try:
-        backend.ensure_place(place, exporter_config.place_match(place, place), tags,
-                             comment=f"packrig bench {params['bench']} ({params['kind']})")
-    finally:
-        backend.close()
 
 
 def _run_exporter(address: str, place: str, config: Path, log: Path, emulator) -> int:

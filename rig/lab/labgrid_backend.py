@@ -257,4 +257,4 @@ def _tags(tags: dict[str, str]) -> str:
 
 def _said(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
-    return text.splitlines()[0]
+    return text.splitlines()[0].removeprefix("Error: ")  # labgrid's client errors say "Error: ..."
