@@ -114,17 +114,21 @@ class LabgridBackend(LabBackend):
         started = time.monotonic()
         request = pb2.CreateReservationRequest(filters={"main": pb2.Reservation.Filter(filter=want)}, prio=0.0)
         token = self._call(self._rpc("CreateReservation", request)).reservation.token
+        place = None  # acquired, not yet handed over as a lease
         try:
             while True:
                 res = Reservation.from_pb2(self._call(self._rpc(
                     "PollReservation", pb2.PollReservationRequest(token=token), sync=False)).reservation)
                 waited = time.monotonic() - started
                 if res.state is ReservationState.allocated:
-                    place = res.allocations["main"][0]
-                    self._call(self._rpc("AcquirePlace", pb2.AcquirePlaceRequest(placename=place)))
+                    allocated = res.allocations["main"][0]
+                    self._call(self._rpc("AcquirePlace", pb2.AcquirePlaceRequest(placename=allocated)))
+                    place = allocated
                     tags = self._look(lambda: dict(self.session.places[place].tags))
-                    return Lease(self.engine, self.address, place, self.owner, token, tags,
-                                 time.monotonic() - started)
+                    lease = Lease(self.engine, self.address, place, self.owner, token, tags,
+                                  time.monotonic() - started)
+                    place = None
+                    return lease
                 if res.state is not ReservationState.waiting:
                     raise LabError(f"reservation {token} for {_tags(want)} is {res.state.name}")
                 if waited >= timeout_s:
@@ -136,6 +140,8 @@ class LabgridBackend(LabBackend):
                              f"{waited:.0f} s of {timeout_s:g} s")
                 time.sleep(POLL_S)
         except BaseException:
+            if place is not None:  # interrupted between acquiring and handing over: give it back
+                self.release(Lease(self.engine, self.address, place, self.owner, token))
             self._cancel(token)  # also on Ctrl-C while waiting: the queue forgets us at once
             raise
 

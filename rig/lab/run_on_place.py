@@ -65,7 +65,7 @@ def run_on_lab(args: argparse.Namespace, argv: list[str], run, backend_factory=N
     except LabError as exc:
         return _usage(str(exc))
     folder = Path(tempfile.mkdtemp(prefix="packrig-lab-"))
-    lease = None
+    lease = guard = None
     try:
         progress = _Progress()
         try:
@@ -78,10 +78,13 @@ def run_on_lab(args: argparse.Namespace, argv: list[str], run, backend_factory=N
             print("packrig run: interrupted while waiting for a place (reservation cancelled)", file=sys.stderr)
             return INTERRUPTED
         progress.done()
+        guard = _start_guard(lease)
         return _run_holding(backend, lease, args, argv, run, folder)
     finally:
-        if lease is not None:
-            _release(backend, lease)
+        # the guard goes only once the place is back: a release that failed, or a second Ctrl-C
+        # during it, leaves the guard to release the place when this process has ended
+        if lease is not None and _release(backend, lease) and guard is not None:
+            _stop_guard(guard)
         backend.close()
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -89,7 +92,6 @@ def run_on_lab(args: argparse.Namespace, argv: list[str], run, backend_factory=N
 def _run_holding(backend, lease: Lease, args, argv, run, folder: Path) -> int:
     from rig.lab.place_bench import write_place_bench
 
-    guard = _start_guard(lease)
     try:
         try:
             params = backend.endpoints(lease)
@@ -109,7 +111,6 @@ def _run_holding(backend, lease: Lease, args, argv, run, folder: Path) -> int:
             watcher.stop()
     finally:
         os.environ.pop("PACKRIG_LAB_PLACE", None)
-        _stop_guard(guard)
 
 
 def _precheck(args, argv: list[str]) -> None:
@@ -139,13 +140,16 @@ def _labgrid(address: str) -> LabBackend:
     return LabgridBackend(address)
 
 
-def _release(backend: LabBackend, lease: Lease) -> None:
+def _release(backend: LabBackend, lease: Lease) -> bool:
+    """Give the place back; returns whether that worked (if not, the guard will, after us)."""
     try:
         backend.release(lease)
-        print(f"packrig run: place {lease.place} released", flush=True)
     except LabError as exc:
         print(f"packrig run: place {lease.place} NOT released ({exc}); its guard will retry when this process "
               f"ends, or: labgrid-client -x {lease.address} -p {lease.place} release", file=sys.stderr)
+        return False
+    print(f"packrig run: place {lease.place} released", flush=True)
+    return True
 
 
 def _start_guard(lease: Lease) -> subprocess.Popen:
