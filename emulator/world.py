@@ -4,9 +4,10 @@ The world lives in the rig's time. :meth:`World.advance_to` is the only way it m
 virtual clock calls it on every sleep (a wall-clock bench calls it from a thread). It steps
 *by events*, not by a fixed tiny step:
 
-- a step ends at the next event: a CAN report, a BMS timer (protection delay, button hold,
+- a step ends at the next event, the earliest timer in the world's one event queue
+  (:mod:`emulator.event_queue`): a CAN report, a BMS timer (protection delay, button hold,
   pre-charge, power-off flicker, PCS-loss wait), an instrument watchdog, an e-load list step,
-  the short-circuit detector, or the target time;
+  the short-circuit detector; or at the target time;
 - the physics takes any step exactly for constant currents, so an idle hour with the pack off
   is one step, and with the pack on one step per CAN period;
 - a step is checked: if anything the BMS decides on changed across it (a threshold crossed,
@@ -21,16 +22,20 @@ import can
 import numpy as np
 
 from emulator.pack import circuit
-from emulator.pack.bms import Bms, Truth, ns
+from emulator.event_queue import EventQueue
+from emulator.pack.bms import Bms
+from emulator.pack.bms_sensing import Reading, Truth
 from emulator.pack.can_reports import CanReporter, Frame
 from emulator.instruments.chamber_air import ChamberModel
 from emulator.pack.physics import PackPhysics
 from emulator.pack.physics_params import DEFAULT_PHYSICS, PhysicsParams, load_physics
 from emulator.plant import Plant
 from emulator.firmware.profile import FirmwareProfile
+from rig.clock import NS, ns
+from rig.protocol.can_frames import dbc_message
 
-PCS_HEARTBEAT_ID = 0x305
-_NS = 1_000_000_000
+#: The PCS heartbeat as the DBC defines it: the frame the pack on the CAN bus listens for.
+PCS_HEARTBEAT = dbc_message("PcsHeartbeat")
 
 
 class World:
@@ -55,7 +60,10 @@ class World:
         params = physics if isinstance(physics, PhysicsParams) else load_physics(physics or DEFAULT_PHYSICS)
         self.physics = PackPhysics(params, packs=packs, seed=seed,
                                    initial_soc=initial_soc_pct / 100.0, ambient_c=ambient_c, **spreads)
-        self.bms = [Bms(profile, rng, address=2 if i == 0 else 3,
+        #: the timers of everything in the world, in time order
+        self.timers = EventQueue()
+        groups = self.physics.groups
+        self.bms = [Bms(profile, rng, groups=groups, timers=self.timers, address=2 if i == 0 else 3,
                         capacity_ah=float(self.physics.capacity_ah[i].mean()),
                         soc_pct=float(self.physics.soc[i].mean() * 100.0)) for i in range(packs)]
         self.plant = Plant()
@@ -70,26 +78,24 @@ class World:
         #: other things in the world's time: emulated instruments with watchdogs, the RS485 link
         self.timed: list = []
         # fault-insertion state, per pack (see emulator.pack.faults)
-        self.sense_offset_v = np.zeros((packs, 16))
+        self.sense_offset_v = np.zeros((packs, groups))
         self.sense_offset_a = np.zeros(packs)
-        self.sense_forced_v = np.full((packs, 16), np.nan)
+        self.sense_forced_v = np.full((packs, groups), np.nan)
         self.temp_forced_c = np.full((packs, 5), np.nan)
         self._sensing_faulted = False  # any offset or forced reading above (see sensing_changed)
         self.relay_stuck: list[dict[int, bool]] = [{} for _ in range(packs)]
         self.precharge_ok = [True] * packs
-        self._outputs: dict[str, bool] = {}
-        self._outputs_key: tuple = ()   # _outputs as sorted items, for _settings
-        self._truth_key: tuple = (None, None)   # (time, solution) of the caches: see _is_now
-        self._groups_key: tuple = (None, None)
-        self._groups_v = np.empty(0)
-        self._settings_seen: tuple = ()
-        self._truth_cache: list[Truth] = []
+        self._outputs: dict[str, bool] = {}     # the IO box's relay outputs, as last acted on
+        self._settings_seen: tuple = ()         # what instrument commands had set, as last solved
         self._next_report: int | None = None
         self._can_period_ns = ns(profile.can.period_s)
         self._tick_ns = ns(profile.bms.sample_period_s)
         self._sc_at: int | None = None
         self._panels = [b.panel(0) for b in self.bms]
-        self._solution = self._solve()
+        # worked out from the present circuit solution, dropped at each solve
+        self._groups_now: np.ndarray | None = None
+        self._sensed_now: list[tuple[Truth, Reading]] | None = None
+        self._resolve()
         self._publish()
         self._sampled = self._signature()
 
@@ -132,7 +138,7 @@ class World:
         """A fault changed a sense offset or a forced reading: the BMS sees it from now on."""
         self._sensing_faulted = bool(self.sense_offset_v.any() or not np.isnan(self.sense_forced_v).all()
                                      or not np.isnan(self.temp_forced_c).all())
-        self._truth_key = (None, None)
+        self._sensed_now = None
 
     def _truth(self, i: int, groups_v: np.ndarray, temps_c: np.ndarray) -> Truth:
         """Pack ``i``'s truth from every pack's group voltages and temperatures, with the
@@ -164,14 +170,18 @@ class World:
                 self._inputs_changed()
 
     def _next_event(self) -> int:
+        """The instant the next step ends: the earliest timer, at most a CAN period while a pack
+        is awake, an hour when nothing is due."""
         now = self.t_ns
-        times = [b.next_deadline_ns() for b in self.bms]
-        times += [d.next_deadline_ns() for d in self.timed]
-        times += [self._next_report, self._sc_at, self._next_load_step(),
-                  self.chamber.next_event_ns(now, self.plant.chamber)]
-        if any([b.awake for b in self.bms]):
-            times.append(now + self._can_period_ns)  # at most a CAN period per step
-        return min([t for t in times if t is not None and t > now], default=now + 3600 * _NS)
+        # the instrument models, the RS485 link and the cyclic CAN jobs keep their own timers and
+        # tell their next instant, as do the e-load's list and the chamber
+        devices = [d.next_deadline_ns() for d in self.timed]
+        devices += [self._next_load_step(), self.chamber.next_event_ns(now, self.plant.chamber)]
+        self.timers.schedule("devices", min((t for t in devices if t is not None and t > now), default=None))
+        self.timers.step(now)  # what fell due by now was sampled at its instant
+        longest = now + (self._can_period_ns if any(b.awake for b in self.bms) else 3600 * NS)
+        due = self.timers.peek()
+        return longest if due is None else min(due, longest)
 
     def _next_load_step(self) -> int | None:
         e = self.plant.eload
@@ -184,30 +194,29 @@ class World:
                 return t
         return None
 
-    def _truths(self) -> list[Truth]:
-        """What each BMS's sensors face now (cached until time or the circuit moves)."""
-        if not self._is_now(self._truth_key):
+    def _resolve(self) -> None:
+        """Solve the circuit for the present; what was worked out from the last solution goes."""
+        self._solution = self._solve()
+        self._groups_now = self._sensed_now = None
+
+    def _sensed(self) -> list[tuple[Truth, Reading]]:
+        """What each BMS's sensors face now, and what they read (worked out once per solution:
+        the step check and the sample look at the same instant)."""
+        if self._sensed_now is None:
             groups_v = self._group_voltages()
             temps_c = self.physics.temperatures()
-            self._truth_cache = [self._truth(i, groups_v, temps_c) for i in range(len(self.bms))]
-            self._truth_key = (self.t_ns, self._solution)
-        return self._truth_cache
-
-    def _is_now(self, key: tuple) -> bool:
-        """``key``, the (time, circuit solution) a cache above was filled at, is the present: the
-        same time and the very same solution object (a new one is made at every solve)."""
-        return key[0] == self.t_ns and key[1] is self._solution
+            truths = [self._truth(i, groups_v, temps_c) for i in range(len(self.bms))]
+            self._sensed_now = [(truth, b.read(truth, self.t_ns)) for b, truth in zip(self.bms, truths)]
+        return self._sensed_now
 
     def _group_voltages(self) -> np.ndarray:
-        """``(packs, 16)`` true group voltages now (the cell taps; cached like the truths)."""
-        if not self._is_now(self._groups_key):
-            self._groups_v = self.physics.group_voltages(self._solution.pack_a)
-            self._groups_key = (self.t_ns, self._solution)
-        return self._groups_v
+        """``(packs, groups)`` true group voltages now (the cell taps; once per solution)."""
+        if self._groups_now is None:
+            self._groups_now = self.physics.group_voltages(self._solution.pack_a)
+        return self._groups_now
 
     def _signature(self) -> tuple:
-        t = self.t_ns
-        return tuple([b.conditions(truth, t) for b, truth in zip(self.bms, self._truths())])
+        return tuple(b.conditions(truth, reading) for b, (truth, reading) in zip(self.bms, self._sensed()))
 
     def _step(self, t1: int) -> None:
         before = self._signature()
@@ -224,7 +233,7 @@ class World:
             # something the BMS decides on changed inside the step: retake it sample by sample
             self.physics.restore(snap)
             self.t_ns = t0
-            self._solution = self._solve()
+            self._resolve()
             t = (t0 // tick + 1) * tick
             while t < t1:
                 self._advance_physics(t)
@@ -238,7 +247,7 @@ class World:
         self._after_step(after)
 
     def _advance_physics(self, t1: int) -> None:
-        dt = (t1 - self.t_ns) / _NS
+        dt = (t1 - self.t_ns) / NS
         if dt > 0:
             # what flows at the terminals, plus the BMS's own supply (not through its shunt)
             current = [a - (b.p.bms.standby_draw_a if b.awake else b.p.bms.off_draw_a)
@@ -246,19 +255,18 @@ class World:
             self.physics.step(dt, current, self.chamber.air_c)
             self.chamber.advance(dt, self.plant.chamber)
         self.t_ns = t1
-        self._solution = self._solve()
+        self._resolve()
 
     def _after_step(self, sampled: tuple) -> None:
         """Every BMS samples at the step's end; then relays, reports, lights and the rig's view."""
         t = self.t_ns
-        truths = self._truths()
         commanded = [b.relays for b in self.bms]
-        for i, b in enumerate(self.bms):
-            b.sample(truths[i], t)
+        for b, (truth, reading) in zip(self.bms, self._sensed()):
+            b.sample(truth, reading, t)
         if commanded != [b.relays for b in self.bms]:
             # the BMS switched relays: the circuit changed (unless a stuck relay ignored it, and
             # then solving again gives the same solution)
-            self._solution = self._solve()
+            self._resolve()
         self._short_circuit()
         for device in self.timed:
             device.on_time(t)
@@ -272,7 +280,7 @@ class World:
     def _short_circuit(self) -> None:
         """The BMS's hardware short-circuit detector: cut after the profile's delay."""
         sc = self.profile.short_circuit
-        over = any([abs(a) >= sc.threshold_a for a in self._solution.pack_a])
+        over = any(abs(a) >= sc.threshold_a for a in self._solution.pack_a)
         if not (sc.enabled and over):
             self._sc_at = None
         elif self._sc_at is None:
@@ -282,7 +290,8 @@ class World:
                 if abs(a) >= sc.threshold_a:
                     self.bms[i].on_short_circuit(self.t_ns)
             self._sc_at = None
-            self._solution = self._solve()
+            self._resolve()
+        self.timers.schedule("short_circuit", self._sc_at)
 
     def _schedule_report(self) -> None:
         master = self.bms[0]
@@ -293,6 +302,7 @@ class World:
             # the next whole period after it woke, then one every period
             period = self._can_period_ns
             self._next_report = (self.t_ns // period + 1) * period
+        self.timers.schedule("can_report", self._next_report)
 
     def _report(self, t: int) -> None:
         self._next_report += self._can_period_ns
@@ -311,18 +321,17 @@ class World:
                         target = self.bms[pack]
                         (target.on_button if name.endswith("power_button") else target.on_wake)(now, self.t_ns)
             self._outputs = dict(outputs)
-            self._outputs_key = tuple(sorted(self._outputs.items()))
         key = self._settings()
         if key != self._settings_seen:  # a command changed the circuit: solve it again now
             self._settings_seen = key
-            self._solution = self._solve()
+            self._resolve()
             self._short_circuit()  # armed the instant a short appears, not at the next step's end
             self._publish()
 
     def _settings(self) -> tuple:
         """Everything an instrument command can change in the circuit."""
         p = self.plant
-        return (self._outputs_key, p.psu.on, p.psu.tripped, p.psu.voltage_set_v,
+        return (tuple(sorted(self._outputs.items())), p.psu.on, p.psu.tripped, p.psu.voltage_set_v,
                 p.psu.current_set_a, p.eload.on, p.eload.mode, p.eload.setpoint, p.eload.short,
                 p.eload.program_started_ns, len(p.eload.program))
 
@@ -342,7 +351,7 @@ class World:
 
     def on_can_frame(self, msg: can.Message) -> None:
         """A frame from the rig (the PCS stand-in) reached the pack on the CAN bus."""
-        if msg.arbitration_id == PCS_HEARTBEAT_ID and not msg.is_extended_id:
+        if msg.arbitration_id == PCS_HEARTBEAT.frame_id and msg.is_extended_id == PCS_HEARTBEAT.is_extended_frame:
             self.bms[0].on_pcs_frame(self.t_ns)
 
     def take_frames(self) -> list[Frame]:

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from emulator.pack.protections import ProtectionEngine, _back, _beyond
+from emulator.pack.protections import ProtectionEngine, _back, _beyond, release_threshold
 from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
 
 PROFILE = load_firmware_profile()
@@ -28,7 +28,7 @@ def comparisons(engine: ProtectionEngine, q: dict[str, float]) -> list[bool]:
         for lv in rs.row.levels():
             v = q[rs.row.quantity]
             out += [_beyond(v, lv.threshold, rs.row.trips),
-                    _back(v, engine._release_threshold(rs.row, lv.threshold), rs.row.trips)]
+                    _back(v, release_threshold(rs.row, lv.threshold), rs.row.trips)]
     return out
 
 
@@ -37,7 +37,7 @@ def values(engine: ProtectionEngine) -> dict[str, list[float]]:
     out: dict[str, list[float]] = {}
     for rs in engine.rows:
         for lv in rs.row.levels():
-            for t in (lv.threshold, engine._release_threshold(rs.row, lv.threshold)):
+            for t in (lv.threshold, release_threshold(rs.row, lv.threshold)):
                 if math.isfinite(t):
                     out.setdefault(rs.row.quantity, []).extend(
                         [t, math.nextafter(t, -math.inf), math.nextafter(t, math.inf), t - 0.5, t + 0.5])

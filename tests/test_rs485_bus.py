@@ -15,15 +15,17 @@ from emulator.pack.bms import Bms
 from emulator.transports.rs485_line import BYTE_TIME_S, Rs485Bus
 from emulator.pack.rs485_responder import PackResponder
 from emulator.firmware.profile import load_firmware_profile
+from emulator.pack.physics_params import load_physics
 from rig.protocol.rs485 import MASTER_ADR, SLAVE_ADR, Cid2, Frame, FrameReader, Rtn, encode_frame, request
 from rig.protocol.rs485_commands import AnalogValues, ProtocolVersion, parse_reply
 
 PROFILE = load_firmware_profile()
+GROUPS = load_physics().pack.groups  # the series groups each BMS senses
 POLL_SLAVE = encode_frame(request(Cid2.ANALOG_VALUES, SLAVE_ADR))
 
 
 def make_bms(address: int) -> Bms:
-    bms = Bms(PROFILE, np.random.default_rng(address), address=address)
+    bms = Bms(PROFILE, np.random.default_rng(address), groups=GROUPS, address=address)
     bms.state, bms.relays = "Standby", (True, True, False)
     r = bms.report
     r.groups_v, r.temps_c = np.full(16, 3.300 + address / 1000), np.full(5, 25.0)

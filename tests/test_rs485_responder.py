@@ -16,6 +16,7 @@ from emulator.pack.bms import Bms
 from emulator.pack.rs485_responder import PackResponder, RawFrameReader, serial_for
 from rig.errors import FrameError
 from emulator.firmware.profile import load_firmware_profile
+from emulator.pack.physics_params import load_physics
 from rig.protocol.rs485 import (
     MASTER_ADR, SLAVE_ADR, Cid2, Frame, Rtn, checksum, decode_frame, encode_frame, reply, request)
 from rig.protocol.rs485_commands import (
@@ -23,6 +24,7 @@ from rig.protocol.rs485_commands import (
     Status1, Status2, Status3, SystemParameters, parse_reply)
 
 PROFILE = load_firmware_profile()
+GROUPS = load_physics().pack.groups  # the series groups each BMS senses
 CELLS_V = tuple(3.300 + 0.001 * n for n in range(16))
 TEMPS_C = (25.0, 26.0, 27.5, 28.0, 31.2)
 N = AlarmState.NORMAL
@@ -33,7 +35,7 @@ REPLY_0X92 = b"~20024600B01402DAC0B54003E8FC18C0F921\r"
 
 def make_bms(address: int = MASTER_ADR, profile=PROFILE) -> Bms:
     """An awake pack, relays closed, with known readings: 52.920 V, 10.0 A discharge, 88 % SOC."""
-    bms = Bms(profile, np.random.default_rng(1), address=address)
+    bms = Bms(profile, np.random.default_rng(1), groups=GROUPS, address=address)
     bms.state, bms.relays = "Standby", (True, True, False)
     r = bms.report
     r.groups_v, r.temps_c = np.array(CELLS_V), np.array(TEMPS_C)

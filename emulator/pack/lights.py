@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from emulator.firmware.profile import FirmwareProfile
-
-_NS = 1_000_000_000
+from emulator.pack.bms_sensing import Report
+from rig.clock import ns
 LIGHTS = ("run", "alm", "led1", "led2", "led3", "led4")
 
 
@@ -46,7 +46,7 @@ ON = Pattern(True)
 
 
 def flicker(period_s: float, start_ns: int, count: int | None = None, then_on: bool = False) -> Pattern:
-    return Pattern(False, round(period_s * _NS), start_ns, count, then_on)
+    return Pattern(False, ns(period_s), start_ns, count, then_on)
 
 
 def _led(state, start_ns: int) -> Pattern:
@@ -83,6 +83,25 @@ def panel(profile: FirmwareProfile, *, soc_pct: int, charging: bool, alm: str, s
     return dict(zip(LIGHTS, [run, red, *leds]))
 
 
+def alm(p: FirmwareProfile, r: Report) -> str:
+    """The ALM light of a pack that is on, from what its BMS reports: "", "alm_on" or
+    "alm_flicker" (manual 7.4, PACK_SPEC.md 3)."""
+    if r.failures:
+        latched = r.failures - {p.pcs_loss.failure_bit}
+        if p.short_circuit.failure_bit in latched:
+            return p.short_circuit.light
+        if latched:
+            return p.failure_response.light
+    shown = {getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2}
+    if "alm_on" in shown:
+        return "alm_on"
+    if r.pcs_alarm:
+        return p.pcs_loss.light
+    if shown or round(r.soc_pct) <= p.lights.low_soc_alm_max_pct:  # the SOC as shown and sent
+        return shown.pop() if shown else p.lights.low_soc_light
+    return ""
+
+
 def power_off_sequence(profile: FirmwareProfile, start_ns: int) -> dict[str, Pattern]:
     """All five lights (RUN and LED1-4) flicker ``flicker_count`` times, then everything is off."""
     po = profile.power_off
@@ -92,7 +111,7 @@ def power_off_sequence(profile: FirmwareProfile, start_ns: int) -> dict[str, Pat
 
 def power_off_duration_ns(profile: FirmwareProfile) -> int:
     po = profile.power_off
-    return po.flicker_count * round(po.flicker_period_s * _NS)
+    return po.flicker_count * ns(po.flicker_period_s)
 
 
 def all_off() -> dict[str, Pattern]:

@@ -20,7 +20,8 @@ A failure is the parallel-connection failure of PACK_SPEC.md 4: ALM on, then the
 """
 from __future__ import annotations
 
-from emulator.pack.bms import Bms, ns
+from emulator.pack.bms import Bms
+from rig.clock import ns
 from rig.errors import FrameError
 from rig.protocol import rs485
 from rig.protocol.rs485_commands import AlarmInfo, AnalogValues

@@ -12,7 +12,8 @@ delay; it *releases* by the row's rule:
 A tripped L3 also waits for "no current" before it releases (PACK_SPEC.md 4: latched until the
 release value is reached with no current). What a tripped level *does* (limits, bits, relays,
 lights, power-off) is the BMS's business (:mod:`emulator.pack.bms`); this module only keeps the
-timers and tells when the next one expires, so the world can land exactly on it.
+timers, each pending trip and timed release a timer in the world's event queue
+(:mod:`emulator.event_queue`), so the world lands exactly on it.
 
 Times are integer nanoseconds of the world's clock.
 """
@@ -24,10 +25,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from emulator.event_queue import EventQueue
 from emulator.firmware.profile import FirmwareProfile, FirmwareProtection
+from rig.clock import ns
 from rig.files.rows import PROTECTIONS
-
-_NS = 1_000_000_000
 
 
 @dataclass
@@ -50,7 +51,7 @@ class RowState:
         return max((i + 1 for i, s in enumerate(self.levels) if s.tripped_ns is not None), default=0)
 
 
-def quantity_values(groups_v, pack_v: float, current_a: float, temps_c) -> dict[str, float]:
+def quantity_values(groups_v: np.ndarray, pack_v: float, current_a: float, temps_c: np.ndarray) -> dict[str, float]:
     """The quantities a protection can watch, from one BMS measurement.
 
     :param groups_v: measured group voltages, V; :param pack_v: measured pack voltage, V;
@@ -58,7 +59,7 @@ def quantity_values(groups_v, pack_v: float, current_a: float, temps_c) -> dict[
     """
     # a voltage front-end that never answered leaves nan: no comparison with nan is true, so
     # nothing trips or releases on readings the BMS does not have
-    groups, temps = np.asarray(groups_v).tolist(), np.asarray(temps_c).tolist()  # lists: quicker max/min
+    groups, temps = groups_v.tolist(), temps_c.tolist()  # lists: max and min of floats
     hi, lo = max(groups), min(groups)
     if math.isnan(sum(groups)):  # max/min of a list with nan depend on where the nan is
         hi = lo = math.nan
@@ -80,80 +81,66 @@ def _back(value: float, threshold: float, trips: str) -> bool:
     return value < threshold if trips == "above" else value > threshold
 
 
-class ProtectionEngine:
-    """Timers of every enabled protection row of a firmware profile."""
+def release_threshold(row: FirmwareProtection, threshold: float) -> float:
+    """Where a level of ``row`` tripped at ``threshold`` releases (the row's release rule): the
+    release value, the threshold less the margin, the threshold itself (a timed release, once the
+    condition has gone), or never (power cycle: beyond any value)."""
+    r = row.release
+    if r.value is not None:
+        return r.value
+    if r.margin is not None:
+        return threshold - r.margin if row.trips == "above" else threshold + r.margin
+    if r.after_cut_s is not None:
+        return threshold
+    return -math.inf if row.trips == "above" else math.inf
 
-    def __init__(self, profile: FirmwareProfile):
+
+class ProtectionEngine:
+    """Timers of every enabled protection row of a firmware profile.
+
+    :param timers: the world's event queue; each pending trip and timed release is a timer in it.
+    """
+
+    def __init__(self, profile: FirmwareProfile, timers: EventQueue | None = None):
         self.profile = profile
+        self.timers = EventQueue() if timers is None else timers
         self.rows = [RowState(name, getattr(profile.protections, name)) for name in PROTECTIONS]
-        # The same conditions as update() decides on, for the world to compare two instants
-        # cheaply. Each is "v > threshold" (trip of a row that trips above, release of one that
-        # trips below) or "v < threshold" (the other two), so for each quantity the conditions
-        # are all told by how many of its ">" thresholds lie below v and how many of its "<"
-        # thresholds lie at or below v: two bisections (nan counts as below none and above all,
-        # as every comparison with it is false).
+        #: (quantity, threshold, trips) of every level, for :meth:`_any_trips`
+        self._trips = [(rs.row.quantity, lv.threshold, rs.row.trips) for rs in self.rows for lv in rs.row.levels()]
+        # The conditions update() decides on, for conditions(). Each is "v > threshold" (trip of a
+        # row that trips above, release of one that trips below) or "v < threshold" (the other
+        # two), so for each quantity they are all told by how many of its ">" thresholds lie below
+        # v and how many of its "<" thresholds lie at or below v: two bisections. (nan counts as
+        # below none and above all, as every comparison with it is false.) Kept for speed: testing
+        # each level's two conditions in turn costs 16 % on benchmarks/bench_world.py's idle hour
+        # (callgrind); tests/test_protection_conditions.py holds the two ways equal.
         over: dict[str, list[float]] = {}         # quantity -> thresholds of its "v > t" conditions
         under: dict[str, list[float]] = {}        # quantity -> thresholds of its "v < t" conditions
-        trip_over: dict[str, list[float]] = {}    # the same, of the trip conditions only
-        trip_under: dict[str, list[float]] = {}
         for rs in self.rows:
-            q = rs.row.quantity
             for lv in rs.row.levels():
-                trip, release = lv.threshold, self._release_threshold(rs.row, lv.threshold)
-                if rs.row.trips == "above":  # trips when v > trip, released when v < release
-                    over.setdefault(q, []).append(trip)
-                    trip_over.setdefault(q, []).append(trip)
-                    under.setdefault(q, []).append(release)
-                else:                        # trips when v < trip, released when v > release
-                    under.setdefault(q, []).append(trip)
-                    trip_under.setdefault(q, []).append(trip)
-                    over.setdefault(q, []).append(release)
-        names = sorted(over.keys() | under.keys())
-        self._watch = [(q, sorted(over.get(q, [])), sorted(under.get(q, []))) for q in names]
-        # any trip condition holds: v above the lowest ">" trip threshold or below the highest "<" one
-        self._trip_bounds = [(q, min(trip_over.get(q, [math.inf])), max(trip_under.get(q, [-math.inf])))
-                             for q in sorted(trip_over.keys() | trip_under.keys())]
-        # The world asks for the conditions of one measurement twice (its step check, then the
-        # sample), so the last one is kept; and the timers' state is summed up once per change.
-        self._conditions_of: tuple = (None, ())
+                trip, release = lv.threshold, release_threshold(rs.row, lv.threshold)
+                above = rs.row.trips == "above"  # trips when v > trip, released when v < release
+                over.setdefault(rs.row.quantity, []).append(trip if above else release)
+                under.setdefault(rs.row.quantity, []).append(release if above else trip)
+        self._watch = [(q, sorted(over[q]), sorted(under[q])) for q in sorted(over)]
         self._busy = False            # a level pending or tripped: update() has work to do
-        self._deadline: int | None = None
         self._levels: dict[str, int] = {rs.name: 0 for rs in self.rows}
-
-    @staticmethod
-    def _release_threshold(row: FirmwareProtection, threshold: float) -> float:
-        r = row.release
-        if r.value is not None:
-            return r.value
-        if r.margin is not None:
-            return threshold - r.margin if row.trips == "above" else threshold + r.margin
-        if r.after_cut_s is not None:
-            return threshold
-        return -np.inf if row.trips == "above" else np.inf  # power cycle: never by value
 
     def conditions(self, q: dict[str, float]) -> tuple[tuple[int, int], ...]:
         """What the timers depend on (the trip and release condition of each level), summed up;
         equal at two instants means no timer could have started, stopped or released in between."""
-        if self._conditions_of[0] is not q:
-            self._conditions_of = (q, tuple([(bisect_left(over, q[name]), bisect_right(under, q[name]))
-                                             for name, over, under in self._watch]))
-        return self._conditions_of[1]
+        return tuple((bisect_left(over, q[name]), bisect_right(under, q[name])) for name, over, under in self._watch)
 
     def _any_trips(self, q: dict[str, float]) -> bool:
         """A trip condition of some level holds."""
-        return any([q[name] > lowest or q[name] < highest for name, lowest, highest in self._trip_bounds])
+        return any(_beyond(q[quantity], threshold, trips) for quantity, threshold, trips in self._trips)
 
     def _released(self, rs: RowState, i: int, v: float) -> bool:
-        release, row = rs.row.release, rs.row
-        if release.value is not None:
-            return _back(v, release.value, row.trips)
-        if release.margin is not None:
-            threshold = row.levels()[i].threshold
-            return _back(v, threshold - release.margin if row.trips == "above"
-                         else threshold + release.margin, row.trips)
-        if release.after_cut_s is not None:
-            return not _beyond(v, row.levels()[i].threshold, row.trips)
-        return False  # power_cycle
+        row = rs.row
+        release = release_threshold(row, row.levels()[i].threshold)
+        if row.release.after_cut_s is not None:
+            return not _beyond(v, release, row.trips)  # the condition has gone
+        return _back(v, release, row.trips)
 
     def update(self, t_ns: int, q: dict[str, float], no_current: bool) -> list[tuple[str, int, str]]:
         """One BMS sample at ``t_ns``; returns the changes as (row, level 1..3, "trip"|"release")."""
@@ -170,13 +157,18 @@ class ProtectionEngine:
                     if _beyond(v, level.threshold, rs.row.trips):
                         if st.since_ns is None:
                             st.since_ns = t_ns
-                        if t_ns - st.since_ns >= round(level.delay_s * _NS):
+                            self.timers.schedule((self, rs.name, i), t_ns + ns(level.delay_s))
+                        if t_ns - st.since_ns >= ns(level.delay_s):
                             st.tripped_ns, st.since_ns = t_ns, None
+                            after = rs.row.release.after_cut_s
+                            self.timers.schedule((self, rs.name, i), None if after is None else t_ns + ns(after))
                             changes.append((rs.name, i + 1, "trip"))
-                    else:
+                    elif st.since_ns is not None:
                         st.since_ns = None
+                        self.timers.cancel((self, rs.name, i))
                 elif self._may_release(rs, i, v, t_ns, no_current):
                     rs.levels[i] = LevelState()
+                    self.timers.cancel((self, rs.name, i))
                     changes.append((rs.name, i + 1, "release"))
         self._timers_changed()
         return changes
@@ -188,28 +180,12 @@ class ProtectionEngine:
             return False
         after = rs.row.release.after_cut_s
         # current rows release a fixed time after the cut, once the condition has gone
-        return after is None or t_ns - rs.levels[i].tripped_ns >= round(after * _NS)
-
-    def next_deadline_ns(self) -> int | None:
-        """The earliest instant a pending trip or a timed release falls due."""
-        return self._deadline
+        return after is None or t_ns - rs.levels[i].tripped_ns >= ns(after)
 
     def _timers_changed(self) -> None:
-        """Sum the timers up again: busy, next deadline, levels (after update or reset)."""
+        """Sum the timers up again: busy, levels (after update or reset)."""
         self._busy = any(s.since_ns is not None or s.tripped_ns is not None for rs in self.rows for s in rs.levels)
-        self._deadline = self._earliest_deadline()
         self._levels = {rs.name: rs.level for rs in self.rows}
-
-    def _earliest_deadline(self) -> int | None:
-        times = []
-        for rs in self.rows:
-            for i, level in enumerate(rs.row.levels()):
-                st = rs.levels[i]
-                if st.since_ns is not None:
-                    times.append(st.since_ns + round(level.delay_s * _NS))
-                if st.tripped_ns is not None and rs.row.release.after_cut_s is not None:
-                    times.append(st.tripped_ns + round(rs.row.release.after_cut_s * _NS))
-        return min(times, default=None)
 
     def levels(self) -> dict[str, int]:
         """Row name -> highest tripped level (0..3)."""
@@ -219,4 +195,6 @@ class ProtectionEngine:
         """A power cycle: every timer and latch cleared."""
         for rs in self.rows:
             rs.levels = [LevelState() for _ in range(3)]
+            for i in range(3):
+                self.timers.cancel((self, rs.name, i))
         self._timers_changed()
