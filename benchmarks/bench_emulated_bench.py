@@ -30,10 +30,10 @@ def main() -> None:
     try:
         ends = emulator.endpoints()
         clock = VirtualClock()
-        clock.attach(emulator)
+        emulator.follow(clock)  # as the subprocess backend does for the rig's Bench
         quiet_socketcand_fragments()  # as the rig's Bench does
-        bus = EmulatorBus(can.Bus(**ends["can"]), emulator)
-        emulator.attach_bus(bus)
+        bus = emulator.attach_bus(can.Bus(**ends["can"]))
+        assert isinstance(bus, EmulatorBus)
         io = pyvisa.ResourceManager("@py").open_resource(ends["instruments"]["io"], read_termination="\n",
                                                          write_termination="\n", timeout=2000)
         with tempfile.TemporaryDirectory() as tmp:
@@ -54,7 +54,7 @@ def main() -> None:
             wall = time.perf_counter() - started
             frames = pcs.frames_received - before
             recorder.close()
-            logged = len(read_can(recorder.can_path))
+            logged = sum(1 for m in read_can(recorder.can_path) if m.is_rx)  # not the heartbeats (Tx)
             sent = emulator.last["can_sent"]
         print(f"60 virtual minutes: {wall:.2f} s wall ({3600 / wall:,.0f}x), {frames} frames delivered "
               f"({frames / wall:,.0f} frames/s end to end), {logged} logged, {sent} sent by the emulator")

@@ -17,6 +17,11 @@ so that a rig in another process reads and logs them while the world computes th
 
 Cyclic frames the rig asks its bus for (``send_periodic``: the PCS heartbeat) are sent by the
 world in its own time (:meth:`EmulatedBench.start_cyclic`, :mod:`emulator.cyclic`).
+
+The bench file's ``model`` of each instrument picks its emulation
+(:data:`emulator.instruments.EMULATED`). For the rig this class is the ``in_process`` backend
+(:mod:`rig.backends`): :meth:`EmulatedBench.start` builds it for a test and keeps it in step
+with the rig clock.
 """
 from __future__ import annotations
 
@@ -28,22 +33,17 @@ import time
 import can
 
 from emulator.cyclic import CyclicFrames
-from emulator.pack.faults import Faults
-from emulator.instruments.espec_chamber import EmulatedEspecSh
-from emulator.instruments.it8900_load import EmulatedIT8900
-from emulator.instruments.dmm_34465a import Emulated34465A
-from emulator.instruments.daq970a_scanner import EmulatedDaq970A
-from emulator.instruments.daq970a_io import EmulatedDaq970AIo
-from emulator.instruments.n8900_supply import EmulatedN8900
-from emulator.pack.parallel import ParallelLink
-from emulator.transports.rs485_line import Rs485Bus
-from emulator.transports.rs485_console_port import ConsolePort
-from emulator.pack.rs485_responder import PackResponder
+from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
+from emulator.instruments import emulated_class
 from emulator.instruments.scpi_server import ScpiServer
+from emulator.pack.faults import Faults
+from emulator.pack.parallel import ParallelLink
+from emulator.pack.rs485_responder import PackResponder
+from emulator.transports.rs485_console_port import ConsolePort
+from emulator.transports.rs485_line import Rs485Bus
 from emulator.transports.socketcand_server import SocketcandServer
 from emulator.world import World
-from rig.files.bench_file import BenchFile
-from emulator.firmware.profile import FirmwareProfile
+from rig.files.bench_file import BenchFile, Instrument, IoBox, ScannerInstrument
 
 _channels = itertools.count()
 #: virtual time per chunk of a long advance (a multiple of the pack's 1-s report period, so a
@@ -58,6 +58,8 @@ class EmulatedBench:
     :param profile: the firmware profile the pack(s) run.
     :param packs: 1, or 2 in parallel (a parallel test asks for two).
     :param can_transport: ``"virtual"`` (same process) or ``"socketcand"`` (across processes).
+    :param world_kwargs: passed to :class:`~emulator.world.World`, e.g. ``physics`` (the physics
+        file the bench file names, ``LoadedBench.physics_path``; None: the emulator's own).
     """
 
     def __init__(self, bench: BenchFile, profile: FirmwareProfile, *, packs: int = 1, seed: int = 1,
@@ -66,14 +68,9 @@ class EmulatedBench:
         self.world = World(profile, packs=packs, seed=seed, initial_soc_pct=initial_soc_pct,
                            ambient_c=ambient_c, **world_kwargs)
         plant = self.world.plant
-        wiring = bench.instruments
-        self.devices = {
-            "psu": EmulatedN8900(plant), "eload": EmulatedIT8900(plant), "dmm": Emulated34465A(plant),
-            "scanner": EmulatedDaq970A(plant, wiring.scanner.group_channels[:packs],
-                                       wiring.scanner.thermocouple_channels[:packs]),
-            "chamber": EmulatedEspecSh(plant),
-            "io": EmulatedDaq970AIo(plant, wiring.io.outputs, wiring.io.inputs),
-        }
+        #: the emulated instruments by role, each the model its bench-file section names
+        self.devices = {name: emulated_class(spec.model)(plant, **_wiring(spec, packs))
+                        for name, spec in dict(bench.instruments).items() if spec is not None}
         self.world.timed.extend(d for d in self.devices.values() if hasattr(d, "on_time"))
         self.servers = {name: ScpiServer(device).start() for name, device in self.devices.items()}
         self.rs485 = Rs485Bus().start()
@@ -104,7 +101,29 @@ class EmulatedBench:
         self._cyclic: dict[int, CyclicFrames] = {}
         self._cyclic_ids = itertools.count(1)
         self._rig_bus = None  # the rig's bus in this process, told when frames have arrived
+        self._clock = None    # the rig's virtual clock, when this bench is its advancer
         self._closed = False
+
+    @classmethod
+    def start(cls, request) -> EmulatedBench:
+        """The ``in_process`` backend (:class:`rig.backends.BenchBackend`): the emulated bench
+        a test asks for (:class:`rig.backends.BackendRequest`), advanced by the rig's virtual
+        clock or running in real time beside its wall clock."""
+        r = request
+        profile = r.firmware or load_firmware_profile(r.firmware_path)
+        bench = cls(r.loaded.file, profile, packs=r.packs, seed=r.seed, initial_soc_pct=r.initial_soc_pct,
+                    ambient_c=r.ambient_c, physics=r.loaded.physics_path)
+        bench.follow(r.clock)
+        return bench
+
+    def follow(self, clock) -> None:
+        """Keep in step with the rig's clock: a virtual clock advances this bench as it sleeps
+        (until :meth:`close`); beside a wall clock the world runs in real time."""
+        if clock.kind == "virtual":
+            self._clock = clock
+            clock.attach(self)
+        else:
+            self.run_in_real_time()
 
     # --- the pack's CAN port ------------------------------------------------------------------
     def _received(self, msg: can.Message) -> None:
@@ -163,10 +182,20 @@ class EmulatedBench:
                 job.stop()
                 self.world.timed.remove(job)
 
-    def attach_bus(self, bus) -> None:
-        """The rig's CAN bus (:class:`~rig.emulator_client.virtual_time_bus.EmulatorBus`), told after each advance
-        that everything the pack said has arrived."""
-        self._rig_bus = bus
+    def attach_bus(self, bus: can.BusABC) -> can.BusABC:
+        """The rig's CAN bus as the rig is to use it. In virtual time: wrapped in the rig's
+        :class:`~rig.emulator_client.virtual_time_bus.EmulatorBus` (its cyclic jobs run here, in
+        the world's time) and told after each advance that everything the pack said has
+        arrived. In real time: as it is."""
+        if self._clock is None:
+            return bus
+        from rig.emulator_client.virtual_time_bus import EmulatorBus  # the rig's side of the bus
+        self._rig_bus = EmulatorBus(bus, self)
+        return self._rig_bus
+
+    def died(self, grace_s: float = 0.0) -> None:
+        """Never: this emulator lives in the rig's own process."""
+        return None
 
     # --- time ----------------------------------------------------------------------------------------
     def advance_to(self, t_ns: int) -> None:
@@ -205,6 +234,8 @@ class EmulatedBench:
         if self._closed:
             return
         self._closed = True
+        if self._clock is not None:
+            self._clock.detach(self)
         for server in self.servers.values():
             server.stop()
         self.rs485.stop()
@@ -220,3 +251,14 @@ class EmulatedBench:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _wiring(spec: Instrument, packs: int) -> dict:
+    """What the bench file wires to an instrument, as its emulated model takes it: a scanner its
+    channel maps (the packs on this bench), an IO box its outputs and inputs."""
+    if isinstance(spec, ScannerInstrument):
+        return {"group_channels": spec.group_channels[:packs],
+                "thermocouple_channels": spec.thermocouple_channels[:packs]}
+    if isinstance(spec, IoBox):
+        return {"outputs": spec.outputs, "inputs": spec.inputs}
+    return {}

@@ -1,8 +1,9 @@
 """The bench: a bench file made real. Instruments connected and protected, CAN and RS485 open.
 
-:class:`Bench` is built from a loaded bench file. On an emulated bench it first starts the
-emulator (in this process) and reads where its ports are; from then on it talks to every
-instrument exactly as on a real bench: pyvisa, python-can, pyserial.
+:class:`Bench` is built from a loaded bench file. It first starts what stands behind the
+file's addresses, the backend the file chooses (:mod:`rig.backends`: the real hardware, or an
+emulator in this process or another), and reads where its ports are; from then on it talks to
+every instrument exactly as on a real bench: pyvisa, python-can, pyserial.
 
 It owns the safety of the bench:
 
@@ -29,12 +30,10 @@ import pyvisa
 import serial
 
 from instruments import driver_class
-from rig.clock import Clock, VirtualClock, make_clock
+from rig.backends import EMULATOR, BenchBackend, start_backend
+from rig.clock import Clock, make_clock
 from rig.errors import InstrumentError, RigError, SafetyTrip
 from rig.files.bench_file import LoadedBench
-from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
-
-EMULATOR = "emulator"
 
 
 class _NoFragmentWarnings(logging.Filter):
@@ -74,7 +73,7 @@ class Bench:
     """A bench ready to use.
 
     :param loaded: the bench file, loaded.
-    :param firmware: emulated benches only: the firmware profile (default: the bench file's).
+    :param firmware: emulated benches only: the firmware profile, loaded (default: the bench file's).
     :param firmware_path: its file, for an emulator in another process (default: the bench file's).
     :param seed: emulated benches only: overrides the bench file's seed.
     :param packs: emulated benches only: how many packs this test needs (1 or 2).
@@ -83,8 +82,8 @@ class Bench:
     :param clock: the clock to use (default: the kind the bench file names).
     """
 
-    def __init__(self, loaded: LoadedBench, *, firmware: FirmwareProfile | None = None,
-                 firmware_path: str | None = None, seed: int | None = None, packs: int = 1, initial_soc_pct: float | None = None,
+    def __init__(self, loaded: LoadedBench, *, firmware=None, firmware_path: str | None = None,
+                 seed: int | None = None, packs: int = 1, initial_soc_pct: float | None = None,
                  temperature_c: float | None = None, clock: Clock | None = None):
         self.loaded, self.file = loaded, loaded.file
         #: packs on this bench for this test: what the emulator was asked for, or the bench's own
@@ -94,40 +93,31 @@ class Bench:
         self.trip: SafetyTrip | None = None
         #: set by the supervisor's short-circuit step: the only time a short may be closed
         self.in_short_circuit_step = False
-        self.emulator = None
+        #: what serves the bench file's addresses (rig.backends); set by _start
+        self.backend: BenchBackend | None = None
         self.instruments: dict[str, object] = {}
         self.can: can.BusABC | None = None
         self._rs485 = None
         self._rs485_url: str | None = None
         self._closed = False
         try:
-            self._start(firmware, firmware_path, seed, packs, initial_soc_pct, temperature_c)
+            self.backend = start_backend(loaded, self.clock, packs=self.packs, seed=seed,
+                                         initial_soc_pct=initial_soc_pct, temperature_c=temperature_c,
+                                         firmware=firmware, firmware_path=firmware_path)
+            self._start()
         except BaseException:
             self.close()
             raise
 
+    @property
+    def emulator(self):
+        """The emulator behind this bench (its backend), or None on a real bench."""
+        return self.backend if self.loaded.emulated else None
+
     # --- start ---------------------------------------------------------------------------------
-    def _start(self, firmware, firmware_path, seed, packs, initial_soc_pct, temperature_c) -> None:
+    def _start(self) -> None:
         f = self.file
-        ends = {"instruments": {}, "can": {}, "rs485": None}
-        if self.loaded.emulated:
-            e = f.emulator
-            seed = e.seed if seed is None else seed
-            soc = e.initial_soc_pct if initial_soc_pct is None else initial_soc_pct
-            ambient = e.ambient_c if temperature_c is None else temperature_c
-            if e.process == "subprocess":
-                self.emulator = self._remote_emulator(firmware_path, seed, packs, soc, ambient)
-            else:
-                from emulator.emulated_bench import EmulatedBench  # the emulator only where a bench uses it
-                self.emulator = EmulatedBench(
-                    f, firmware or load_firmware_profile(firmware_path or self.loaded.firmware_path),
-                    packs=packs, seed=seed, initial_soc_pct=soc, ambient_c=ambient,
-                    physics=self.loaded.physics_path)
-                if not isinstance(self.clock, VirtualClock):
-                    self.emulator.run_in_real_time()
-            ends = self.emulator.endpoints()
-            if isinstance(self.clock, VirtualClock):
-                self.clock.attach(self.emulator)
+        ends = self.backend.endpoints()
         self.rm = pyvisa.ResourceManager("@py")
         limits, options = self._driver_limits(), self._driver_options()
         for name in ("psu", "eload", "dmm", "scanner", "chamber", "io"):
@@ -141,24 +131,10 @@ class Bench:
             "interface": f.can.interface, "channel": f.can.channel, "bitrate": f.can.bitrate, **f.can.options}
         if can_kwargs.get("interface") == "socketcand":
             quiet_socketcand_fragments()
-        self.can = can.Bus(**can_kwargs)
-        if self.emulator is not None and isinstance(self.clock, VirtualClock):
-            # cyclic frames in the emulator's time, and told when an advance's frames arrived
-            from rig.emulator_client.virtual_time_bus import EmulatorBus
-            self.can = EmulatorBus(self.can, self.emulator)
-            self.emulator.attach_bus(self.can)
+        self.can = self.backend.attach_bus(can.Bus(**can_kwargs))
         if f.rs485 is not None:
             self._rs485_url = ends["rs485"] if f.rs485.url == EMULATOR else f.rs485.url
         self._protect()
-
-    def _remote_emulator(self, firmware_path, seed, packs, soc, ambient):
-        """``packrig emulate`` in a child process, as another machine would serve the bench."""
-        from rig.emulator_client.remote_emulator import RemoteEmulator
-        args = ["--bench", str(self.loaded.path), "--packs", str(packs), "--seed", str(seed),
-                "--soc", str(soc), "--temperature", str(ambient), "--clock", self.clock.kind]
-        if firmware_path:
-            args += ["--firmware", str(firmware_path)]
-        return RemoteEmulator(args)
 
     def _driver_limits(self) -> dict[str, dict[str, tuple[float, float]]]:
         """Each driver's hard limits, from the bench file. The e-load's ``"voltage"`` is the range
@@ -205,9 +181,10 @@ class Bench:
         """After a failed exchange: if the emulator process died, raise that
         (:class:`~rig.errors.EmulatorDied`, exit code or signal and its safe state) out of the
         driver's call instead of the instrument's timeout or transport error."""
-        died = getattr(self.emulator, "died", None) if step.error else None
-        timed_out = step.error and ("TMO" in step.error or "imeout" in step.error)
-        dead = died and died(0.0 if timed_out else 1.0)  # a closed socket: give the exit a moment
+        if not step.error:
+            return
+        timed_out = "TMO" in step.error or "imeout" in step.error
+        dead = self.backend.died(0.0 if timed_out else 1.0)  # a closed socket: give the exit a moment
         if dead:
             raise dead
 
@@ -287,10 +264,8 @@ class Bench:
         if self._rs485 is not None:
             with suppress(Exception):
                 _close_port(self._rs485)
-        if self.emulator is not None:
-            if isinstance(self.clock, VirtualClock):
-                self.clock.detach(self.emulator)
-            self.emulator.close()
+        if self.backend is not None:
+            self.backend.close()
 
     def __enter__(self) -> "Bench":
         return self

@@ -30,9 +30,9 @@ def rig():
     emulated.world.on_can_frame = lambda msg: (
         heard.append((emulated.world.t_ns / 1e9, msg.arbitration_id, bytes(msg.data))), hear(msg))
     clock = VirtualClock()
-    clock.attach(emulated)
-    bus = EmulatorBus(can.Bus(**emulated.endpoints()["can"]), emulated)
-    emulated.attach_bus(bus)
+    emulated.follow(clock)  # advanced by the clock, as the in_process backend is
+    bus = emulated.attach_bus(can.Bus(**emulated.endpoints()["can"]))
+    assert isinstance(bus, EmulatorBus)  # in virtual time the rig's bus runs cyclic jobs in the world's time
     yield clock, emulated, bus, heard
     bus.shutdown()
     emulated.close()

@@ -1,17 +1,45 @@
 """Emulated instruments: one module per real model, each a :class:`~emulator.instruments.scpi_server.ScpiDevice`
 that speaks that model's SCPI dialect and writes its settings into its plant object.
 
-What every emulated source or load shares lives here: the I/O watchdog (output off when no
+The bench file's ``model`` picks the emulated instrument as it picks the driver: one entry of
+:data:`EMULATED` per model, keyed like :data:`instruments.DRIVERS`, imported only when a bench
+uses it (:func:`emulated_class`). A model with no entry cannot stand behind an ``"emulator"``
+address: the bench file is refused at load (:func:`rig.backends.check_emulated_models`).
+
+What every emulated source or load shares lives here too: the I/O watchdog (output off when no
 command line arrives for a set time, measured on the world's clock) and the small helpers for
 replies and keyword arguments.
 """
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Sequence
 
 from emulator.instruments.scpi_server import ScpiError, parse_bool, parse_number
 
 NS_PER_S = 1_000_000_000
+
+#: model name in a bench file (as in instruments.DRIVERS) -> (module, class) of its emulation.
+#: Each class takes the plant, then what the bench file wires to it: a scanner its
+#: ``group_channels`` and ``thermocouple_channels``, an IO box its ``outputs`` and ``inputs``.
+EMULATED: dict[str, tuple[str, str]] = {
+    "keysight_n8900": ("emulator.instruments.n8900_supply", "EmulatedN8900"),
+    "itech_it8900": ("emulator.instruments.it8900_load", "EmulatedIT8900"),
+    "keysight_34465a": ("emulator.instruments.dmm_34465a", "Emulated34465A"),
+    "keysight_daq970a": ("emulator.instruments.daq970a_scanner", "EmulatedDaq970A"),
+    "keysight_daq970a_io": ("emulator.instruments.daq970a_io", "EmulatedDaq970AIo"),
+    "espec_sh": ("emulator.instruments.espec_chamber", "EmulatedEspecSh"),
+}
+
+
+def emulated_class(model: str) -> type:
+    """The emulated instrument class of ``model``; raises ``ValueError`` listing the emulated models."""
+    try:
+        module, name = EMULATED[model]
+    except KeyError:
+        raise ValueError(f"no emulated instrument for model {model!r}; emulated: "
+                         f"{', '.join(sorted(EMULATED))}") from None
+    return getattr(importlib.import_module(module), name)
 
 
 class IoWatchdog:

@@ -11,6 +11,10 @@ reads them and hands them on (:attr:`~rig.emulator_client.virtual_time_bus.Emula
 stand-in decodes and the recorder logs) meanwhile, so the two processes work on two cores.
 The rig's CAN bus in this setup is an :class:`~rig.emulator_client.virtual_time_bus.EmulatorBus`.
 
+For the bench it is the ``subprocess`` backend (:mod:`rig.backends`): :meth:`RemoteEmulator.start`
+starts it for a test. It speaks the control port's vocabulary (:mod:`rig.protocol.control`)
+and imports nothing of the emulator.
+
 The child belongs to this rig (``--owner-pid``): it goes to its safe state and exits when the
 rig closes its control connection or dies, however (:mod:`emulator.serve`). When the child
 dies first, :meth:`RemoteEmulator.died` names it (exit code or signal, and the safe state it
@@ -32,9 +36,10 @@ from pathlib import Path
 
 import can
 
-from emulator.transports.control_port import FAULTS
+from instruments.roles import FaultInsertion
 from rig.emulator_client.virtual_time_bus import SYNC_TIMEOUT_S, EmulatorBus
-from rig.errors import EmulatorDied, RigError
+from rig.errors import EmulatorDied, EmulatorError, EmulatorRefused, SyncTimeout
+from rig.protocol.control import ENDPOINTS, FAULTS, frames_to_wire, request_line
 
 START_TIMEOUT_S = 30.0
 #: s to let a child whose connection just closed finish exiting, before asking whether it died
@@ -43,16 +48,34 @@ EXIT_GRACE_S = 1.0
 _LOOK_S = 0.001
 
 
-class _Faults:
-    """Fault insertion over the control port, with the same calls as :class:`~emulator.pack.faults.Faults`."""
+class _Faults(FaultInsertion):
+    """Fault insertion over the control port, with the calls of the emulator's ``Faults``
+    (:data:`rig.protocol.control.FAULTS`):
+    the :class:`~instruments.roles.FaultInsertion` role's by name, the emulator's other faults
+    looked up in its list."""
 
     def __init__(self, remote: "RemoteEmulator"):
         self._remote = remote
 
+    def force_voltage(self, device: int, channel: int, volts: float | None) -> None:
+        self._fault("force_voltage", device, channel, volts)
+
+    def force_temperature(self, device: int, channel: int, celsius: float | None) -> None:
+        self._fault("force_temperature", device, channel, celsius)
+
+    def offset_current(self, device: int, amps: float) -> None:
+        self._fault("offset_current", device, amps)
+
+    def clear(self) -> None:
+        self._fault("clear")
+
+    def _fault(self, name: str, *args, **kwargs):
+        return self._remote.call("fault", name=name, args=list(args), kwargs=kwargs)["result"]
+
     def __getattr__(self, name: str):
         if name not in FAULTS:
             raise AttributeError(f"no fault {name!r}; choices: {', '.join(sorted(FAULTS))}")
-        return lambda *args, **kwargs: self._remote.call("fault", name=name, args=list(args), kwargs=kwargs)
+        return lambda *args, **kwargs: self._fault(name, *args, **kwargs)
 
 
 class RemoteEmulator:
@@ -77,6 +100,28 @@ class RemoteEmulator:
             raise
         self.faults = _Faults(self)
         self.bus: EmulatorBus | None = None
+        self._clock = None  # the rig's virtual clock, when this emulator is its advancer
+
+    @classmethod
+    def start(cls, request) -> RemoteEmulator:
+        """The ``subprocess`` backend (:class:`rig.backends.BenchBackend`): ``packrig emulate``
+        for the bench a test asks for (:class:`rig.backends.BackendRequest`), in the rig
+        clock's kind of time."""
+        r = request
+        args = ["--bench", str(r.loaded.path), "--packs", str(r.packs), "--seed", str(r.seed),
+                "--soc", str(r.initial_soc_pct), "--temperature", str(r.ambient_c), "--clock", r.clock.kind]
+        if r.firmware_path:
+            args += ["--firmware", str(r.firmware_path)]
+        emulator = cls(args)
+        emulator.follow(r.clock)
+        return emulator
+
+    def follow(self, clock) -> None:
+        """Keep in step with the rig's clock: a virtual clock advances the emulator as it sleeps
+        (until :meth:`close`); one started in wall-clock time (``--clock wall``) runs by itself."""
+        if clock.kind == "virtual":
+            self._clock = clock
+            clock.attach(self)
 
     def _wait_ready(self, ready: Path) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
@@ -85,7 +130,7 @@ class RemoteEmulator:
                 raise EmulatorDied(self.process.pid, self.process.returncode,
                                    "it never served (its error is above)")
             if time.monotonic() > deadline:
-                raise RigError(f"packrig emulate did not publish its endpoints within {START_TIMEOUT_S:g} s")
+                raise SyncTimeout(f"packrig emulate did not publish its endpoints within {START_TIMEOUT_S:g} s")
             time.sleep(0.02)
         self.endpoints_info = json.loads(ready.read_text())
         self._sock = socket.create_connection(("127.0.0.1", self.endpoints_info["control"]), timeout=SYNC_TIMEOUT_S)
@@ -93,15 +138,17 @@ class RemoteEmulator:
         self._replies = self._sock.makefile("rb")  # buffered: a line in one recv, not one per byte
 
     def call(self, op: str, **fields) -> dict:
-        """One request on the control port; raises :class:`RigError` with the emulator's error."""
+        """One request on the control port; raises :class:`~rig.errors.EmulatorRefused` with the
+        emulator's error, :class:`~rig.errors.EmulatorError` (or :class:`~rig.errors.EmulatorDied`)
+        when the connection fails."""
         self._request(op, fields)
         return self._reply(op)
 
     def _request(self, op: str, fields: dict) -> None:
         if self._sock is None:
-            raise RigError(f"emulator control port: closed (no {op})")
+            raise EmulatorError(f"emulator control port: closed (no {op})")
         try:
-            self._sock.sendall(json.dumps({"op": op, **fields}).encode() + b"\n")
+            self._sock.sendall(request_line(op, **fields))
         except OSError as exc:
             raise self._lost(str(exc)) from exc
 
@@ -114,12 +161,12 @@ class RemoteEmulator:
             raise self._lost(f"closed by the emulator (no reply to {op})")
         reply = json.loads(line)
         if not reply.get("ok"):
-            raise RigError(f"emulator refused {op}: {reply.get('error')}")
+            raise EmulatorRefused(f"emulator refused {op}: {reply.get('error')}")
         return reply
 
-    def _lost(self, problem: str) -> RigError:
+    def _lost(self, problem: str) -> EmulatorError:
         """The control connection failed: the dead emulator if it died, else the connection's error."""
-        return self.died(EXIT_GRACE_S) or RigError(f"emulator control port: {problem}")
+        return self.died(EXIT_GRACE_S) or EmulatorError(f"emulator control port: {problem}")
 
     def died(self, grace_s: float = 0.0) -> EmulatorDied | None:
         """The child's death, if it died on its own (not through :meth:`close`): exit code or
@@ -145,21 +192,25 @@ class RemoteEmulator:
         return f"{held} by the emulator before it exited ({report.get('reason')}): {report.get('safe_state')}"
 
     def endpoints(self) -> dict:
-        return {k: self.endpoints_info[k] for k in ("instruments", "can", "rs485", "rs485_console")
-                if k in self.endpoints_info}
+        return {k: self.endpoints_info[k] for k in ENDPOINTS if k in self.endpoints_info}
 
-    def attach_bus(self, bus: EmulatorBus) -> None:
-        """The rig's CAN bus, to keep in step with the emulator's frame count. Returns once the
-        emulator's CAN server has the bus's client listening (a frame before that would be lost)."""
+    def attach_bus(self, bus: can.BusABC) -> can.BusABC:
+        """The rig's CAN bus as the rig is to use it. In virtual time: wrapped in an
+        :class:`EmulatorBus` (cyclic jobs in the emulator's time, kept in step with its frame
+        count), returned once the emulator's CAN server has the bus's client listening (a frame
+        before that would be lost). In wall-clock time: as it is."""
+        if self._clock is None:
+            return bus
         self.call("can_listeners", count=1)
-        self.bus = bus
+        self.bus = EmulatorBus(bus, self)
+        return self.bus
 
     def start_cyclic(self, frames: list[can.Message], period_s: float, duration_s: float | None) -> int:
         """Have the emulator send ``frames`` to the pack every ``period_s`` of its time (the bus's
         ``send_periodic``); frames the rig sent before reach the pack first."""
         reply = self.call("cyclic", action="start", period_s=period_s, duration_s=duration_s,
                           rig_frames=self.bus.sent if self.bus else 0,
-                          frames=[[f.arbitration_id, f.is_extended_id, bytes(f.data).hex()] for f in frames])
+                          frames=frames_to_wire(frames))
         return reply["handle"]
 
     def stop_cyclic(self, handle: int) -> None:
@@ -186,18 +237,21 @@ class RemoteEmulator:
                 self.bus.arrived()
                 quiet_since, wait = time.monotonic(), 0.0
             elif time.monotonic() - quiet_since > SYNC_TIMEOUT_S:
-                raise self.died() or RigError(f"emulator: no reply to advance and no CAN frame for "
-                                              f"{SYNC_TIMEOUT_S:g} s")
+                raise self.died() or SyncTimeout(f"emulator: no reply to advance and no CAN frame for "
+                                                 f"{SYNC_TIMEOUT_S:g} s")
             else:
                 wait = _LOOK_S
 
     def close(self) -> None:
         """Stop the emulator process (safe to call twice)."""
         self._closing = True
+        if self._clock is not None:
+            self._clock.detach(self)
+            self._clock = None
         if self._sock is not None:
             try:
                 self.call("shutdown")
-            except RigError:
+            except EmulatorError:
                 pass
             self._replies.close()  # the socket's file holds its descriptor open too
             self._sock.close()

@@ -226,6 +226,8 @@ class LoadedBench:
         #: the pack spec the bench names (a run may assert against another: see check_bench_against)
         self.spec: PackSpec = load_pack_spec(self.pack_spec_path)
         check_bench_against(self.spec, self)
+        from rig.backends import check_emulated_models  # the emulator's models, through the backend seam
+        check_emulated_models(self)
 
     @property
     def emulated(self) -> bool:
