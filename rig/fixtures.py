@@ -20,6 +20,8 @@ import pytest
 from instruments.roles import FaultInsertion
 from rig import exits
 from rig.bench import Bench
+from rig.conditioning import Conditioning
+from rig.equipped_bench import EquippedBench
 from rig.files.bench_file import LoadedBench
 from rig.light_reader import LightReader
 from rig.measure import MEASUREMENTS, Measurements
@@ -55,32 +57,18 @@ def bench(request, bench_file: LoadedBench, pytestconfig):
     firmware = None
     if bench_file.emulated:
         firmware = request.getfixturevalue("firmware")
-    b = Bench(bench_file, firmware=firmware, firmware_path=pytestconfig.getoption("--firmware"),
-              seed=pytestconfig.getoption("--seed"),
-              packs=_needs(request.node, "parallel_packs", 1), initial_soc_pct=state.get("soc"),
-              temperature_c=state.get("temperature_c"))
+    b = EquippedBench(bench_file, recordings_dir(request.config), request.node.nodeid, firmware=firmware,
+                      firmware_path=pytestconfig.getoption("--firmware"), seed=pytestconfig.getoption("--seed"),
+                      packs=_needs(request.node, "parallel_packs", 1), initial_soc_pct=state.get("soc"),
+                      temperature_c=state.get("temperature_c"))
     exits.track(b)
-    f = bench_file.file.recording
-    b.recorder = request.node.stash[RECORDING] = Recorder(
-        recordings_dir(request.config), request.node.nodeid, can_format=f.can_format, flush_s=f.flush_s,
-        clock=b.clock)
-    for driver in b.instruments.values():
-        driver.listeners.append(b.recorder.record_step)
-    # the test's measurements live on the bench, so the stimulus helpers can note what they did
-    b.measurements = request.node.stash[MEASUREMENTS] = Measurements(b.clock, b.recorder)
-    b.supervisor = Supervisor(b, listeners=[lambda t, values: b.recorder.record_sample(t, **values)])
-    b.pcs = PcsStandIn(b.can, b.clock)
-    b.pcs.listeners.append(b.recorder.on_message_received)
+    # report hooks read the recording and the measurements after the test
+    request.node.stash[RECORDING], request.node.stash[MEASUREMENTS] = b.recorder, b.measurements
     try:
-        b.supervisor.start()
-        b.pcs.start()
         yield b
     finally:
-        b.pcs.stop()
-        b.supervisor.stop()
         b.close()
         exits.untrack(b)
-        b.recorder.close()
         if wants_plot(request.node):
             make_plot(request.node, b.recorder)  # never raises: a plot is no part of the verdict
 
@@ -177,30 +165,4 @@ def _condition(request, bench: Bench, pack: Pack) -> None:
     state = _pack_state(request.node)
     if bench.emulator is not None:
         return
-    if "temperature_c" in state:
-        _soak(bench, pack, state["temperature_c"])
-    if "soc" not in state:
-        return
-    target = state["soc"]
-    pack.power_on()
-    spec = pack.spec
-    charging = pack.soc() < target
-    if charging:
-        pack.charge(spec.ratings.standard_charge_current_a)
-    else:
-        pack.discharge(spec.ratings.standard_charge_current_a)
-    pack.pcs.wait_until("SOC", (lambda s: s >= target) if charging else (lambda s: s <= target),
-                        within=spec.storage_recharge.max_duration_s, frame="StateOfCharge",
-                        what=f"conditioning to {target} % SOC")
-    pack.rest(600.0)
-    pack.power_off()
-
-
-def _soak(bench: Bench, pack: Pack, celsius: float) -> None:
-    """A real pack soaked in the chamber until its case reads ``celsius`` within the spec's tolerance."""
-    if bench.chamber is None:
-        pytest.skip(f"bench {bench.file.bench.name!r} has no chamber to soak the pack at {celsius} C")
-    bench.chamber.run(celsius)
-    tol = pack.spec.tolerance.temperature_c
-    bench.clock.wait_for(lambda: max(abs(t - celsius) for t in pack.case_temperatures()), timeout=8 * 3600,
-                         poll=60.0, until=lambda d: d <= tol, what=f"the pack soaked at {celsius} C")
+    Conditioning(bench, pack).transition(soc=state.get("soc"), temperature_c=state.get("temperature_c"))

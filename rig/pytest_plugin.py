@@ -10,6 +10,10 @@ bench file, pack spec or firmware profile that does not load, a run folder that 
 cannot be written. On a real bench the run starts with first contact (:mod:`rig.first_contact`):
 an instrument that does not answer stops it, named, before the first test.
 
+What the plugin loads once per pytest process (the bench file, the pack spec, the firmware
+profile) is kept in ``config.stash`` under :data:`BENCH_KEY`, :data:`SPEC_KEY` and
+:data:`FIRMWARE_KEY`, as pytest's own plugins keep their state.
+
 Feature flags: a test marked ``@pytest.mark.needs(parallel_packs=2, has_chamber=True)`` is
 skipped on a bench whose ``[features]`` lack any of them, and the skip says which.
 """
@@ -20,11 +24,18 @@ from pathlib import Path
 import pytest
 
 from rig import exits
+from rig.backends import load_firmware
 from rig.errors import ConfigError, SafetyTrip
 from rig.files.bench_file import EMULATED_BENCH, LoadedBench, load_bench
 from rig.files.envelope import check_bench_against
-from emulator.firmware.profile import FirmwareProfile, load_firmware_profile
 from rig.files.pack_spec import PackSpec, load_pack_spec
+
+#: the bench file of this run, loaded and validated
+BENCH_KEY = pytest.StashKey[LoadedBench]()
+#: the pack spec the tests assert against, checked against the bench
+SPEC_KEY = pytest.StashKey[PackSpec]()
+#: the firmware profile the emulated pack runs (emulator.firmware.profile.FirmwareProfile)
+FIRMWARE_KEY = pytest.StashKey[object]()
 
 #: titles, failure messages first and no fixture noise in the Allure report (rig/report/allure_outcomes.py)
 pytest_plugins = ["rig.report.allure_outcomes", "rig.shard"]  # shard: --shard i/N
@@ -122,19 +133,18 @@ def recordings_dir(config: pytest.Config) -> Path:
     return run_session(config).recordings
 
 
-def _firmware_profile(config: pytest.Config) -> FirmwareProfile | None:
+def _firmware_profile(config: pytest.Config):
     """The firmware profile the emulated pack runs (None on a real bench), validated once."""
     bench = _loaded_bench(config)
     if not bench.emulated:
         return None
-    cached = getattr(config, "_packrig_firmware", None)
-    if cached is None:
+    if FIRMWARE_KEY not in config.stash:
         path = config.getoption("--firmware") or bench.firmware_path
         try:
-            cached = config._packrig_firmware = load_firmware_profile(Path(path))
+            config.stash[FIRMWARE_KEY] = load_firmware(path)
         except ConfigError as exc:
             raise pytest.UsageError(f"packrig: bad firmware profile: {exc}") from None
-    return cached
+    return config.stash[FIRMWARE_KEY]
 
 
 def run_facts(config: pytest.Config) -> dict:
@@ -185,18 +195,18 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 
 
 def _loaded_bench(config: pytest.Config) -> LoadedBench:
-    cached = getattr(config, "_packrig_bench", None)
-    if cached is None:
+    """The bench file of this run, loaded and validated once (a bad one: a usage error)."""
+    if BENCH_KEY not in config.stash:
         path = config.getoption("--bench") or EMULATED_BENCH
         try:
-            cached = load_bench(path)
+            loaded = load_bench(path)
         except ConfigError as exc:
             raise pytest.UsageError(f"packrig: bad bench file: {exc}") from None
-        if not cached.emulated and (config.getoption("--firmware") or config.getoption("--seed") is not None):
+        if not loaded.emulated and (config.getoption("--firmware") or config.getoption("--seed") is not None):
             raise pytest.UsageError(f"packrig: --firmware and --seed apply to an emulated bench only; "
-                                    f"{path} is the real bench {cached.file.bench.name!r}")
-        config._packrig_bench = cached
-    return cached
+                                    f"{path} is the real bench {loaded.file.bench.name!r}")
+        config.stash[BENCH_KEY] = loaded
+    return config.stash[BENCH_KEY]
 
 
 def missing_features(bench: LoadedBench, needs: dict[str, object]) -> list[str]:
@@ -238,7 +248,7 @@ def spec(pytestconfig: pytest.Config, bench_file: LoadedBench) -> PackSpec:
 
 
 @pytest.fixture(scope="session")
-def firmware(pytestconfig: pytest.Config, bench_file: LoadedBench) -> FirmwareProfile:
+def firmware(pytestconfig: pytest.Config, bench_file: LoadedBench):
     """The firmware profile the emulated pack runs (skips on a real bench: there is none)."""
     if not bench_file.emulated:
         pytest.skip(f"bench {bench_file.file.bench.name!r} is real: it has no firmware profile")
@@ -280,19 +290,19 @@ def requirement_of(item: pytest.Item) -> tuple[str, dict] | None:
 
 
 def spec_for(config: pytest.Config) -> PackSpec:
-    cached = getattr(config, "_packrig_spec", None)
-    if cached is None:
+    """The pack spec of this run, loaded once and checked against the bench (a usage error if not)."""
+    if SPEC_KEY not in config.stash:
         path = config.getoption("--pack-spec") or _loaded_bench(config).pack_spec_path
         try:
-            cached = load_pack_spec(Path(path))
+            spec = load_pack_spec(Path(path))
         except ConfigError as exc:
             raise pytest.UsageError(f"packrig: bad pack spec: {exc}") from None
         try:  # the bench must fit the safety envelope of the spec in force, not only of its own
-            check_bench_against(cached, _loaded_bench(config), path)
+            check_bench_against(spec, _loaded_bench(config), path)
         except ConfigError as exc:
             raise pytest.UsageError(f"packrig: bad bench file: {exc}") from None
-        config._packrig_spec = cached
-    return cached
+        config.stash[SPEC_KEY] = spec
+    return config.stash[SPEC_KEY]
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -58,6 +58,10 @@ def _worth_showing(fixture) -> bool:
     return fixture.status not in (None, Status.PASSED) or bool(fixture.steps) or bool(fixture.attachments)
 
 
+#: the hook that keeps quiet fixtures out of the Allure report, while it is registered
+QUIET_FIXTURES = pytest.StashKey["_QuietFixtures"]()
+
+
 def _listener(config: pytest.Config):
     return config.pluginmanager.get_plugin("allure_listener") if allure is not None else None
 
@@ -65,12 +69,12 @@ def _listener(config: pytest.Config):
 def pytest_sessionstart(session: pytest.Session) -> None:
     config = session.config  # allure-pytest registered its listener at configure time
     if _listener(config) is not None:
-        config._packrig_quiet_fixtures = _QuietFixtures()
-        allure_commons.plugin_manager.register(config._packrig_quiet_fixtures)
+        config.stash[QUIET_FIXTURES] = _QuietFixtures()
+        allure_commons.plugin_manager.register(config.stash[QUIET_FIXTURES])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    quiet = getattr(config, "_packrig_quiet_fixtures", None)
+    quiet = config.stash.get(QUIET_FIXTURES, None)
     if quiet is not None:
         allure_commons.plugin_manager.unregister(quiet)
 
