@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 
 import can
 
+from rig.clock import NS
+
 
 class CyclicFrames:
     """Send ``frames`` one per ``period_ns``, in turn, from ``start_ns`` (as python-can does with a
@@ -42,7 +44,7 @@ class CyclicFrames:
                 self.stop()
                 return
             frame = self.frames[self.sent % len(self.frames)]
-            self.deliver(can.Message(timestamp=self.next_ns / 1e9, arbitration_id=frame.arbitration_id,
+            self.deliver(can.Message(timestamp=self.next_ns / NS, arbitration_id=frame.arbitration_id,
                                      is_extended_id=frame.is_extended_id, dlc=frame.dlc, data=frame.data))
             self.sent += 1
             self.next_ns += self.period_ns

@@ -26,6 +26,7 @@ import can
 from cantools.database.can import Message as DbcMessage
 
 from emulator.pack.bms import Bms
+from rig.clock import NS
 from rig.files.can_names import CHOICES
 from rig.files.rows import FAILURES, PROTECTIONS
 from rig.protocol.can_frames import dbc_message, encode
@@ -253,7 +254,7 @@ class CanReporter:
             self._status_key = key
             self._status = {k: self._codec(k).payload(v) for k, v in status_values(packs).items()}
         measured = measured_values(packs)
-        t_s = t_ns / 1e9
+        t_s = t_ns / NS
         return [Frame(t_s, *(self._status.get(k) or self._codec(k).payload(measured[k]))) for k in burst(packs)]
 
     def _codec(self, key: tuple[str, int | None]) -> FrameCodec:

@@ -77,29 +77,19 @@ def format_frame(msg: can.Message, timestamp: float | None = None) -> str:
 
 
 def format_frames(messages: list) -> str:
-    """The RAW-mode text of ``messages`` in order: :func:`format_frame` of each, with the work
-    shared (a pack sends ~14 frames per timestamp and mostly the same payloads again): a
-    timestamp is written once for the frames that share it, a frame's ID and data once.
+    """The RAW-mode text of ``messages`` in order: :func:`format_frame` of each, the timestamp
+    written once for the frames that share it (a pack's report is ~14 frames at one instant).
 
     :raises ValueError: as :func:`format_frame`, for the first frame socketcand cannot carry.
     """
-    lines, known = [], _ID_AND_DATA
+    lines = []
     last_ts, stamp = None, ""
     for m in messages:
         if m.timestamp != last_ts:
             last_ts, stamp = m.timestamp, _stamp(m.timestamp)
-        key = (m.arbitration_id, m.is_extended_id, bytes(m.data), m.is_error_frame, m.is_remote_frame, m.is_fd)
-        parts = known.get(key)
-        if parts is None:
-            if len(known) >= _ID_AND_DATA_CACHE:
-                known.clear()
-            parts = known[key] = _id_and_data(m)
-        lines.append(f"< frame {parts[0]} {stamp} {parts[1]} >")
+        ident, data = _id_and_data(m)
+        lines.append(f"< frame {ident} {stamp} {data} >")
     return "".join(lines)
-
-
-_ID_AND_DATA: dict[tuple, tuple[str, str]] = {}  # frame -> its ID and data as written (format_frames)
-_ID_AND_DATA_CACHE = 4096
 
 
 def _stamp(ts: float) -> str:
