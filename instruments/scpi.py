@@ -31,7 +31,9 @@ the instrument, the command and the error text. Every query has the resource's t
 silent instrument raises ``InstrumentError`` too. Each command is reported to the listeners
 (the recorder) as a step: command, reply, error, duration.
 
-The transport is passed in (a pyvisa message-based resource); the driver never opens one.
+The transport is passed in (a pyvisa message-based resource); the driver never opens one. The
+declarations (:func:`control`, :func:`measurement`, :func:`switch`) are in
+:mod:`instruments.scpi_properties` and importable from here.
 """
 from __future__ import annotations
 
@@ -44,8 +46,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from instruments.errors import InstrumentError, LimitRefused, SetpointTypeError
+from instruments.scpi_properties import Range, control, measurement, on_off, switch
 
-Range = tuple[float, float]
+__all__ = ["Range", "ScpiInstrument", "Step", "control", "measurement", "on_off", "switch"]
 
 
 @dataclass(frozen=True)
@@ -57,73 +60,6 @@ class Step:
     reply: str | None
     error: str | None
     duration_s: float
-
-
-class control:  # noqa: N801 - lower-case like property, which it is
-    """A read/write instrument property with its range, hard-limit key and unit.
-
-    :param get_cmd: query returning the value (``None``: write-only).
-    :param set_cmd: command template, ``{}`` takes the value.
-    :param doc: one sentence with unit and range.
-    :param values: the instrument's own range (inclusive), or a dict/set of allowed values.
-    :param limit: key of the bench's hard limits that also bounds it, or ``None``.
-    :param tolerance: read-back agreement required, absolute (``None``: exact for non-floats).
-    :param cast: converts the reply text to the value (default float).
-    :param fmt: converts the value to the text sent (default: the template formats it).
-    """
-
-    def __init__(self, get_cmd: str | None, set_cmd: str, doc: str, *, unit: str = "",
-                 values: Range | Mapping | set | None = None, limit: str | None = None,
-                 tolerance: float | None = 1e-6, cast: Callable[[str], Any] = float,
-                 fmt: Callable[[Any], str] | None = None, confirm: bool = True):
-        self.get_cmd, self.set_cmd, self.__doc__ = get_cmd, set_cmd, doc
-        self.unit, self.values, self.limit, self.tolerance = unit, values, limit, tolerance
-        self.cast, self.fmt, self.confirm = cast, fmt, confirm
-        self.name = ""
-
-    def __set_name__(self, owner, name):
-        self.name = name
-
-    def __get__(self, inst: "ScpiInstrument | None", owner=None):
-        if inst is None:
-            return self
-        if self.get_cmd is None:
-            raise AttributeError(f"{inst.name}.{self.name} is write-only")
-        return inst._read(self.get_cmd, self.cast)
-
-    def __set__(self, inst: "ScpiInstrument", value) -> None:
-        inst._set(self, value)
-
-
-def measurement(get_cmd: str, doc: str, *, unit: str = "", cast: Callable[[str], Any] = float) -> property:
-    """A read-only property: a query and its unit."""
-
-    def getter(inst: "ScpiInstrument"):
-        return inst._read(get_cmd, cast)
-
-    getter.__doc__ = doc
-    prop = property(getter)
-    return prop
-
-
-def on_off(reply: str) -> bool:
-    """SCPI boolean reply ("1"/"0"/"ON"/"OFF") to bool."""
-    text = reply.strip().upper()
-    if text in ("1", "ON"):
-        return True
-    if text in ("0", "OFF"):
-        return False
-    raise ValueError(f"not a SCPI boolean: {reply!r}")
-
-
-def _fmt_bool(value: bool) -> str:
-    return "ON" if value else "OFF"
-
-
-def switch(get_cmd: str, set_cmd: str, doc: str) -> control:
-    """An ON/OFF control (output, input, protection state)."""
-    return control(get_cmd, set_cmd, doc, values={True, False}, cast=on_off, fmt=_fmt_bool,
-                   tolerance=None)
 
 
 class ScpiInstrument:
