@@ -144,7 +144,7 @@ def _scpi(resource: str, query: str) -> str:
     import pyvisa
     rm = pyvisa.ResourceManager("@py")
     try:
-        inst = rm.open_resource(resource, read_termination="\n", write_termination="\n", timeout=3000)
+        inst = rm.open_resource(resource, read_termination="\n", write_termination="\n", timeout=10000)
         try:
             return inst.query(query).strip()
         finally:

@@ -165,8 +165,9 @@ class LabgridBackend(LabBackend):
     def release(self, lease: Lease) -> None:
         pb2 = _pb2()
         try:  # fromuser: only if it is still ours; a place already released is no error
-            self._call(self._rpc("ReleasePlace", pb2.ReleasePlaceRequest(placename=lease.place,
-                                                                         fromuser=lease.owner)))
+            if self._look(lambda: self._ours(lease)):
+                self._call(self._rpc("ReleasePlace", pb2.ReleasePlaceRequest(placename=lease.place,
+                                                                             fromuser=lease.owner)))
         except LabError as exc:
             if "does not exist" not in str(exc):
                 raise
@@ -174,10 +175,15 @@ class LabgridBackend(LabBackend):
             self._cancel(lease.token)
 
     def held(self, lease: Lease) -> bool:
-        def look() -> bool:
-            place = self.session.places.get(lease.place)
-            return place is not None and place.acquired == lease.owner
-        return self._look(look)
+        return self._look(lambda: self._ours(lease))
+
+    def _ours(self, lease: Lease) -> bool:
+        """The place is acquired by this holder through this reservation: another run of the same
+        user on the same host (the same ``host/user``) holds it through a reservation of its own."""
+        place = self.session.places.get(lease.place)
+        if place is None or place.acquired != lease.owner:
+            return False
+        return not lease.token or place.reservation == lease.token
 
     def close(self) -> None:
         async def stop() -> None:
