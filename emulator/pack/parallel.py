@@ -40,6 +40,7 @@ class ParallelLink:
 
     def __init__(self, master: Bms, slave: Bms, line):
         self.master, self.slave, self.line = master, slave, line
+        self.timers = master.timers  # the world's event queue: the next poll, the silence and window limits
         self.p = master.p.parallel
         self._period = ns(self.p.rs485_poll_period_s)
         self._window = ns(self.p.power_on_window_s)
@@ -104,6 +105,7 @@ class ParallelLink:
             self._after_poll(self._poll(t_ns), t_ns)
         self._unpolled(t_ns)
         self._windows(t_ns)
+        self._time()
 
     def _unpolled(self, t_ns: int) -> None:
         """A joined slave that has heard no poll for ``rs485_missed_polls`` periods: link failure."""
@@ -144,10 +146,16 @@ class ParallelLink:
             if bms.awake and bms.state != "PoweringOff":
                 bms.parallel_failure(t_ns)
 
-    def next_deadline_ns(self) -> int | None:
-        times = [self._next_poll]
-        if self.joined and self._on_since[3] is not None:
-            times.append(self._unpolled_at())
-        if not self.joined:
-            times += [t + self._window for t in self._on_since.values() if t is not None]
-        return min((t for t in times if t is not None), default=None)
+    def _time(self) -> None:
+        """File the link's timers: the next poll; once joined, the slave's silence limit; before,
+        each pack's power-on window."""
+        slave_on = self._on_since[3] is not None
+        self.timers.schedule((self, "poll"), self._next_poll)
+        self.timers.schedule((self, "unpolled"), self._unpolled_at() if self.joined and slave_on else None)
+        for address, since in self._on_since.items():
+            self.timers.schedule((self, "window", address), None if self.joined or since is None else since + self._window)
+
+    def next_deadline_ns(self) -> None:
+        """None: the link files its timers in the world's event queue (it is a timed device of the
+        world only to be called at the end of each step, :meth:`on_time`)."""
+        return None
