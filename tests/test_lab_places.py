@@ -35,14 +35,14 @@ TAGS = ["--want", "lab=test", "--want", "pack=6.5kWh-16S"]
 CHARGE_TEST = "test_standard_charge_current_runs_without_alarm"  # PSU on at 64 A for a few minutes
 
 
-def _wait_for(what: str, check, timeout_s: float, poll_s: float = 0.2):
+def _wait_for(what: str, check, timeout_s: float, poll_s: float = 0.2, explain=None):
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         value = check()
         if value:
             return value
         time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
 
 
 def _text(path: Path) -> str:
@@ -82,7 +82,8 @@ class Lab:
         log = self.folder / f"{place}.log"
         proc = subprocess.Popen(
             [sys.executable, "-m", "rig.cli", "export", "--labgrid", str(bench), "--place", place,
-             "--tag", "lab=test", "--serve", self.address], cwd=ROOT, stdout=open(log, "w"),  # noqa: SIM115
+             "--tag", "lab=test", "--serve", self.address, "--out", str(self.folder / f"{place}-exporter.yaml")],
+            cwd=ROOT, stdout=open(log, "w"),  # noqa: SIM115
             stderr=subprocess.STDOUT)
         self.procs.append(proc)
 
@@ -95,7 +96,7 @@ class Lab:
                               "params": yaml.safe_load(Path(config).read_text())[place]["PackrigBench"]}
 
     def exporter_log(self, place: str) -> str:
-        return _text(self.places[place]["config"].parent / "exporter.log")
+        return _text(self.places[place]["config"].with_suffix(".log"))
 
     def stop(self) -> None:
         for proc in reversed(self.procs):  # exporters first (their emulators go safe), the coordinator last
@@ -219,8 +220,8 @@ def test_a_place_released_mid_test_leaves_the_bench_outputs_off(lab):
     assert kick.returncode == 0, kick.stdout + kick.stderr
     # the coordinator answers the release once the exporter has: the exporter made the bench safe
     # by then, before the client (still running its test, and holding its instruments) knows
-    assert _outputs(lab, "place-a") == ("0", "0")
-    assert run.poll() is None
+    assert _outputs(lab, "place-a") == ("0", "0"), lab.exporter_log("place-a")[-3000:]
+    assert run.poll() is None, _text(log)[-3000:]
     assert run.wait(90) == 2, _text(log)[-3000:]
     assert "place place-a was released under this run: stopping it" in _text(log)
     assert "bench made safe, run interrupted" in _text(log)
@@ -241,7 +242,9 @@ def test_a_killed_run_is_released_by_its_guard_and_nothing_drives_the_bench(lab)
     assert _place_acquired(lab, "place-b")
     run.send_signal(signal.SIGKILL)
     run.wait()
-    _wait_for("the place released by the guard", lambda: _place_acquired(lab, "place-b") is None, 60, 0.5)
-    _wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 30, 0.2)
-    assert _outputs(lab, "place-b") == ("0", "0")
+    _wait_for("the place released by the guard", lambda: _place_acquired(lab, "place-b") is None, 60, 0.5,
+              lambda: _text(log)[-3000:])
+    _wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 30, 0.2,
+              lambda: f"{left}: {[p for p in left if alive(p)]} alive\n{_text(log)[-3000:]}")
+    assert _outputs(lab, "place-b") == ("0", "0"), lab.exporter_log("place-b")[-3000:]
     assert "place released; safe state: psu: output off" in lab.exporter_log("place-b")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +47,8 @@ def add_parser(sub) -> None:
     p.add_argument("--place", help="the place's name (default: the bench's name)")
     p.add_argument("--tag", action="append", default=[], metavar="TAG=VALUE",
                    help="a tag more (e.g. site=lab2); the bench's own come from its features and pack spec")
-    p.add_argument("--out", help="write the exporter file here (default: stdout; with --serve: a temporary folder)")
+    p.add_argument("--out", help="write the exporter file here (default: stdout; with --serve: a temporary "
+                                 "folder, removed when serving ends; its log is written beside it)")
     p.add_argument("--serve", metavar="HOST:PORT", help="serve the place at this coordinator until stopped")
     p.set_defaults(func=export_command)
 
@@ -97,9 +99,10 @@ def serve(loaded, place: str, tags: dict[str, str], address: str, out: Path | No
                                  comment=f"packrig bench {params['bench']} ({params['kind']})")
         finally:
             backend.close()
+        log = config.with_name(f"{config.stem}.log")  # beside --out, kept; else in the folder removed at the end
         print(f"packrig export: place {place} at {address}: {' '.join(f'{k}={v}' for k, v in tags.items())}\n"
-              f"  exporter file {config}, log {folder / 'exporter.log'}", flush=True)
-        return _run_exporter(address, place, config, folder / "exporter.log", emulator)
+              f"  exporter file {config}, log {log}", flush=True)
+        return _run_exporter(address, place, config, log, emulator)
     except (ConfigError, LabError) as exc:
         return _usage(str(exc))
     except KeyboardInterrupt:
@@ -111,6 +114,7 @@ def serve(loaded, place: str, tags: dict[str, str], address: str, out: Path | No
             said = _read_json(folder / "emulator-exit.json")
             print(f"packrig export: emulator stopped; safe state: {said.get('safe_state', 'not reported')}",
                   flush=True)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _start_emulator(loaded, folder: Path):
