@@ -179,7 +179,8 @@ def test_no_coordinator_there_is_one_line_and_exit_code_4():
     # serving a place asks the coordinator first: no emulator is started for nobody
     proc = _packrig("export", "--labgrid", str(BENCHES / "emulated-wall.toml"), "--serve", f"127.0.0.1:{port}")
     assert proc.returncode == 4 and "emulator" not in proc.stdout + proc.stderr
-    assert proc.stderr == f"packrig export: no labgrid coordinator at 127.0.0.1:{port}: Could not connect to coordinator\n"
+    assert proc.stderr == (f"packrig export: no labgrid coordinator at 127.0.0.1:{port}: "
+                           "Could not connect to coordinator\n")
 
 
 class _FakeEngine(LabBackend):
@@ -203,7 +204,7 @@ class _FakeEngine(LabBackend):
 
 
 def _args(**kw):
-    from rig.cli import main  # noqa: F401 - the parser packrig itself builds
+    """``packrig run --lab lab:1 --want packs=2`` parsed with packrig run's own arguments."""
     import argparse
 
     from rig.lab.run_on_place import add_arguments as add_lab
