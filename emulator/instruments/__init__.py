@@ -16,8 +16,7 @@ import importlib
 from collections.abc import Callable, Sequence
 
 from emulator.instruments.scpi_server import ScpiError, parse_bool, parse_number
-
-NS_PER_S = 1_000_000_000
+from rig.clock import NS
 
 #: model name in a bench file (as in instruments.DRIVERS) -> (module, class) of its emulation.
 #: Each class takes the plant, then what the bench file wires to it: a scanner its
@@ -66,7 +65,7 @@ class IoWatchdog:
         """When it fires if nothing arrives before, ns; ``None`` when disarmed."""
         if not self.enabled:
             return None
-        return self.last_io_ns + round(self.delay_s * NS_PER_S)
+        return self.last_io_ns + round(self.delay_s * NS)
 
     #: the watchdog's range in both dialects: whole seconds, 1 s to an hour
     RANGE_S = (1.0, 3600.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 from emulator.plant import ChamberAir
+from rig.clock import NS
 
 #: How fast the chamber can change its air on its own, C/min (a typical bench chamber) [A].
 MAX_RATE_C_PER_MIN = 3.0
@@ -17,8 +18,6 @@ MAX_RATE_C_PER_MIN = 3.0
 AIR_TAU_S = 120.0
 #: Drift back to the room with the chamber in standby, s [A].
 STANDBY_TAU_S = 1800.0
-
-_NS = 1_000_000_000
 
 
 class ChamberModel:
@@ -43,7 +42,7 @@ class ChamberModel:
         self._plan(plant)
         if not self._rate:
             return None
-        return t_ns + max(1, round(abs(self._target - self.working_c) / abs(self._rate) * _NS))
+        return t_ns + max(1, round(abs(self._target - self.working_c) / abs(self._rate) * NS))
 
     def advance(self, dt_s: float, plant: ChamberAir) -> None:
         """Move the air ``dt_s`` forward with the chamber's current settings."""

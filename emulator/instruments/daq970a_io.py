@@ -38,11 +38,11 @@ from collections.abc import Mapping
 from emulator.instruments.daq970a_scanner import parse_channel_list, reading
 from emulator.plant import Plant
 from emulator.instruments.scpi_server import ScpiDevice, ScpiError, parse_number
+from rig.clock import NS
 
 RELAYS = 20        # DAQM903A channels s01..s20
 LINES = 16         # DAQM907A: two 8-bit ports
 WATCHDOG_MAX_S = 60.0
-_NS = 1_000_000_000
 
 
 class EmulatedDaq970AIo(ScpiDevice):
@@ -80,7 +80,7 @@ class EmulatedDaq970AIo(ScpiDevice):
         self.command("[SENSe:]DIGital:DATA:WORD?", lambda arg: self._digital(arg, word=True))
         self.command("MEASure:DIGital:BYTE?", self._measure_bytes)
         self.command("SYSTem:COMMunicate:WDOG", self._set_watchdog)
-        self.command("SYSTem:COMMunicate:WDOG?", lambda arg: reading(self.watchdog_ns / _NS))
+        self.command("SYSTem:COMMunicate:WDOG?", lambda arg: reading(self.watchdog_ns / NS))
 
     @staticmethod
     def _invert(by_function: Mapping[str, int], count: int, kind: str) -> dict[int, str]:
@@ -191,5 +191,5 @@ class EmulatedDaq970AIo(ScpiDevice):
     def _set_watchdog(self, arg: str) -> None:
         seconds = parse_number(arg, 0.0, WATCHDOG_MAX_S)
         with self.plant.lock:
-            self.watchdog_ns = round(seconds * _NS)
+            self.watchdog_ns = round(seconds * NS)
             self.deadline_ns = self.plant.now_ns() + self.watchdog_ns if self.watchdog_ns else None
