@@ -95,6 +95,12 @@ def release_threshold(row: FirmwareProtection, threshold: float) -> float:
     return -math.inf if row.trips == "above" else math.inf
 
 
+def _least_severe(row: FirmwareProtection) -> float:
+    """The threshold of ``row`` a rising (``trips == "above"``) or falling quantity passes first."""
+    thresholds = [lv.threshold for lv in row.levels()]
+    return min(thresholds) if row.trips == "above" else max(thresholds)
+
+
 class ProtectionEngine:
     """Timers of every enabled protection row of a firmware profile.
 
@@ -105,8 +111,8 @@ class ProtectionEngine:
         self.profile = profile
         self.timers = EventQueue() if timers is None else timers
         self.rows = [RowState(name, getattr(profile.protections, name)) for name in PROTECTIONS]
-        #: (quantity, threshold, trips) of every level, for :meth:`_any_trips`
-        self._trips = [(rs.row.quantity, lv.threshold, rs.row.trips) for rs in self.rows for lv in rs.row.levels()]
+        #: (quantity, trips, least severe threshold) of each row: past it, some level's trip condition holds
+        self._first_trips = [(rs.row.quantity, rs.row.trips, _least_severe(rs.row)) for rs in self.rows]
         # The conditions update() decides on, for conditions(). Each is "v > threshold" (trip of a
         # row that trips above, release of one that trips below) or "v < threshold" (the other
         # two), so for each quantity they are all told by how many of its ">" thresholds lie below
@@ -134,7 +140,7 @@ class ProtectionEngine:
 
     def _any_trips(self, q: dict[str, float]) -> bool:
         """A trip condition of some level holds."""
-        return any(_beyond(q[quantity], threshold, trips) for quantity, threshold, trips in self._trips)
+        return any(_beyond(q[quantity], threshold, trips) for quantity, trips, threshold in self._first_trips)
 
     def _released(self, rs: RowState, i: int, v: float) -> bool:
         row = rs.row

@@ -44,7 +44,8 @@ class RelayCuts:
                         self._timers.schedule((self, key), t_ns + hold)
                     if t_ns - since >= hold:
                         self._cut.add(key)
-                elif self._since.pop(key, None) is not None:
+                elif key in self._since:
+                    del self._since[key]
                     self._timers.cancel((self, key))
 
     def released(self, name: str, level: int) -> None:
