@@ -173,8 +173,8 @@ class World:
         """The instant the next step ends: the earliest timer, at most a CAN period while a pack
         is awake, an hour when nothing is due."""
         now = self.t_ns
-        # the instrument models, the RS485 link and the cyclic CAN jobs keep their own timers and
-        # tell their next instant, as do the e-load's list and the chamber
+        # the instrument models and the cyclic CAN jobs keep their own timers and tell their next
+        # instant, as do the e-load's list and the chamber
         devices = [d.next_deadline_ns() for d in self.timed]
         devices += [self._next_load_step(), self.chamber.next_event_ns(now, self.plant.chamber)]
         self.timers.schedule("devices", min((t for t in devices if t is not None and t > now), default=None))
