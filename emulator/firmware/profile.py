@@ -119,6 +119,9 @@ class Can(FileModel):
     manufacturer: Annotated[str, Field(min_length=1, max_length=8)]
     frames: Annotated[tuple[str, ...], Field(strict=False)]
     detail_frames: bool
+    #: the SOC sent in 0x355 is the BMS's estimate times this, within 0-100 % (1: right; a build
+    #: that scales it against the wrong capacity sends another value)
+    soc_scale: Annotated[float, Field(gt=0.0, le=2.0)] = 1.0
 
 
 class Lights(FileModel):
@@ -134,20 +137,29 @@ class Lights(FileModel):
         return check_bands_cover(bands, info.field_name)
 
 
+Factor = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
 class FirmwareLevel(Level):
     enabled: bool = True
+    #: this row's derating at this level, where the build does not use the level's own
+    #: (``[levels.lN] current_limit_factor``): a per-row derating bug
+    current_limit_factor: Factor | None = None
 
 
 class FirmwareTopLevel(TopLevel):
     enabled: bool = True
+    current_limit_factor: Factor | None = None
 
 
 class FirmwareProtection(ProtectionRow):
-    """A protection as the firmware implements it; each level can be switched off."""
+    """A protection as the firmware implements it; each level can be switched off, derate on
+    its own, and the row may show no light at all (``light = "none"``)."""
 
     l1: FirmwareLevel
     l2: FirmwareLevel
     l3: FirmwareTopLevel
+    light: AlmLight | Literal["none"]
 
 
 class ShortCircuit(FileModel):

@@ -345,7 +345,8 @@ class Bms:
         for name, level in self.report.levels.items():
             if level:
                 row = getattr(self.p.protections, name)
-                f = getattr(lv, f"l{level}").current_limit_factor
+                own = getattr(row, f"l{level}").current_limit_factor  # a row may derate on its own
+                f = getattr(lv, f"l{level}").current_limit_factor if own is None else own
                 for d in (("charge", "discharge") if row.direction == "both" else (row.direction,)):
                     factor[d] = min(factor[d], f)
         closed = self.relays[0] and self.relays[1] and self.state in (STANDBY, RUN)

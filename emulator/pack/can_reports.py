@@ -201,7 +201,8 @@ def measured_values(packs: list[Bms]) -> dict[tuple[str, int | None], tuple]:
         out["DetailTemperatures", address] = tuple(t[:4])
         out["DetailSummary", address] = (t[4], lo, hi, round(bms.capacity_ah * r.soc_pct / 100.0, 2))
     n = len(packs)
-    out["StateOfCharge", None] = (round(soc / n), round(soh / n))
+    sent_soc = min(max(soc / n * packs[0].p.can.soc_scale, 0.0), 100.0)  # 1 in a conforming build
+    out["StateOfCharge", None] = (round(sent_soc), round(soh / n))
     out["PackMeasurements", None] = (round(volts / n, 2), round(amps, 1), round(temp / n, 1))
     return out
 

@@ -92,7 +92,7 @@ def alm(p: FirmwareProfile, r: Report) -> str:
             return p.short_circuit.light
         if latched:
             return p.failure_response.light
-    shown = {getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2}
+    shown = {getattr(p.protections, name).light for name, level in r.levels.items() if level >= 2} - {"none"}
     if "alm_on" in shown:
         return "alm_on"
     if r.pcs_alarm:

@@ -146,6 +146,11 @@ def protection_mutants(m: _Maker, spec: PackSpec) -> None:
             if other:
                 m.add(req, "bit_swapped", path + (kind,), other, f"reports {other} instead of {getattr(row, kind)}")
         m.add(req, "light", path + ("light",), OTHER_LIGHT[row.light], f"ALM {OTHER_LIGHT[row.light]}, not {row.light}")
+        m.add(req, "no_light", path + ("light",), "none", f"no ALM light, not {row.light}")
+        factor = spec.levels.l1.current_limit_factor   # this row alone does not derate at L1
+        if factor < 1.0:
+            m.add(req, "row_derating", path + ("l1", "current_limit_factor"), 1.0,
+                  f"L1 of this row keeps the full current limit, not {factor:g} x")
 
 
 def level_mutants(m: _Maker, spec: PackSpec) -> None:
@@ -247,6 +252,8 @@ def procedure_mutants(m: _Maker, spec: PackSpec) -> None:
         m.add(can.id, key, ("can", key), _round(getattr(can, key) + step), f"reports {key} {step:+g} off")
     m.add(can.id, "manufacturer", ("can", "manufacturer"), "PYLONTEC", "another manufacturer name")
     m.add(can.id, "period", ("can", "period_s"), _round(can.period_s * 1.5), "reports every 1.5 s")
+    low = 1.0 - 3 * spec.tolerance.soc_pct / 100.0    # past the SOC tolerance at a full pack
+    m.add(spec.soc.id, "soc_scale", ("can", "soc_scale"), _round(low), f"sends the SOC x {low:g} in 0x355")
     for frame in can.frames:
         m.add(can.id, f"no_{frame}", ("can", "frames"), [f for f in m.get(("can", "frames")) if f != frame],
               f"never sends {frame}")
