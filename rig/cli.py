@@ -123,6 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     from rig.report.commands import add_parsers  # compare, trend: run folders only
     add_parsers(sub)
     add_mutate(sub)
+    from rig.fit.command import add_parser as add_fit  # the emulated pack fitted to characterisation runs
+    add_fit(sub)
     from rig.lab.export_command import add_parser as add_export  # a bench as a labgrid place
     add_export(sub)
 
