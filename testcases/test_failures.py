@@ -21,7 +21,7 @@ from __future__ import annotations
 import pytest
 
 from rig.errors import WaitTimeout
-from testcases.kit import rules
+from testcases.kit import checks, rules
 
 #: Each failure of the spec, and how the fault-insertion unit makes it (pack index, faults).
 INSERT = {
@@ -176,8 +176,7 @@ def _check_cut(measure, spec, pack, pcs, *, failure):
         measure("terminal voltage (DMM)", pack.terminal_voltage(), req=failure.id, unit="V",
                 at_most=spec.power_off.terminals_off_max_v)
         seen = pack.observe_lights(2 * spec.lights.alm_flicker_period_s + pack.lights.sample_period)
-        want = {"alm_on": "on", "alm_flicker": "flickering"}[spec.failure_response.light]
-        measure("ALM light", seen["alm"].kind, req=failure.id, equals=want)
+        measure("ALM light", seen["alm"].kind, req=failure.id, equals=checks.ALM_KIND[spec.failure_response.light])
         measure("RUN light (ALM overrides it)", seen["run"].kind, req=failure.id, equals="off")
 
 

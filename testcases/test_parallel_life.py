@@ -275,7 +275,7 @@ def test_protection_on_one_pack_shows_in_the_system_frames(spec, bench, pack, pa
     for level in (1, 2, 3):
         lv = getattr(row, f"l{level}")
         faults.force_temperature(1, 0, rules.unsafe(spec, row, lv.threshold))
-        shows = lv.delay_s + spec.tolerance.delay_late_s + can.period_s + can.period_tolerance_s
+        shows = rules.shows_within(spec, lv.delay_s)
         pcs.wait_until(signal, f"L{level}", within=shows, frame="DetailProtection", pack_address=3)
         clock.sleep(can.period_s)  # the report after: both packs' frames of one instant
         report = report_at(pcs, spec, last_report_at(pcs))
@@ -283,7 +283,7 @@ def test_protection_on_one_pack_shows_in_the_system_frames(spec, bench, pack, pa
         slave, master = report["DetailProtection", 3], report["DetailProtection", 2]
         measure(f"slave {signal} {when}", slave[signal], req=row.id, equals=f"L{level}")
         measure(f"master rows tripped {when}", [r for r, k in levels_of(master).items() if k], req=row.id, equals=[])
-        wanted_bit = row.can_alarm if getattr(spec.levels, f"l{level}").can == "alarm" else row.can_protection
+        wanted_bit = rules.level_bit(spec, row, level)
         measure(f"0x359 {wanted_bit} {when}", report["ProtectionsAlarms"][wanted_bit], req=can.id, equals=1)
         measure(f"0x359 ModuleCount {when}", report["ProtectionsAlarms"]["ModuleCount"], req=can.id, equals=2)
         own = [own_limits(spec, levels_of(report["DetailProtection", a]), failures_of(report["DetailStatus", a]),

@@ -90,6 +90,11 @@ def failure_bits(spec) -> set[str]:
                                                         spec.zero_volt_cell.failure_bit}
 
 
+def level_bit(spec, row, level: int) -> str:
+    """The 0x359 bit a row's level raises: its alarm bit or its protection bit, by the level's kind."""
+    return row.can_alarm if getattr(spec.levels, f"l{level}").can == "alarm" else row.can_protection
+
+
 def limit_factor(spec, levels: dict[str, int], failed: set[str], direction: str) -> float:
     """PACK_SPEC 4: each tripped row scales its direction's limit by its level's factor; a level 3
     or a failure opens the relays, so no current either way (limit 0)."""
@@ -109,10 +114,8 @@ def expected_bits(spec, levels: dict[str, int], failed: set[str]) -> dict[str, i
     required, either = set(), set()
     for name, level in levels.items():
         if level:
-            row = rows[name]
-            kind = getattr(spec.levels, f"l{level}").can
-            required.add(row.can_alarm if kind == "alarm" else row.can_protection)
-            either.add(row.can_alarm)
+            required.add(level_bit(spec, rows[name], level))
+            either.add(rows[name].can_alarm)
     if failed:
         required.add(spec.failure_response.can_protection)
     for failure in failures(spec):
