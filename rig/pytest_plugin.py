@@ -74,6 +74,7 @@ MARKERS = {
     "protection": "a protection of PACK_SPEC.md 4",
     "certification": "a named IEC 62619 / UL 1973 procedure",
     "slow": "takes long on a real bench (hours of charge, long waits)",
+    "characterisation": "measures the pack for `packrig fit` (hours to days); skipped unless -m characterisation",
     "pack_state(soc=..., temperature_c=...)": "the state the pack starts the test in (an emulator "
                                               "is set to it; a real pack is conditioned to it)",
     "requirement(id, manual=..., iec=..., ul=...)": "the requirement a test checks, for the report",

@@ -120,8 +120,10 @@ def perturbed(params: PhysicsParams, seed: int) -> PhysicsParams:
     shift = u(-0.015, 0.005)
     dis = np.array(o.discharge_v)
     chg = dis + (np.array(o.charge_v) - dis) * gap
-    low = np.array([15.0 <= s <= 40.0 for s in o.soc_pct]) * shift
-    ocv = o.model_copy(update={"discharge_v": list(dis + low), "charge_v": list(chg + low)})
+    # the shift in full from 20 to 35 %, tapering to nothing at 10 and 45 % (the curve keeps rising)
+    low = np.interp(o.soc_pct, [10.0, 20.0, 35.0, 45.0], [0.0, 1.0, 1.0, 0.0]) * shift
+    ocv = o.model_copy(update={"discharge_v": list(np.maximum.accumulate(dis + low)),
+                               "charge_v": list(np.maximum.accumulate(np.maximum(chg + low, dis + low)))})
 
     def scaled(table, k):
         return table.model_copy(update={"charge_mohm": [v * k for v in table.charge_mohm],

@@ -212,10 +212,10 @@ def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
         for rec, soc0 in zip(recs, theta[2 + d.pairs:]):
             soc, h = _states(rec, capacity, soc0, k_hyst)
             a, known = _columns(d, rec, soc, h, taus)
-            below = soc <= MEAN_FIT_MAX_SOC
-            w = weights[len(blocks)]
-            blocks.append(w * a[below])
-            rhs.append(w * (rec.y - known - path * 1e-3 * rec.i)[below])
+            # zero weight above the limit, not fewer rows: the residual keeps its length
+            w = weights[len(blocks)] * (soc <= MEAN_FIT_MAX_SOC)
+            blocks.append(w[:, None] * a)
+            rhs.append(w * (rec.y - known - path * 1e-3 * rec.i))
         a = np.vstack(blocks + [prior_rows])
         b = np.concatenate(rhs + [PRIOR_WEIGHT * d.x0])
         x = np.linalg.solve(a.T @ a, a.T @ b)       # normal equations: the prior rows keep them regular
@@ -239,8 +239,10 @@ def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
     spread = prior.spread.model_copy(update={"capacity_rel": float(np.std(rel)),
                                              "group_capacity_rel": [float(v) for v in rel]})
     params = params.model_copy(update={"spread": spread})
+    used = res[:-len(d.x0)]
+    used = used[used != 0.0]
     return FitResult(params, capacity, rel, soc0, group_soc0,
-                     {"mean_group_rms_v": float(np.sqrt(np.mean(res[:-len(d.x0)] ** 2))) / 16.0,
+                     {"mean_group_rms_v": float(np.sqrt(np.mean(used ** 2))) / 16.0,
                       "outer_values": {"capacity_ah": capacity, "tau_s": taus.tolist(),
                                        "transition_soc": transition, "soc0": soc0},
                       "evaluations": float(out.nfev)})
