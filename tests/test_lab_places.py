@@ -53,10 +53,15 @@ def _text(path: Path) -> str:
 
 
 def _one_pack_wall_bench(folder: Path) -> Path:
-    """emulated-wall.toml with one pack (a place's pack persists between holders, as a real one)."""
+    """emulated-wall.toml with one pack (a place's pack persists between holders, as a real one)
+    and the watchdogs at 5 s, the envelope's longest (as emulated-subprocess.toml): a 1-s PSU
+    watchdog armed at the bench's start can latch on a loaded machine before the supervisor's first
+    sample feeds it, and then refuses the test's first OUTP ON."""
     data = tomllib.loads((BENCHES / "emulated-wall.toml").read_text(encoding="utf-8"))
     data["emulator"]["packs"] = 1
     data["features"]["parallel_packs"] = 1
+    for name in ("psu", "eload", "io"):
+        data["instruments"][name]["watchdog_s"] = 5.0
     data["bench"]["pack_spec"] = str((BENCHES / data["bench"]["pack_spec"]).resolve())
     data["emulator"]["firmware"] = str((BENCHES / data["emulator"]["firmware"]).resolve())
     data["recording"]["directory"] = str(folder / "recordings")
@@ -247,4 +252,6 @@ def test_a_killed_run_is_released_by_its_guard_and_nothing_drives_the_bench(lab)
     _wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 30, 0.2,
               lambda: f"{left}: {[p for p in left if alive(p)]} alive\n{_text(log)[-3000:]}")
     assert _outputs(lab, "place-b") == ("0", "0"), lab.exporter_log("place-b")[-3000:]
+    bench_file = Path(_manifest(run_dir)["bench"]["path"])  # the place's bench, written for the run
+    assert bench_file.name == "place-bench.toml" and not bench_file.parent.exists(), "lab folder left behind"
     assert "place released; safe state: psu: output off" in lab.exporter_log("place-b")

@@ -9,7 +9,8 @@ the run's process is gone, it
 1. asks each child the run left behind (the pytest process driving the bench) to stop, as Ctrl-C
    does (SIGINT: the rig makes the bench safe), then insists (SIGTERM, SIGKILL), so nothing
    drives the bench once it is given back;
-2. releases the place, only if the same holder still has it, and drops the reservation.
+2. releases the place, only if the same holder still has it, and drops the reservation;
+3. removes the run's lab folder (the place's bench file written for the run).
 
 The exporter then makes the bench safe once more (:mod:`rig.lab.exporter`). A run that ends
 normally releases the place itself and stops its guard with SIGTERM. Linux: children are found in
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import time
@@ -92,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--place", required=True)
     p.add_argument("--holder", required=True, help="the holder as the coordinator names it (host/user)")
     p.add_argument("--token", default="", help="the reservation to drop")
+    p.add_argument("--folder", help="the run's lab folder, removed at the end")
     args = p.parse_args(argv)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # only the run's end or SIGTERM ends the guard
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -106,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         backend.release(Lease("labgrid", args.lab, args.place, args.holder, args.token))
     finally:
         backend.close()
+        if args.folder:
+            shutil.rmtree(args.folder, ignore_errors=True)
     print(f"packrig lab guard: run {args.owner_pid} is gone; place {args.place} released", file=sys.stderr)
     return 0
 

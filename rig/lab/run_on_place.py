@@ -78,7 +78,7 @@ def run_on_lab(args: argparse.Namespace, argv: list[str], run, backend_factory=N
             print("packrig run: interrupted while waiting for a place (reservation cancelled)", file=sys.stderr)
             return INTERRUPTED
         progress.done()
-        guard = _start_guard(lease)
+        guard = _start_guard(lease, folder)
         return _run_holding(backend, lease, args, argv, run, folder)
     finally:
         # the guard goes only once the place is back: a release that failed, or a second Ctrl-C
@@ -152,9 +152,9 @@ def _release(backend: LabBackend, lease: Lease) -> bool:
     return True
 
 
-def _start_guard(lease: Lease) -> subprocess.Popen:
+def _start_guard(lease: Lease, folder: Path) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "rig.lab.guard", "--owner-pid", str(os.getpid()), "--lab", lease.address,
-           "--place", lease.place, "--holder", lease.owner, "--token", lease.token]
+           "--place", lease.place, "--holder", lease.owner, "--token", lease.token, "--folder", str(folder)]
     return subprocess.Popen(cmd, cwd=ROOT, stdin=subprocess.DEVNULL, start_new_session=True)
 
 
