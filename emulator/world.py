@@ -71,7 +71,7 @@ class World:
         self.plant.io.light_at = self.light_at
         self.chamber = ChamberModel(room_c=ambient_c)
         self.plant.chamber.air_c = ambient_c
-        self.reporter = CanReporter()
+        self.reporter = CanReporter(self.bms)
         #: CAN frames produced and not yet taken by the transport, in time order
         self.can_out: list[Frame] = []
         self.can_silenced = False
@@ -307,7 +307,7 @@ class World:
     def _report(self, t: int) -> None:
         self._next_report += self._can_period_ns
         if not self.can_silenced and self.bms[0].awake:  # an Off pack says nothing (PACK_SPEC.md 2)
-            self.can_out.extend(self.reporter.frames(self.bms, t))
+            self.can_out.extend(self.reporter.frames(t))
 
     def _inputs_changed(self) -> None:
         """Relay outputs of the IO box act on the packs at the instant they change."""

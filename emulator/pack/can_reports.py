@@ -236,33 +236,32 @@ def _active_bits(bms: Bms) -> set[str]:
 
 
 class CanReporter:
-    """Builds and encodes the frames one CAN report (one period) consists of.
+    """Builds and encodes the CAN reports of ``packs`` (the pack on the CAN bus first): every
+    report, the frames of the burst in the order sent (:func:`burst`, fixed by the profile and the
+    packs).
 
     The status frames are encoded again only when a pack's status changed (:func:`status_key`):
     building them at every report costs 18 % on ``benchmarks/bench_world.py``'s idle hour
     (727 k -> 861 k instructions per virtual second, callgrind) and 15 % on its 64 A charge.
     """
 
-    def __init__(self):
-        self._codecs: dict[tuple[str, int | None], FrameCodec] = {}
+    def __init__(self, packs: list[Bms]):
+        self.packs = packs
+        self._burst = burst(packs)
+        self._codecs = {key: FrameCodec(*key) for key in self._burst}
         self._status_key: tuple = ()
         self._status: dict[tuple[str, int | None], Payload] = {}  # (frame, address) -> payload
 
-    def frames(self, packs: list[Bms], t_ns: int) -> list[Frame]:
-        """The burst sent at ``t_ns`` by the pack on the CAN bus, ``packs[0]``."""
-        key = tuple(status_key(b) for b in packs)
+    def frames(self, t_ns: int) -> list[Frame]:
+        """The burst sent at ``t_ns``."""
+        key = tuple(status_key(b) for b in self.packs)
         if key != self._status_key:
             self._status_key = key
-            self._status = {k: self._codec(k).payload(v) for k, v in status_values(packs).items()}
-        measured = measured_values(packs)
+            self._status = {k: self._codecs[k].payload(v) for k, v in status_values(self.packs).items()
+                            if k in self._codecs}
+        measured = measured_values(self.packs)
         t_s = t_ns / NS
-        return [Frame(t_s, *(self._status.get(k) or self._codec(k).payload(measured[k]))) for k in burst(packs)]
-
-    def _codec(self, key: tuple[str, int | None]) -> FrameCodec:
-        codec = self._codecs.get(key)
-        if codec is None:
-            codec = self._codecs[key] = FrameCodec(*key)
-        return codec
+        return [Frame(t_s, *(self._status.get(k) or self._codecs[k].payload(measured[k]))) for k in self._burst]
 
 
 def burst(packs: list[Bms]) -> list[tuple[str, int | None]]:
