@@ -112,7 +112,8 @@ class Bms:
         if "temperature_sampling" in self.sensor_faults:
             temps = self.report.temps_c  # an open/short sensor is ignored, the last good value held
         pack_v = float(groups.sum())
-        return Reading(groups, pack_v, current, temps, quantity_values(groups, pack_v, current, temps[:4]))
+        q = quantity_values(groups, pack_v, current, temps[:4])
+        return Reading(groups, pack_v, current, temps, q, self.engine.conditions(q))
 
     def conditions(self, truth: Truth, reading: Reading) -> tuple:
         """Everything a sample's decisions depend on, coarsely: equal at two instants means a
@@ -120,7 +121,7 @@ class Bms:
         if self.state == OFF:
             return (self._activation_window(truth.bus_v),)
         q = reading.quantities
-        return (self.engine.conditions(q), abs(q["charge_current"] - q["discharge_current"])
+        return (reading.protections, abs(q["charge_current"] - q["discharge_current"])
                 >= self.p.bms.run_current_a, self._lowest_group_zero(q), int(self.report.soc_pct),
                 self.soc.full(q))
 

@@ -28,13 +28,14 @@ class Truth:
 
 @dataclass
 class Reading:
-    """One BMS measurement: the truth as its sensors read it."""
+    """One BMS measurement: the truth as its sensors read it, and what the protections make of it."""
 
-    groups_v: np.ndarray        # V, whole millivolts; nan where the front-end never answered
-    pack_v: float               # V, the sum of the groups
-    current_a: float            # A, + = charge; 0 within the dead band
-    temps_c: np.ndarray         # C, in steps of the sensor resolution
-    quantities: dict[str, float]  # what the protections watch (protections.quantity_values)
+    groups_v: np.ndarray            # V, whole millivolts; nan where the front-end never answered
+    pack_v: float                   # V, the sum of the groups
+    current_a: float                # A, + = charge; 0 within the dead band
+    temps_c: np.ndarray             # C, in steps of the sensor resolution
+    quantities: dict[str, float]    # what the protections watch (protections.quantity_values)
+    protections: tuple              # their trip and release conditions (ProtectionEngine.conditions)
 
 
 class Sensing:

@@ -153,7 +153,8 @@ class ParallelLink:
         self.timers.schedule((self, "poll"), self._next_poll)
         self.timers.schedule((self, "unpolled"), self._unpolled_at() if self.joined and slave_on else None)
         for address, since in self._on_since.items():
-            self.timers.schedule((self, "window", address), None if self.joined or since is None else since + self._window)
+            window_ends = None if self.joined or since is None else since + self._window
+            self.timers.schedule((self, "window", address), window_ends)
 
     def next_deadline_ns(self) -> None:
         """None: the link files its timers in the world's event queue (it is a timed device of the
