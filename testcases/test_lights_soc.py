@@ -62,7 +62,7 @@ def _small_current(spec) -> float:
     return spec.states.run_current_a + 2 * spec.tolerance.current_a
 
 
-def _check_run_alm(measure, req: str, spec, soc: float, seen: dict[str, LightState], where: str = "") -> None:
+def _check_run_alm(measure, spec, soc: float, seen: dict[str, LightState], *, req: str, where: str = "") -> None:
     """RUN on and ALM off, except at low SOC: ALM flickers and overrides RUN (PACK_SPEC.md 3)."""
     lt = spec.lights
     if soc <= lt.low_soc_alm_max_pct:
@@ -73,7 +73,7 @@ def _check_run_alm(measure, req: str, spec, soc: float, seen: dict[str, LightSta
         measure(f"{where}ALM light", seen["alm"].kind, req=req, equals="off")
 
 
-def _check_band(measure, spec, pack, band, seen: dict[str, LightState]) -> None:
+def _check_band(measure, spec, pack, band, *, seen: dict[str, LightState]) -> None:
     req = spec.lights.id
     # the pack reports the SOC it was brought to (else the band checked would be another one)
     measure("SOC reported on CAN (0x355)", pack.soc(), req=spec.soc.id, unit="%", nominal=_middle(band),
@@ -81,7 +81,7 @@ def _check_band(measure, spec, pack, band, seen: dict[str, LightState]) -> None:
     with measure.together():  # every light on its own
         for i, want in enumerate(band.leds, start=1):
             check_led(measure, req, spec, f"led{i}", seen=seen[f"led{i}"], want=want)
-        _check_run_alm(measure, req, spec, _middle(band), seen)
+        _check_run_alm(measure, spec, _middle(band), seen, req=req)
 
 
 @pytest.mark.requirement("lights", manual="6.1, 2.3")
@@ -93,7 +93,7 @@ def test_soc_lights_idle_and_discharging(idle_band, spec, bench, pack, measure):
     if mode == "discharging":
         pack.discharge(_small_current(spec))
     bench.clock.sleep(2 * spec.can.period_s)   # the pack has seen the current, CAN has reported
-    _check_band(measure, spec, pack, band, pack.observe_lights(FLICKER_WINDOW_S))
+    _check_band(measure, spec, pack, band, seen=pack.observe_lights(FLICKER_WINDOW_S))
 
 
 @pytest.mark.requirement("lights", manual="6.1, 2.3")
@@ -103,7 +103,7 @@ def test_soc_lights_charging(charging_band, spec, bench, pack, measure):
     pack.power_on()
     pack.charge(_small_current(spec))
     bench.clock.sleep(2 * spec.can.period_s)
-    _check_band(measure, spec, pack, charging_band, pack.observe_lights(FLICKER_WINDOW_S))
+    _check_band(measure, spec, pack, charging_band, seen=pack.observe_lights(FLICKER_WINDOW_S))
 
 
 @pytest.mark.requirement("lights", manual="6.1")
@@ -129,7 +129,7 @@ def test_soc_light_band_edges(mode, spec, bench, pack, faults, measure):
             with measure.together():  # every light on its own
                 for i, want in enumerate(band.leds, start=1):
                     check_led(measure, req, spec, f"led{i}", seen=seen[f"led{i}"], want=want, where=where)
-                _check_run_alm(measure, req, spec, soc, seen, where)
+                _check_run_alm(measure, spec, soc, seen, req=req, where=where)
 
 
 @pytest.mark.requirement("lights", manual="6.1, 7.4")
@@ -144,7 +144,7 @@ def test_low_soc_flickers_alm(low_soc_edge, spec, bench, pack, measure):
     soc = pack.soc()
     measure("SOC reported on CAN (0x355)", soc, req=spec.soc.id, unit="%", nominal=low_soc_edge,
             tolerance=spec.tolerance.soc_pct)
-    _check_run_alm(measure, req, spec, soc, pack.observe_lights(FLICKER_WINDOW_S))
+    _check_run_alm(measure, spec, soc, pack.observe_lights(FLICKER_WINDOW_S), req=req)
 
 
 @pytest.mark.pack_state(soc=95)
