@@ -7,7 +7,9 @@ serves its instruments, its CAN port and its RS485 line:
   no ``[emulator]`` section);
 - ``in_process``: the emulated bench in this process (``[emulator] process = "in_process"``);
 - ``subprocess``: ``packrig emulate`` in a child process, as another machine would serve the
-  bench (``[emulator] process = "subprocess"``).
+  bench (``[emulator] process = "subprocess"``);
+- ``launcher``: ``packrig emulate`` started by a lab place's emulator launcher
+  (``[emulator] process = "launcher"``, ``launcher = "HOST:PORT"``; :mod:`rig.lab.launched_emulator`).
 
 Each entry is a ``"module:Class"`` string imported only when a bench uses it: this module is
 the one place the rig names the emulator. Every backend does what :class:`BenchBackend` says, so
@@ -34,6 +36,7 @@ BACKENDS: dict[str, str] = {
     "hardware": "rig.backends:Hardware",
     "in_process": "emulator.emulated_bench:EmulatedBench",
     "subprocess": "rig.emulator_client.remote_emulator:RemoteEmulator",
+    "launcher": "rig.lab.launched_emulator:LaunchedEmulator",
 }
 
 #: the address a bench file gives a port the emulator serves

@@ -21,97 +21,16 @@ import signal
 import subprocess
 import sys
 import time
-import tomllib
 from pathlib import Path
 
 import pytest
-import tomli_w
 
 pytest.importorskip("labgrid", reason="labgrid is not installed (the optional extra packrig[lab]; CI installs it)")
 
-ROOT = Path(__file__).resolve().parents[1]
-BENCHES = ROOT / "rig" / "benches"
+from lab_harness import ROOT, Lab, one_pack_bench, place_acquired, text, wait_for, wait_for_resources  # noqa: E402
+
 TAGS = ["--want", "lab=test", "--want", "pack=6.5kWh-16S"]
 CHARGE_TEST = "test_standard_charge_current_runs_without_alarm"  # PSU on at 64 A for a few minutes
-
-
-def _wait_for(what: str, check, timeout_s: float, poll_s: float = 0.2, explain=None):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll_s)
-    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}" + (f"\n{explain()}" if explain else ""))
-
-
-def _text(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-
-
-def _one_pack_wall_bench(folder: Path) -> Path:
-    """emulated-wall.toml with one pack (a place's pack persists between holders, as a real one)
-    and the watchdogs at 5 s, the envelope's longest (as emulated-subprocess.toml): a 1-s PSU
-    watchdog armed at the bench's start can latch on a loaded machine before the supervisor's first
-    sample feeds it, and then refuses the test's first OUTP ON."""
-    data = tomllib.loads((BENCHES / "emulated-wall.toml").read_text(encoding="utf-8"))
-    data["emulator"]["packs"] = 1
-    data["features"]["parallel_packs"] = 1
-    for name in ("psu", "eload", "io"):
-        data["instruments"][name]["watchdog_s"] = 5.0
-    data["bench"]["pack_spec"] = str((BENCHES / data["bench"]["pack_spec"]).resolve())
-    data["emulator"]["firmware"] = str((BENCHES / data["emulator"]["firmware"]).resolve())
-    data["recording"]["directory"] = str(folder / "recordings")
-    path = folder / "one-pack-wall.toml"
-    path.write_text(tomli_w.dumps(data), encoding="utf-8")
-    return path
-
-
-class Lab:
-    """The coordinator and the served places; stopped at the end of the module."""
-
-    def __init__(self, folder: Path):
-        self.folder, self.procs, self.places = folder, [], {}
-        log = folder / "coordinator.log"
-        self.procs.append(subprocess.Popen(
-            [sys.executable, "-m", "labgrid.remote.coordinator", "-l", "127.0.0.1:0"], cwd=folder,
-            stdout=open(log, "w"), stderr=subprocess.STDOUT))  # noqa: SIM115 - closed with the process
-        line = _wait_for("the coordinator's port", lambda: next(
-            (x for x in _text(log).splitlines() if x.startswith("listening on ")), None), 30)
-        self.address = line.split()[-1]
-
-    def serve(self, bench: Path, place: str) -> None:
-        log = self.folder / f"{place}.log"
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "rig.cli", "export", "--labgrid", str(bench), "--place", place,
-             "--tag", "lab=test", "--serve", self.address, "--out", str(self.folder / f"{place}-exporter.yaml")],
-            cwd=ROOT, stdout=open(log, "w"),  # noqa: SIM115
-            stderr=subprocess.STDOUT)
-        self.procs.append(proc)
-
-        def served():
-            assert proc.poll() is None, f"packrig export --serve stopped: {_text(log)}"
-            return next((x.split()[2].rstrip(",") for x in _text(log).splitlines() if "exporter file" in x), None)
-        config = _wait_for(f"place {place} served", served, 60)
-        import yaml
-        self.places[place] = {"log": log, "config": Path(config),
-                              "params": yaml.safe_load(Path(config).read_text())[place]["PackrigBench"]}
-
-    def exporter_log(self, place: str) -> str:
-        return _text(self.places[place]["config"].with_suffix(".log"))
-
-    def stop(self) -> None:
-        for proc in reversed(self.procs):  # exporters first (their emulators go safe), the coordinator last
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +38,10 @@ def lab(tmp_path_factory):
     folder = tmp_path_factory.mktemp("lab")
     lab = Lab(folder)
     try:
-        bench = _one_pack_wall_bench(folder)
+        bench = one_pack_bench(folder)
         for place in ("place-a", "place-b"):
             lab.serve(bench, place)
-        from rig.lab.labgrid_backend import LabgridBackend
-        client = LabgridBackend(lab.address)
-        try:  # both exporters have published their bench resource
-            _wait_for("both bench resources", lambda: client._look(lambda: sum(
-                1 for exporter in client.session.resources.values() for group in exporter.values()
-                for r in group.values() if r.cls == "PackrigBench" and r.avail) == 2), 30)
-        finally:
-            client.close()
+        wait_for_resources(lab.address, 2)  # both exporters have published their bench resource
         yield lab
     finally:
         lab.stop()
@@ -165,12 +77,7 @@ def _outputs(lab: Lab, place: str) -> tuple[str, str]:
 
 
 def _place_acquired(lab: Lab, place: str) -> str | None:
-    from rig.lab.labgrid_backend import LabgridBackend
-    client = LabgridBackend(lab.address)
-    try:
-        return client._look(lambda: client.session.places[place].acquired)
-    finally:
-        client.close()
+    return place_acquired(lab.address, place)
 
 
 def test_two_runs_share_the_lab_and_a_third_waits_for_a_released_place(lab):
@@ -191,9 +98,9 @@ def test_two_runs_share_the_lab_and_a_third_waits_for_a_released_place(lab):
     finally:
         watcher.close()
     codes = [proc.wait(180) for proc, _, _ in runs]
-    assert codes == [0, 0, 0], "\n".join(_text(log)[-2000:] for _, _, log in runs)
+    assert codes == [0, 0, 0], "\n".join(text(log)[-2000:] for _, _, log in runs)
     manifests = [_manifest(out) for _, out, _ in runs]
-    waited = [i for i, (_, _, log) in enumerate(runs) if "waiting for a place" in _text(log)]
+    waited = [i for i, (_, _, log) in enumerate(runs) if "waiting for a place" in text(log)]
     assert len(waited) == 1, [m["lab_place"] for m in manifests]
     third = manifests[waited[0]]
     first, second = (m for i, m in enumerate(manifests) if i != waited[0])
@@ -201,7 +108,7 @@ def test_two_runs_share_the_lab_and_a_third_waits_for_a_released_place(lab):
     assert {first["lab_place"]["place"], second["lab_place"]["place"]} == {"place-a", "place-b"}
     assert held_together, "the two places were never held at the same time"
     # the third waited while both were held, then ran where one of them had finished
-    line = next(x for x in _text(runs[waited[0]][2]).splitlines() if "waiting for a place" in x)
+    line = next(x for x in text(runs[waited[0]][2]).splitlines() if "waiting for a place" in x)
     assert "waiting for a place with lab=test pack=6.5kWh-16S: 2 matching, place-a " in line, line
     assert "place-b " in line and line.count(" held by ") + line.count(" reserved") == 2, line
     before = first if third["lab_place"]["place"] == first["lab_place"]["place"] else second
@@ -211,14 +118,14 @@ def test_two_runs_share_the_lab_and_a_third_waits_for_a_released_place(lab):
         assert m["lab_place"]["tags"]["lab"] == "test" and m["lab_place"]["engine"] == "labgrid"
         assert m["lab_place"]["kind"] == "emulated" and m["counts"]["passed"] > 0 and m["counts"]["failed"] == 0
     for _, _, log in runs:
-        assert "first contact with bench" in _text(log) and _text(log).splitlines()[-1].endswith(" released")
+        assert "first contact with bench" in text(log) and text(log).splitlines()[-1].endswith(" released")
     assert _place_acquired(lab, "place-a") is None and _place_acquired(lab, "place-b") is None
 
 
 def test_a_place_released_mid_test_leaves_the_bench_outputs_off(lab):
     run, run_dir, log = _run(lab, "run-kicked", "--want", "name=place-a", "-k", CHARGE_TEST)
-    _wait_for("the PSU charging", lambda: _outputs(lab, "place-a")[0] == "1" or run.poll() is not None, 90, 0.5)
-    assert run.poll() is None, _text(log)[-3000:]
+    wait_for("the PSU charging", lambda: _outputs(lab, "place-a")[0] == "1" or run.poll() is not None, 90, 0.5)
+    assert run.poll() is None, text(log)[-3000:]
     kick = subprocess.run([str(Path(sys.executable).parent / "labgrid-client"), "-x", lab.address, "-p", "place-a",
                            "release", "--kick"], env={**os.environ, "LG_USERNAME": "another-engineer"},
                           capture_output=True, text=True, timeout=30)
@@ -226,10 +133,10 @@ def test_a_place_released_mid_test_leaves_the_bench_outputs_off(lab):
     # the coordinator answers the release once the exporter has: the exporter made the bench safe
     # by then, before the client (still running its test, and holding its instruments) knows
     assert _outputs(lab, "place-a") == ("0", "0"), lab.exporter_log("place-a")[-3000:]
-    assert run.poll() is None, _text(log)[-3000:]
-    assert run.wait(90) == 2, _text(log)[-3000:]
-    assert "place place-a was released under this run: stopping it" in _text(log)
-    assert "bench made safe, run interrupted" in _text(log)
+    assert run.poll() is None, text(log)[-3000:]
+    assert run.wait(90) == 2, text(log)[-3000:]
+    assert "place place-a was released under this run: stopping it" in text(log)
+    assert "bench made safe, run interrupted" in text(log)
     assert _outputs(lab, "place-a") == ("0", "0")
     assert "place released; safe state: psu: output off" in lab.exporter_log("place-a")
     manifest = _manifest(run_dir)
@@ -241,16 +148,16 @@ def test_a_killed_run_is_released_by_its_guard_and_nothing_drives_the_bench(lab)
     from rig.lab.guard import alive, children_of
 
     run, run_dir, log = _run(lab, "run-killed", "--want", "name=place-b", "-k", CHARGE_TEST)
-    _wait_for("the PSU charging", lambda: _outputs(lab, "place-b")[0] == "1" or run.poll() is not None, 90, 0.5)
-    assert run.poll() is None, _text(log)[-3000:]
+    wait_for("the PSU charging", lambda: _outputs(lab, "place-b")[0] == "1" or run.poll() is not None, 90, 0.5)
+    assert run.poll() is None, text(log)[-3000:]
     left = children_of(run.pid)  # the pytest child driving the bench, and the guard
     assert _place_acquired(lab, "place-b")
     run.send_signal(signal.SIGKILL)
     run.wait()
-    _wait_for("the place released by the guard", lambda: _place_acquired(lab, "place-b") is None, 60, 0.5,
-              lambda: _text(log)[-3000:])
-    _wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 30, 0.2,
-              lambda: f"{left}: {[p for p in left if alive(p)]} alive\n{_text(log)[-3000:]}")
+    wait_for("the place released by the guard", lambda: _place_acquired(lab, "place-b") is None, 60, 0.5,
+              lambda: text(log)[-3000:])
+    wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 30, 0.2,
+              lambda: f"{left}: {[p for p in left if alive(p)]} alive\n{text(log)[-3000:]}")
     assert _outputs(lab, "place-b") == ("0", "0"), lab.exporter_log("place-b")[-3000:]
     bench_file = Path(_manifest(run_dir)["bench"]["path"])  # the place's bench, written for the run
     assert bench_file.name == "place-bench.toml" and not bench_file.parent.exists(), "lab folder left behind"

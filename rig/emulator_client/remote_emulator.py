@@ -133,7 +133,11 @@ class RemoteEmulator:
                 raise SyncTimeout(f"packrig emulate did not publish its endpoints within {START_TIMEOUT_S:g} s")
             time.sleep(0.02)
         self.endpoints_info = json.loads(ready.read_text())
-        self._sock = socket.create_connection(("127.0.0.1", self.endpoints_info["control"]), timeout=SYNC_TIMEOUT_S)
+        self._connect(self.endpoints_info["control"])
+
+    def _connect(self, port: int) -> None:
+        """Open the control connection (also :class:`rig.lab.launched_emulator.LaunchedEmulator`'s)."""
+        self._sock = socket.create_connection(("127.0.0.1", port), timeout=SYNC_TIMEOUT_S)
         self._sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._replies = self._sock.makefile("rb")  # buffered: a line in one recv, not one per byte
 

@@ -53,13 +53,23 @@ class Emulator(FileModel):
     packs: Annotated[int, Field(ge=1, le=2)] = 1
     seed: Annotated[int, Field(ge=0)] = 1
     #: in_process: rig and emulator share a process (python-can virtual, loopback TCP);
-    #: subprocess: the emulator runs as `packrig emulate` (socketcand, TCP), as another machine would.
-    process: Literal["in_process", "subprocess"] = "in_process"
+    #: subprocess: the emulator runs as `packrig emulate` (socketcand, TCP), as another machine would;
+    #: launcher: a lab place's emulator launcher starts it for each test (rig.lab.launched_emulator).
+    process: Literal["in_process", "subprocess", "launcher"] = "in_process"
+    #: HOST:PORT of the emulator launcher (process = "launcher" only)
+    launcher: Annotated[str, Field(pattern=r"^[^\s:]+:[0-9]{1,5}$")] | None = None
     initial_soc_pct: Annotated[float, Field(ge=0.0, le=100.0)] = 50.0
     ambient_c: Annotated[float, Field(ge=-40.0, le=80.0)] = 25.0
     #: the pack's physical parameters (a file ``packrig fit`` wrote, say), relative to the bench
     #: file; None: the parameters shipped with the emulator (emulator/pack/physics.toml)
     physics: PathText | None = None
+
+    @model_validator(mode="after")
+    def _launcher_address(self):
+        if (self.process == "launcher") != (self.launcher is not None):
+            raise ValueError("process = \"launcher\" and launcher = \"HOST:PORT\" go together (the "
+                             "address of a lab place's emulator launcher)")
+        return self
 
 
 class Features(FileModel):

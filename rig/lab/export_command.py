@@ -6,7 +6,9 @@ addresses another machine can reach (LAN instruments, socketcand, ser2net).
 
 With ``--serve HOST:PORT`` it serves the place at that coordinator until Ctrl-C or SIGTERM: for an
 emulated bench it first starts the emulator (``packrig emulate --clock wall``: a place is shared in
-real time) and publishes its endpoints; it creates or updates the place (match, tags), writes the
+real time) and its emulator launcher (:mod:`rig.lab.emulator_launcher`: emulators with the holder's
+firmware in the holder's virtual time, for ``packrig mutate --lab``) and publishes their endpoints;
+it creates or updates the place (match, tags), writes the
 exporter file and runs the exporter (:mod:`rig.lab.exporter`: the bench is made safe whenever the
 place is released). An exporter that lost its coordinator is restarted, as labgrid's own service
 files do (its exit code 100). On the way out the exporter stops, then the emulator, which makes its
@@ -38,6 +40,8 @@ ROOT = Path(__file__).resolve().parents[2]
 REEXEC = 100
 #: s for an emulator to write its endpoints
 EMULATOR_READY_S = 60.0
+#: the address the exporter and the launcher give (an emulator's ports listen on 127.0.0.1 only)
+EXPORTER_HOST = "127.0.0.1"
 
 
 def add_parser(sub) -> None:
@@ -84,7 +88,7 @@ def serve(loaded, place: str, tags: dict[str, str], address: str, out: Path | No
     from rig.lab.labgrid_backend import LabgridBackend
 
     folder = Path(tempfile.mkdtemp(prefix=f"packrig-place-{place}-"))
-    emulator = None
+    emulator = launcher = None
     signal.signal(signal.SIGTERM, _raise_interrupt)
     try:
         backend = LabgridBackend(address)  # the coordinator first: nothing is started for nobody
@@ -92,7 +96,9 @@ def serve(loaded, place: str, tags: dict[str, str], address: str, out: Path | No
             endpoints = None
             if loaded.emulated:
                 emulator, endpoints = _start_emulator(loaded, folder)
-            params = bench_resource(loaded, endpoints)
+                from rig.lab.emulator_launcher import EmulatorLauncher
+                launcher = EmulatorLauncher(loaded.path, EXPORTER_HOST, say=_say_launcher).start()
+            params = bench_resource(loaded, endpoints, launcher.address if launcher else None)
             config = exporter_config.write(out or folder / "exporter.yaml",
                                            exporter_config.exporter_yaml(place, params, tags))
             backend.ensure_place(place, exporter_config.place_match(place, place), tags,
@@ -109,6 +115,8 @@ def serve(loaded, place: str, tags: dict[str, str], address: str, out: Path | No
         return 0
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if launcher is not None:  # the holders' emulators first: each goes to its safe state
+            launcher.close()
         if emulator is not None:
             _stop(emulator, signal.SIGTERM, 10.0)
             said = _read_json(folder / "emulator-exit.json")
@@ -137,7 +145,7 @@ def _start_emulator(loaded, folder: Path):
 
 def _run_exporter(address: str, place: str, config: Path, log: Path, emulator) -> int:
     """The exporter until we are stopped; restarted when it asks to be (lost coordinator)."""
-    cmd = [sys.executable, "-m", "rig.lab.exporter", "-c", address, "-n", place, "--hostname", "127.0.0.1",
+    cmd = [sys.executable, "-m", "rig.lab.exporter", "-c", address, "-n", place, "--hostname", EXPORTER_HOST,
            str(config)]
     with open(log, "a", encoding="utf-8") as out:
         while True:
@@ -168,6 +176,10 @@ def _stop(child: subprocess.Popen, sig: int, wait_s: float) -> None:
     except subprocess.TimeoutExpired:
         child.kill()
         child.wait()
+
+
+def _say_launcher(line: str) -> None:
+    print(f"packrig export: launcher: {line}", flush=True)
 
 
 def _read_json(path: Path) -> dict:

@@ -11,6 +11,10 @@ labgrid carries them):
 ``rs485``              the RS485 line (``socket://host:port``, ser2net on a real bench PC)
 ``rs485_console_N``    pack N's own console line, where the bench has one
 ``emulator_control``   ``host:port`` of the emulator's control port (emulated places only)
+``emulator_launcher``  ``host:port`` of the place's emulator launcher (emulated places served
+                       with ``--serve``: :mod:`rig.lab.emulator_launcher`)
+``emulated_bench_json``  the emulated bench file the launcher's emulators are built from (its
+                       wiring, limits, supervisor), as one JSON line (:func:`write_launcher_bench`)
 ``bench_json``         the place's whole bench file in its lab form (below), as one JSON line
 =====================  ====================================================================
 
@@ -117,8 +121,10 @@ def _packs(loaded: LoadedBench) -> int:
     return min(packs, loaded.file.emulator.packs) if loaded.emulated else packs
 
 
-def bench_resource(loaded: LoadedBench, endpoints: dict | None = None) -> dict[str, str | int]:
-    """The flat parameters of the place's ``PackrigBench`` resource (module docstring)."""
+def bench_resource(loaded: LoadedBench, endpoints: dict | None = None,
+                   launcher: str | None = None) -> dict[str, str | int]:
+    """The flat parameters of the place's ``PackrigBench`` resource (module docstring);
+    ``launcher``: the address of the place's emulator launcher, if it serves one."""
     data = lab_form(loaded, endpoints)
     params: dict[str, str | int] = {"bench": data["bench"]["name"],
                                     "kind": "emulated" if loaded.emulated else "real"}
@@ -133,6 +139,9 @@ def bench_resource(loaded: LoadedBench, endpoints: dict | None = None) -> dict[s
         params[f"rs485_console_{n}"] = url
     if endpoints and endpoints.get("control"):
         params["emulator_control"] = f"127.0.0.1:{endpoints['control']}"
+    if launcher:
+        params["emulator_launcher"] = launcher
+        params["emulated_bench_json"] = json.dumps(read_toml(loaded.path), separators=(",", ":"))
     params["bench_json"] = json.dumps(data, separators=(",", ":"))
     return params
 
@@ -160,4 +169,35 @@ def write_place_bench(params: dict, folder: Path, pack_spec: Path) -> Path:
     path.write_text(f"# the bench of lab place {params.get('bench', '?')!s}, as published by its exporter\n"
                     + tomli_w.dumps(data), encoding="utf-8")
     load_bench(path)  # one line naming the field if the place's bench does not fit
+    return path
+
+
+def write_launcher_bench(params: dict, folder: Path, pack_spec: Path, firmware: Path) -> Path:
+    """The client's side of a place's emulator launcher: the place's emulated bench file with
+    ``[emulator] process = "launcher"`` at its launcher, in virtual time (the holder's), this
+    machine's pack spec and firmware profile (the one a run gives with ``--firmware`` is sent to
+    the launcher instead), its recordings here; validated as any bench file. The launched
+    emulators use the place's own physics (the key is dropped: its path is the place's).
+
+    :raises ConfigError: the place has no launcher, or its bench does not load here.
+    """
+    where = f"place resource {RESOURCE_CLASS}"
+    text, launcher = params.get("emulated_bench_json"), params.get("emulator_launcher")
+    if not isinstance(text, str) or not text or not launcher:
+        raise ConfigError(where, "emulator_launcher", "missing: the place launches no emulators (an emulated "
+                                                      "bench served with packrig export --labgrid ... --serve)")
+    try:
+        data = json.loads(text)
+        data["bench"].update(clock="virtual", pack_spec=str(Path(pack_spec).resolve()))
+        data["emulator"].pop("physics", None)
+        data["emulator"].update(process="launcher", launcher=launcher, firmware=str(Path(firmware).resolve()))
+        data["can"].update(interface="socketcand", channel="emulator")
+        data["recording"]["directory"] = str((folder / "recordings").resolve())
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise ConfigError(where, "emulated_bench_json", f"not an emulated bench file: {exc}") from None
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "launcher-bench.toml"
+    path.write_text(f"# the emulated bench of lab place {params.get('bench', '?')!s}, its emulators started by "
+                    f"its launcher {launcher}\n" + tomli_w.dumps(data), encoding="utf-8")
+    load_bench(path)
     return path

@@ -140,15 +140,15 @@ def _labgrid(address: str) -> LabBackend:
     return LabgridBackend(address)
 
 
-def _release(backend: LabBackend, lease: Lease) -> bool:
+def _release(backend: LabBackend, lease: Lease, who: str = "packrig run") -> bool:
     """Give the place back; returns whether that worked (if not, the guard will, after us)."""
     try:
         backend.release(lease)
     except LabError as exc:
-        print(f"packrig run: place {lease.place} NOT released ({exc}); its guard will retry when this process "
+        print(f"{who}: place {lease.place} NOT released ({exc}); its guard will retry when this process "
               f"ends, or: labgrid-client -x {lease.address} -p {lease.place} release", file=sys.stderr)
         return False
-    print(f"packrig run: place {lease.place} released", flush=True)
+    print(f"{who}: place {lease.place} released", flush=True)
     return True
 
 

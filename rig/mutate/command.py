@@ -5,6 +5,9 @@ a firmware profile), ``runs/`` (each mutant's run folders), ``mutants.json`` and
 (the kill table), and ends with ``kill rate: K/N`` on the terminal. Exit 0 only when every
 mutant is killed or listed as equivalent (with its reason) in ``rig/mutate/equivalent.toml``;
 1 when one survived or its run broke; 4 for bad input, in one line.
+
+``--lab HOST:PORT --want TAG=VALUE...`` runs the baseline and the mutants on a labgrid lab's free
+emulated places instead, one worker per place held (:mod:`rig.lab.mutate_on_lab`).
 """
 from __future__ import annotations
 
@@ -31,16 +34,21 @@ def add_parser(sub) -> None:
     p = sub.add_parser("mutate", help="generate broken firmware profiles and show which tests kill each",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--base", default=str(CONFORMING_PROFILE), help="firmware profile to mutate (default: conforming)")
-    p.add_argument("--bench", default=str(EMULATED_BENCH), help="emulated bench file")
+    p.add_argument("--bench", help=f"emulated bench file (default: {EMULATED_BENCH.name}; none with --lab)")
     p.add_argument("--pack-spec", help="pack spec (default: the one the bench names)")
     p.add_argument("--only", metavar="REQ-ID", help="only the mutants of this requirement")
     p.add_argument("--operator", action="append", default=[], help="only this operator (repeatable)")
     p.add_argument("--list", action="store_true", help="list the mutants and stop")
     p.add_argument("--matrix", action="store_true", help="run every test on every mutant (the full kill matrix)")
     p.add_argument("--shard", metavar="i/N", help="run only shard i of N (deterministic split by name)")
-    p.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="mutants run at a time")
+    p.add_argument("--workers", type=int, default=os.cpu_count() or 2,
+                   help="mutants run at a time (with --lab: places held at most, one mutant each)")
+    p.add_argument("-k", dest="keyword", metavar="EXPR", help="only the tests matching this pytest -k "
+                   "expression, in every run (the baseline's too)")
     p.add_argument("--seed", type=int, help="seed of the emulated packs")
     p.add_argument("--out", help="output folder (default: reports/mutants/<UTC time>)")
+    from rig.lab.run_on_place import add_arguments as add_lab_arguments  # --lab, --want, --lab-timeout
+    add_lab_arguments(p)
     p.set_defaults(func=mutate_command)
 
 
@@ -50,14 +58,14 @@ def _usage(message: str) -> int:
 
 
 def mutate_command(args: argparse.Namespace) -> int:
-    from rig.files.bench_file import load_bench
+    from rig.files.bench_file import EMULATED_BENCH, load_bench
     from emulator.firmware.profile import load_firmware_profile
     from rig.files.pack_spec import load_pack_spec
     from rig.mutate.operators import generate
-    from rig.mutate.runner import MutationRun, shard
+    from rig.mutate.runner import shard
 
     try:
-        bench = load_bench(args.bench)
+        bench = load_bench(args.bench or EMULATED_BENCH)
         if not bench.emulated:
             return _usage(f"{args.bench}: mutate needs an emulated bench (it has no [emulator] section)")
         spec = load_pack_spec(args.pack_spec or bench.pack_spec_path)
@@ -83,10 +91,25 @@ def mutate_command(args: argparse.Namespace) -> int:
     out = Path(args.out or f"reports/mutants/{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
     if (out / "mutants.json").exists():
         return _usage(f"{out}: already holds a mutation run; choose another --out")
+    if args.lab or args.want:  # on a lab's places: hold them, run there, always release them
+        from rig.lab.mutate_on_lab import mutate_on_lab
+        return mutate_on_lab(args, lambda benches, places: run_mutants(args, base, mutants, out, bench.path,
+                                                                       benches, places))
+    return run_mutants(args, base, mutants, out, bench.path)
+
+
+def run_mutants(args: argparse.Namespace, base: dict, mutants: list, out: Path, bench: Path,
+                benches: dict[str, Path] | None = None, places: list[dict] | None = None) -> int:
+    """The baseline, then the mutants (on ``benches``, lab places, when given); the kill table."""
+    from rig.mutate.runner import MutationRun
+
     started = time.perf_counter()
-    runner = MutationRun(base, out, bench=bench.path, workers=args.workers, matrix=args.matrix, seed=args.seed)
+    pytest_args = ("-k", args.keyword) if args.keyword else ()
+    runner = MutationRun(base, out, bench=bench, workers=args.workers, matrix=args.matrix, seed=args.seed,
+                         pytest_args=pytest_args, benches=benches)
     total = len(mutants)
-    print(f"packrig mutate: {total} mutants of {Path(args.base).name}, {args.workers} at a time -> {out}", flush=True)
+    print(f"packrig mutate: {total} mutants of {Path(args.base).name}, {runner.workers} at a time -> {out}",
+          flush=True)
     code, failed = runner.baseline()
     if code != 0:
         print(f"packrig mutate: the base profile {Path(args.base).name} does not pass the suite (pytest exit {code}"
@@ -94,19 +117,22 @@ def mutate_command(args: argparse.Namespace) -> int:
               + f"; run in {out / 'runs' / 'base'}): every mutant would look killed. Fix that first.",
               file=sys.stderr, flush=True)
         return 1
-    print(f"  base profile: the suite passes ({time.perf_counter() - started:.0f} s)", flush=True)
+    print(f"  base profile: the suite passes ({time.perf_counter() - started:.0f} s"
+          + (f", on {', '.join(runner.baseline_ran_on)})" if runner.baseline_ran_on else ")"), flush=True)
     done = Counter()
 
     def progress(outcome) -> None:
         done[outcome.status] += 1
         n = sum(done.values())
         print(f"  [{n}/{total}] {outcome.status:10} {outcome.mutant.name}"
-              + (f"  <- {outcome.killed_by[0]}" if outcome.killed_by else f"  {outcome.reason}"[:140]), flush=True)
+              + (f"  <- {outcome.killed_by[0]}" if outcome.killed_by else f"  {outcome.reason}"[:140])
+              + (f"  [{', '.join(dict.fromkeys(outcome.ran_on))}]" if benches else ""), flush=True)
 
     outcomes = runner.run(mutants, progress)
     wall = time.perf_counter() - started
     result = {"schema": "packrig-mutants/1", "base": str(Path(args.base).resolve()), "matrix": args.matrix,
-              "shard": args.shard, "wall_s": round(wall, 1), "workers": args.workers,
+              "shard": args.shard, "wall_s": round(wall, 1), "workers": runner.workers,
+              "lab_places": places or [], "baseline_ran_on": runner.baseline_ran_on,
               "counts": dict(Counter(o.status for o in outcomes)),
               "mutants": [o.as_dict() for o in outcomes]}
     (out / "mutants.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")

@@ -13,6 +13,10 @@ Before any mutant, :meth:`MutationRun.baseline` runs the same suite on the base 
 means something only where the base passes (a rig, bench or suite that fails by itself would
 "kill" every mutant), so ``packrig mutate`` stops when the base fails.
 
+On a lab (``packrig mutate --lab``) each run takes a bench of its own from a pool of benches
+(``benches``: one per lab place held, its emulators started by that place) for as long as it
+runs, so each place runs one mutant at a time; the outcome names the bench it ran on.
+
 ``matrix=True`` runs every test on every mutant (no stop at the first failure), for the full
 kill matrix. A mutant is *killed* when a test failed (a supervisor trip counts: the rig caught the
 broken build), *survived* when every test passed, *equivalent* when it survived and
@@ -22,6 +26,7 @@ error, a crash): an error is never counted as a kill.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
 import time
@@ -53,13 +58,14 @@ class Outcome:
     stage: str = ""                             # "targets" or "suite": which run killed it
     reason: str = ""                            # equivalent: why; error/invalid: what broke
     seconds: float = 0.0
+    ran_on: list[str] = field(default_factory=list)             # the benches (lab places) its runs took
 
     def as_dict(self) -> dict:
         m = self.mutant
         return {"name": m.name, "requirement": m.requirement, "operator": m.operator,
                 "field": ".".join(map(str, m.path)), "before": m.before, "after": m.value, "why": m.why,
                 "status": self.status, "killed_by": self.killed_by, "killed_by_requirements": self.requirements,
-                "stage": self.stage, "reason": self.reason, "seconds": round(self.seconds, 2)}
+                "stage": self.stage, "reason": self.reason, "seconds": round(self.seconds, 2), "ran_on": self.ran_on}
 
 
 def load_equivalents(path: Path = EQUIVALENTS) -> dict[str, str]:
@@ -98,15 +104,25 @@ class MutationRun:
     :param workers: mutants run at a time.
     :param matrix: run every test on every mutant.
     :param pytest_args: more pytest arguments for every run (e.g. ``-k`` to narrow the suite).
+    :param benches: ``{name: bench file}``, a pool of benches each run takes one of (lab places;
+        ``workers`` is then at most their number); default: ``bench`` for every run.
     :param equivalents: mutant name -> reason (default: ``equivalent.toml``).
     """
 
     def __init__(self, base: dict, out: Path, *, bench: Path, workers: int = 2, matrix: bool = False,
                  seed: int | None = None, timeout_s: float = 900.0, pytest_args: tuple[str, ...] = (),
-                 equivalents: dict[str, str] | None = None):
+                 equivalents: dict[str, str] | None = None, benches: dict[str, Path] | None = None):
         self.base, self.out, self.bench = base, out, bench
         self.workers, self.matrix, self.seed, self.timeout_s = max(1, workers), matrix, seed, timeout_s
+        self._pool: queue.Queue | None = None
+        if benches:
+            self.workers = min(self.workers, len(benches))
+            self._pool = queue.Queue()
+            for item in benches.items():
+                self._pool.put(item)
         self.pytest_args = tuple(pytest_args)
+        #: the bench the baseline ran on
+        self.baseline_ran_on: list[str] = []
         self.equivalents = load_equivalents() if equivalents is None else equivalents
 
     def run(self, mutants: list[Mutant], progress=None) -> list[Outcome]:
@@ -125,7 +141,8 @@ class MutationRun:
         (self.out / "profiles").mkdir(parents=True, exist_ok=True)
         profile = self.out / "profiles" / "base.toml"
         profile.write_text(tomli_w.dumps(self.base), encoding="utf-8")
-        code, failed, _ = self._pytest(profile, self.out / "runs" / "base", stop_at_first=False)
+        code, failed, _ = self._pytest(profile, self.out / "runs" / "base", stop_at_first=False,
+                                       ran_on=self.baseline_ran_on)
         return code, failed
 
     def one(self, mutant: Mutant) -> Outcome:
@@ -141,7 +158,8 @@ class MutationRun:
         stages = [("suite", None)] if self.matrix else [("targets", mutant.targets), ("suite", None)]
         for stage, targets in stages:
             folder = self.out / "runs" / f"{_safe(mutant.name)}-{stage}"
-            code, failed, reqs = self._pytest(profile, folder, targets, stop_at_first=not self.matrix)
+            code, failed, reqs = self._pytest(profile, folder, targets, stop_at_first=not self.matrix,
+                                              ran_on=outcome.ran_on)
             if failed:
                 outcome.status, outcome.stage, outcome.killed_by, outcome.requirements = "killed", stage, failed, reqs
                 break
@@ -154,10 +172,21 @@ class MutationRun:
         outcome.seconds = time.perf_counter() - started
         return outcome
 
-    def _pytest(self, profile: Path, folder: Path, targets=None, *,
-                stop_at_first: bool) -> tuple[int, list[str], list[str]]:
+    def _pytest(self, profile: Path, folder: Path, targets=None, *, stop_at_first: bool,
+                ran_on: list[str]) -> tuple[int, list[str], list[str]]:
+        if self._pool is None:
+            return self._pytest_on(self.bench, profile, folder, targets, stop_at_first)
+        name, bench = self._pool.get()  # a bench of our own for this run
+        try:
+            ran_on.append(name)
+            return self._pytest_on(bench, profile, folder, targets, stop_at_first)
+        finally:
+            self._pool.put((name, bench))
+
+    def _pytest_on(self, bench: Path, profile: Path, folder: Path, targets,
+                   stop_at_first: bool) -> tuple[int, list[str], list[str]]:
         junit = folder / "junit.xml"
-        cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(self.bench),
+        cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(bench),
                "--firmware", str(profile), "--run-dir", str(folder), "--junitxml", str(junit),
                "-q", "-p", "no:cacheprovider", "-p", "no:randomly", "-o", "console_output_style=classic",
                "--plots", "none"]   # a verdict is all a mutant needs: plots would double its CPU
