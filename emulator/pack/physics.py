@@ -58,18 +58,26 @@ from emulator.pack.thermal import CASE, N_INPUTS, N_STATES, PACK, ThermalNetwork
 _CACHE_LIMIT = 256
 
 
-def interp_rows(x: np.ndarray, grid: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Every row of ``rows`` (tabulated over ``grid``) at each ``x``: linear between the points,
-    the end values beyond them (as :func:`numpy.interp`, for several tables at once).
+class Table:
+    """Rows of values tabulated over one grid, read by linear interpolation at many points at
+    once, the end values beyond the grid (as :func:`numpy.interp`, for several rows).
 
-    :returns: ``(len(rows), *x.shape)``.
+    Each segment's slope is worked out once, so a read is: clamp, find the segment, one
+    multiply-add.
     """
-    i = np.searchsorted(grid, x, side="right")
-    np.minimum(np.maximum(i, 1, out=i), len(grid) - 1, out=i)   # the segment grid[i-1]..grid[i]
-    lo, hi = grid[i - 1], grid[i]
-    w = np.minimum(np.maximum((x - lo) / (hi - lo), 0.0), 1.0)
-    left = rows.take(i - 1, axis=1)
-    return left + (rows.take(i, axis=1) - left) * w
+
+    def __init__(self, grid: np.ndarray, rows: np.ndarray):
+        self.grid = np.asarray(grid, dtype=np.float64)
+        self.rows = np.asarray(rows, dtype=np.float64)
+        self.slopes = np.diff(self.rows, axis=1) / np.diff(self.grid)
+        self._lo, self._hi, self._last = self.grid[0], self.grid[-1], len(self.grid) - 2
+
+    def at(self, x: np.ndarray) -> np.ndarray:
+        """``(rows, *x.shape)``: every row at each ``x``."""
+        x = np.minimum(np.maximum(x, self._lo), self._hi)
+        i = np.searchsorted(self.grid, x, side="right") - 1
+        np.minimum(i, self._last, out=i)
+        return self.rows.take(i, axis=1) + self.slopes.take(i, axis=1) * (x - self.grid.take(i))
 
 
 @dataclass(frozen=True)
@@ -180,12 +188,13 @@ class PackPhysics:
         # Every SOC table on one grid, the union of both grids' points: piecewise linear on the
         # union is the same function, and one interpolation then gives them all. Rows: OCV mean,
         # OCV half gap, then the resistances.
-        self._soc_grid = np.union1d(ocv_soc, r_soc)
-        on_grid = [np.interp(self._soc_grid, ocv_soc, mean), np.interp(self._soc_grid, ocv_soc, half)]
-        on_grid += [np.interp(self._soc_grid, r_soc, row) for row in r_rows]
-        self._soc_rows = np.array(on_grid)
-        self._t_grid = np.array(res.temperature_c, dtype=np.float64)
-        self._t_rows = np.array([t.temperature_factor for t in tables])
+        grid = np.union1d(ocv_soc, r_soc)
+        on_grid = [np.interp(grid, ocv_soc, mean), np.interp(grid, ocv_soc, half)]
+        # the resistances as the discharge columns and the charge columns' excess over them
+        m = 1 + self._pairs
+        on_grid += [np.interp(grid, r_soc, row) for row in np.vstack([r_rows[:m], r_rows[m:] - r_rows[:m]])]
+        self._soc_table = Table(grid, np.array(on_grid))
+        self._t_table = Table(res.temperature_c, [t.temperature_factor for t in tables])
         self._rpath = res.path_mohm * 1e-3
 
     # ---------------------------------------------------------------- time stepping
@@ -267,16 +276,16 @@ class PackPhysics:
     # ---------------------------------------------------------------- derived values
     def _derive_soc(self) -> None:
         """OCV (with hysteresis) and the resistances of both directions at the present SOC."""
-        tables = interp_rows(self._soc, self._soc_grid, self._soc_rows)
+        tables = self._soc_table.at(self._soc)
         self._ocv = tables[0] + tables[1] * self._h
-        self._r_dis, self._r_chg = tables[2:3 + self._pairs], tables[3 + self._pairs:]
+        self._r_dis, self._r_excess = tables[2:3 + self._pairs], tables[3 + self._pairs:]
 
     def _derive_temperature(self) -> None:
         """Temperature factors at the pack temperature; the resistances of the present direction
         (charge column, discharge column, or their mean at rest) and the pack's series R."""
-        self._factors = interp_rows(self._x[PACK], self._t_grid, self._t_rows)[:, :, None]
+        self._factors = self._t_table.at(self._x[PACK])[:, :, None]
         charging = 0.5 * (self._dir + 1.0)[:, None]          # 1 charge, 0 discharge, 1/2 rest
-        self._r = (self._r_dis + (self._r_chg - self._r_dis) * charging) * self._factors
+        self._r = (self._r_dis + self._r_excess * charging) * self._factors
         self._rser = self._r[0].sum(axis=1) + self._rpath
 
     def _source_voltages(self) -> None:
@@ -305,9 +314,12 @@ class PackPhysics:
 
         Includes :attr:`group_offset_v` (what a cell-voltage reading sees).
         """
-        i = np.broadcast_to(np.asarray(current_a, dtype=np.float64), (self.packs,))[:, None]
+        i = np.asarray(current_a, dtype=np.float64)
+        if i.shape != (self.packs,):
+            i = np.broadcast_to(i, (self.packs,))
+        i = i[:, None]
         charging = 0.5 * (np.sign(i) + 1.0)
-        r0 = (self._r_dis[0] + (self._r_chg[0] - self._r_dis[0]) * charging) * self._factors[0]
+        r0 = (self._r_dis[0] + self._r_excess[0] * charging) * self._factors[0]
         return self._vsrc + r0 * i + self.group_offset_v
 
     def thevenin(self) -> tuple[np.ndarray, np.ndarray]:

@@ -5,8 +5,10 @@ A run folder's recordings (``recordings/<test>.samples.csv``, :mod:`rig.recorder
 supervisor sample and quantity. A recording becomes one :class:`Series` with a row per sample
 time: ``pack_v`` (the DMM on the terminals), the current into the pack ``psu_a - eload_a``
 (+ charges), ``group1_v``..``group16_v`` (the cell taps) and the mean of ``case1_c``.. (the case
-thermocouples). A sample time that lacks the terminal voltage or a current is left out (an
-instrument that did not answer that sample). Only recordings of the characterisation procedures
+thermocouples). A sample time is left out if it lacks the terminal voltage or a current (an
+instrument that did not answer that sample), or if the terminals are not on the cells (the pack
+off or its relays open: the DMM reads under 1 V, or more than 10 % away from the cell taps' sum,
+e.g. the PSU's set-point on open terminals). Only recordings of the characterisation procedures
 (:data:`PROCEDURE_PREFIX`) are read from a run folder; a samples CSV named directly is read
 whatever its name.
 """
@@ -58,6 +60,9 @@ def read_series(path: Path) -> Series:
         s = by_time[t]
         if "pack_v" not in s or ("psu_a" not in s and "eload_a" not in s):
             continue
+        taps = [s[f"group{g + 1}_v"] for g in range(GROUPS) if f"group{g + 1}_v" in s]
+        if s["pack_v"] < 1.0 or (len(taps) == GROUPS and abs(s["pack_v"] - sum(taps)) > 0.1 * sum(taps)):
+            continue                      # the terminals are not on the cells: relays open
         times.append(t)
         cur.append(s.get("psu_a", 0.0) - s.get("eload_a", 0.0))
         volts.append(s["pack_v"])
