@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import tomllib
+from pathlib import Path
 
 import pytest
 
@@ -51,7 +52,7 @@ def _alive(pid: int) -> bool:
 
 def test_a_launcher_refuses_a_bad_request_in_one_line(launcher):
     firmware = CONFORMING_PROFILE.read_text(encoding="utf-8")
-    for request, said in ((b"not json\n", "Expecting value"),
+    for request, said in ((b"not json\n", "Expecting value"), (b"[1]\n", "a launch request is a JSON object"),
                           ({"op": "shutdown"}, "unknown op 'shutdown'"),
                           ({"op": "launch"}, "'firmware': the firmware profile's TOML text is missing"),
                           ({"op": "launch", "firmware": firmware, "seed": "7"}, "'seed' must be a number"),
@@ -136,6 +137,31 @@ def test_bad_lab_input_is_one_line_before_any_coordinator_is_asked(tmp_path, cap
         load_bench(bench)
 
 
+def test_a_bench_no_longer_ours_takes_no_more_runs(tmp_path, capsys):
+    """The pool of benches (one per place held): a place released under the run is not taken
+    again, the runs go on the others; with none left the run stops (NoBenchLeft)."""
+    from rig.files.bench_file import EMULATED_BENCH
+    from rig.files.pack_spec import load_pack_spec
+    from rig.mutate.operators import generate
+    from rig.mutate.runner import MutationRun, NoBenchLeft
+
+    base = tomllib.loads(CONFORMING_PROFILE.read_text(encoding="utf-8"))
+    mutants = [m for m in generate(base, load_pack_spec(PACK_SPEC), only="REQ-PROT-COV") if m.operator == "disabled"]
+    narrow = ("-k", COV_TRIPS + " and L2")
+    run = MutationRun(base, tmp_path / "one", bench=EMULATED_BENCH, workers=2, pytest_args=narrow,
+                      benches={"place-a": EMULATED_BENCH, "place-b": EMULATED_BENCH},
+                      usable=lambda place: place != "place-b")
+    assert run.baseline() == (0, []) and run.baseline_ran_on == ["place-a"]
+    outcomes = run.run(mutants)
+    assert {p for o in outcomes for p in o.ran_on} == {"place-a"} and run.dropped == ["place-b"]
+    assert [o.status for o in outcomes].count("killed") == 1  # L2's own; -k leaves L1 and L3 unseen
+    assert "place-b is no longer ours: no more runs on it" in capsys.readouterr().err
+    gone = MutationRun(base, tmp_path / "none", bench=EMULATED_BENCH, workers=2, pytest_args=narrow,
+                       benches={"place-a": EMULATED_BENCH, "place-b": EMULATED_BENCH}, usable=lambda place: False)
+    with pytest.raises(NoBenchLeft, match="place-a, place-b no longer usable"):
+        gone.baseline()
+
+
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory):
     pytest.importorskip("labgrid", reason="labgrid is not installed (the optional extra packrig[lab])")
@@ -185,3 +211,71 @@ def test_mutate_spreads_the_mutants_over_the_free_places_and_releases_them(lab):
     for said in logs:
         assert said.count(" launched for ") == said.count(" ended (") == said.count(
             "safe state: PSU output off, e-load input off, e-load short off, every relay open, chamber standby"), said
+
+
+def test_a_killed_mutation_run_leaves_its_places_free_and_no_emulator_running(lab):
+    """SIGKILL in the middle of the mutants: the guard of each place stops the pytest runs left
+    behind and releases its place (each its own: a guard leaves the other guards alone); every
+    emulator the places launched for the run ended in its safe state."""
+    from rig.lab.guard import alive, children_of
+
+    out, log = lab.folder / "mutants-killed", lab.folder / "mutate-killed.out"
+    cmd = [sys.executable, "-m", "rig.cli", "mutate", "--lab", lab.address, "--want", "farm=mutants",
+           "--only", "REQ-PROT-COV", "-k", COV_TRIPS, "--workers", "2", "--out", str(out)]
+    with open(log, "w") as stdout:
+        run = subprocess.Popen(cmd, cwd=ROOT, stdout=stdout, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the first mutant's verdict", lambda: " [1/" in text(log) or run.poll() is not None, 300, 0.2)
+        assert run.poll() is None, text(log)[-3000:]
+        left = children_of(run.pid)  # two guards and the pytest runs under way
+        assert place_acquired(lab.address, "place-a") and place_acquired(lab.address, "place-b")
+        run.kill()
+        run.wait()
+    finally:
+        if run.poll() is None:
+            run.kill()
+    for place in ("place-a", "place-b"):
+        wait_for(f"{place} released by its guard", lambda place=place: place_acquired(lab.address, place) is None,
+                 90, 0.5, lambda: text(log)[-3000:])
+    wait_for("every process of the run gone", lambda: not any(alive(p) for p in left), 60, 0.2)
+
+    def all_ended():
+        logs = [text(lab.places[place]["log"]) for place in ("place-a", "place-b")]
+        return all(said.count(" launched for ") == said.count(" ended (") for said in logs)
+    wait_for("every launched emulator ended", all_ended, 30, 0.2)
+    for place in ("place-a", "place-b"):
+        said = text(lab.places[place]["log"])
+        assert said.count(" ended (") == said.count("safe state: PSU output off, e-load input off, e-load short off, "
+                                                    "every relay open, chamber standby"), said[-3000:]
+    assert not (out / "mutants.json").exists()
+
+
+def test_a_place_released_under_a_mutation_run_takes_no_more_mutants(lab):
+    """``labgrid-client release --kick`` of one place mid-run: the run under way there ends, no
+    other starts there, the rest go to the other place; the kick is recorded in mutants.json."""
+    out, log = lab.folder / "mutants-kicked", lab.folder / "mutate-kicked.out"
+    cmd = [sys.executable, "-m", "rig.cli", "mutate", "--lab", lab.address, "--want", "farm=mutants",
+           "--only", "REQ-PROT-COV", "--operator", "disabled", "--operator", "delay_late", "-k", COV_TRIPS,
+           "--workers", "2", "--out", str(out)]
+    with open(log, "w") as stdout:
+        run = subprocess.Popen(cmd, cwd=ROOT, stdout=stdout, stderr=subprocess.STDOUT)
+    try:
+        wait_for("the baseline passed", lambda: "base profile: the suite passes" in text(log) or run.poll() is not None,
+                 300, 0.1)
+        kick = subprocess.run([str(Path(sys.executable).parent / "labgrid-client"), "-x", lab.address, "-p",
+                               "place-b", "release", "--kick"], env={**os.environ, "LG_USERNAME": "another-engineer"},
+                              capture_output=True, text=True, timeout=30)
+        assert kick.returncode == 0, kick.stdout + kick.stderr
+        assert run.wait(300) in (0, 1), text(log)[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    said = text(log).splitlines()
+    result = json.loads((out / "mutants.json").read_text(encoding="utf-8"))
+    assert result["lab_places_lost"] == ["place-b"] and len(result["mutants"]) == 6
+    assert all(m["status"] in ("killed", "survived") for m in result["mutants"]), result["mutants"]
+    lost = said.index("packrig mutate: place-b is no longer ours: no more runs on it")
+    later_on_b = [line for line in said[lost:] if line.endswith("[place-b]")]
+    assert len(later_on_b) <= 1, said  # at most the run that was under way there when it was kicked
+    assert "packrig mutate: place place-a released" in said and place_acquired(lab.address, "place-a") is None
+    assert place_acquired(lab.address, "place-b") is None

@@ -54,6 +54,8 @@ log = logging.getLogger("packrig.launcher")
 
 def check_request(request: dict) -> list[str]:
     """The ``packrig emulate`` arguments a launch request asks for; :raises ValueError: one line."""
+    if not isinstance(request, dict):
+        raise ValueError("a launch request is a JSON object")
     if request.get("op") != "launch":
         raise ValueError(f"unknown op {request.get('op')!r}; the launcher knows 'launch'")
     firmware = request.get("firmware")

@@ -77,11 +77,23 @@ def stop_left_behind(pids: set[int]) -> None:
             time.sleep(0.1)
 
 
+def is_guard(pid: int) -> bool:
+    """Whether ``pid`` is a guard (``packrig mutate --lab`` starts one per place it holds)."""
+    try:
+        return b"rig.lab.guard" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
 def watch(owner_pid: int) -> set[int]:
-    """Until the run's process is gone; returns the children it had last."""
+    """Until the run's process is gone; returns the children it had last, other guards of the
+    same run left out (each releases its own place)."""
     kids: set[int] = set()
+    guards: set[int] = {os.getpid()}
     while alive(owner_pid):
-        kids = (kids | children_of(owner_pid)) - {os.getpid()}
+        new = children_of(owner_pid) - kids - guards
+        guards |= {pid for pid in new if is_guard(pid)}
+        kids |= new - guards
         time.sleep(LOOK_S)
     return kids
 

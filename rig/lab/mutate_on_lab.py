@@ -11,6 +11,9 @@ insertion; an emulated place launches such emulators for its holder (its emulato
 3. writes a bench file for each place (:func:`~rig.lab.place_bench.write_launcher_bench`: the
    place's emulated bench, its emulators started by its launcher with each mutant's profile) and
    runs the baseline and the mutants with one worker per place, each run on a place of its own;
+   a place released under the run (``labgrid-client release --kick``) takes no more runs (the
+   one under way ends; it drives only its own launched emulator), and when none is left the run
+   stops with exit code 2;
 4. releases every place on every way out (the end, a failure, Ctrl-C, an error of packrig), and
    a guard process per place (:mod:`rig.lab.guard`) releases it if this process dies.
 
@@ -30,14 +33,16 @@ from rig.errors import ConfigError
 from rig.lab.backend import LabError, LabTimeout, Lease, parse_address, parse_wants
 from rig.lab.run_on_place import (DEFAULT_PACK_SPEC, INTERRUPTED, _labgrid, _Progress, _release, _start_guard,
                                   _stop_guard)
+from rig.mutate.runner import NoBenchLeft
 
 USAGE = 4
 #: s to wait for each place beyond the first: only those free now
 MORE_PLACES_WAIT_S = 0.0
 
-#: ``run(benches, places)`` -> exit code: the mutation run on these benches ({place: bench file}),
-#: ``places`` the leases as the mutation report records them
-Run = Callable[[dict[str, Path], list[dict]], int]
+#: ``run(benches, places, usable)`` -> exit code: the mutation run on these benches ({place: bench
+#: file}), ``places`` the leases as the mutation report records them, ``usable(place)`` whether a
+#: place is still ours
+Run = Callable[[dict[str, Path], list[dict], Callable[[str], bool]], int]
 
 
 def check_arguments(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
@@ -87,9 +92,13 @@ def mutate_on_lab(args: argparse.Namespace, run: Run, backend_factory=None) -> i
             benches[lease.place] = _bench(params, folder / lease.place, args)
             print(f"packrig mutate: place {lease.place} held by {lease.owner} after {lease.waited_s:.0f} s; "
                   f"its emulators launched at {params['emulator_launcher']}", flush=True)
-        return run(benches, [lease.as_dict() for lease, _ in held])
+        leases = {lease.place: lease for lease, _ in held}
+        return run(benches, [lease.as_dict() for lease, _ in held], lambda place: _ours(backend, leases[place]))
     except (LabError, ConfigError) as exc:
         return _usage(str(exc))
+    except NoBenchLeft as exc:
+        print(f"packrig mutate: every place was released under this run: stopped ({exc})", file=sys.stderr)
+        return INTERRUPTED
     except KeyboardInterrupt:
         print("packrig mutate: interrupted", file=sys.stderr)
         return INTERRUPTED
@@ -99,6 +108,15 @@ def mutate_on_lab(args: argparse.Namespace, run: Run, backend_factory=None) -> i
                 _stop_guard(guard)
         backend.close()
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _ours(backend, lease: Lease) -> bool:
+    """Whether the place is still held by this run (an engine that cannot tell, or a coordinator
+    out of reach for a moment: yes)."""
+    try:
+        return backend.held(lease)
+    except (NotImplementedError, LabError):
+        return True
 
 
 def _bench(params: dict, folder: Path, args: argparse.Namespace) -> Path:

@@ -93,20 +93,20 @@ def mutate_command(args: argparse.Namespace) -> int:
         return _usage(f"{out}: already holds a mutation run; choose another --out")
     if args.lab or args.want:  # on a lab's places: hold them, run there, always release them
         from rig.lab.mutate_on_lab import mutate_on_lab
-        return mutate_on_lab(args, lambda benches, places: run_mutants(args, base, mutants, out, bench.path,
-                                                                       benches, places))
+        return mutate_on_lab(args, lambda benches, places, usable: run_mutants(
+            args, base, mutants, out, bench.path, benches, places, usable))
     return run_mutants(args, base, mutants, out, bench.path)
 
 
 def run_mutants(args: argparse.Namespace, base: dict, mutants: list, out: Path, bench: Path,
-                benches: dict[str, Path] | None = None, places: list[dict] | None = None) -> int:
+                benches: dict[str, Path] | None = None, places: list[dict] | None = None, usable=None) -> int:
     """The baseline, then the mutants (on ``benches``, lab places, when given); the kill table."""
     from rig.mutate.runner import MutationRun
 
     started = time.perf_counter()
     pytest_args = ("-k", args.keyword) if args.keyword else ()
     runner = MutationRun(base, out, bench=bench, workers=args.workers, matrix=args.matrix, seed=args.seed,
-                         pytest_args=pytest_args, benches=benches)
+                         pytest_args=pytest_args, benches=benches, usable=usable)
     total = len(mutants)
     print(f"packrig mutate: {total} mutants of {Path(args.base).name}, {runner.workers} at a time -> {out}",
           flush=True)
@@ -133,6 +133,7 @@ def run_mutants(args: argparse.Namespace, base: dict, mutants: list, out: Path, 
     result = {"schema": "packrig-mutants/1", "base": str(Path(args.base).resolve()), "matrix": args.matrix,
               "shard": args.shard, "wall_s": round(wall, 1), "workers": runner.workers,
               "lab_places": places or [], "baseline_ran_on": runner.baseline_ran_on,
+              "lab_places_lost": runner.dropped,
               "counts": dict(Counter(o.status for o in outcomes)),
               "mutants": [o.as_dict() for o in outcomes]}
     (out / "mutants.json").write_text(json.dumps(result, indent=2, default=str) + "\n", encoding="utf-8")

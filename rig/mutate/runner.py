@@ -15,7 +15,9 @@ means something only where the base passes (a rig, bench or suite that fails by 
 
 On a lab (``packrig mutate --lab``) each run takes a bench of its own from a pool of benches
 (``benches``: one per lab place held, its emulators started by that place) for as long as it
-runs, so each place runs one mutant at a time; the outcome names the bench it ran on.
+runs, so each place runs one mutant at a time; the outcome names the bench it ran on. A bench
+``usable`` says is no longer ours (a place released under the run) is not taken again; when none
+is left, the run stops with :class:`NoBenchLeft`.
 
 ``matrix=True`` runs every test on every mutant (no stop at the first failure), for the full
 kill matrix. A mutant is *killed* when a test failed (a supervisor trip counts: the rig caught the
@@ -29,6 +31,7 @@ import os
 import queue
 import subprocess
 import sys
+import threading
 import time
 import tomllib
 import xml.etree.ElementTree as ET
@@ -95,6 +98,10 @@ def _failures(junit: Path) -> tuple[list[str], list[str]]:
     return tests, reqs
 
 
+class NoBenchLeft(RuntimeError):
+    """Every bench of the pool was found unusable (each place released under the run)."""
+
+
 class MutationRun:
     """Runs mutants against the suite; see the module docstring.
 
@@ -106,15 +113,20 @@ class MutationRun:
     :param pytest_args: more pytest arguments for every run (e.g. ``-k`` to narrow the suite).
     :param benches: ``{name: bench file}``, a pool of benches each run takes one of (lab places;
         ``workers`` is then at most their number); default: ``bench`` for every run.
+    :param usable: ``name -> bool``, asked before each run takes a bench of the pool.
     :param equivalents: mutant name -> reason (default: ``equivalent.toml``).
     """
 
     def __init__(self, base: dict, out: Path, *, bench: Path, workers: int = 2, matrix: bool = False,
                  seed: int | None = None, timeout_s: float = 900.0, pytest_args: tuple[str, ...] = (),
-                 equivalents: dict[str, str] | None = None, benches: dict[str, Path] | None = None):
+                 equivalents: dict[str, str] | None = None, benches: dict[str, Path] | None = None,
+                 usable=None):
         self.base, self.out, self.bench = base, out, bench
         self.workers, self.matrix, self.seed, self.timeout_s = max(1, workers), matrix, seed, timeout_s
         self._pool: queue.Queue | None = None
+        self.usable, self.dropped = usable, []  # dropped: the benches no longer taken
+        self._live = len(benches or {})
+        self._lock = threading.Lock()
         if benches:
             self.workers = min(self.workers, len(benches))
             self._pool = queue.Queue()
@@ -130,9 +142,13 @@ class MutationRun:
         (self.out / "runs").mkdir(parents=True, exist_ok=True)
         with ThreadPoolExecutor(self.workers) as pool:
             futures = [pool.submit(self.one, m) for m in mutants]
-            for future in as_completed(futures):   # progress as each ends; a survivor takes long
-                if progress:
-                    progress(future.result())
+            try:
+                for future in as_completed(futures):   # progress as each ends; a survivor takes long
+                    if progress:
+                        progress(future.result())
+            except BaseException:  # Ctrl-C, no bench left: no new run starts
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
         return [f.result() for f in futures]
 
     def baseline(self) -> tuple[int, list[str]]:
@@ -176,12 +192,27 @@ class MutationRun:
                 ran_on: list[str]) -> tuple[int, list[str], list[str]]:
         if self._pool is None:
             return self._pytest_on(self.bench, profile, folder, targets, stop_at_first)
-        name, bench = self._pool.get()  # a bench of our own for this run
+        name, bench = self._take()  # a bench of our own for this run
         try:
             ran_on.append(name)
             return self._pytest_on(bench, profile, folder, targets, stop_at_first)
         finally:
             self._pool.put((name, bench))
+
+    def _take(self) -> tuple[str, Path]:
+        while True:
+            name, bench = self._pool.get()
+            if name is None:  # the last bench was dropped: tell the next one too
+                self._pool.put((None, None))
+                raise NoBenchLeft(f"no bench left to run on ({', '.join(self.dropped)} no longer usable)")
+            if self.usable is None or self.usable(name):
+                return name, bench
+            print(f"packrig mutate: {name} is no longer ours: no more runs on it", file=sys.stderr, flush=True)
+            with self._lock:
+                self.dropped.append(name)
+                self._live -= 1
+                if self._live == 0:
+                    self._pool.put((None, None))
 
     def _pytest_on(self, bench: Path, profile: Path, folder: Path, targets,
                    stop_at_first: bool) -> tuple[int, list[str], list[str]]:
