@@ -130,6 +130,10 @@ class EmulatorLauncher(socketserver.ThreadingTCPServer):
         self._thread.start()
         return self
 
+    def handle_error(self, request, client_address) -> None:
+        """A holder whose connection broke before its answer: one line, no traceback."""
+        self.say(f"launch request from {client_address[0]}:{client_address[1]}: {sys.exc_info()[1]}")
+
     def serve_one(self, conn: _Launch, firmware: str, args: list[str]) -> None:
         """Start one emulator, tell the holder where it is, stop it when the holder lets go."""
         with self._lock:
