@@ -41,7 +41,7 @@ from rig.fit.series import GROUPS, Series
 KEEP_EVERY_S, KEEP_AFTER_S, CHANGE_A = 60.0, 40.0, 0.5
 #: Weight of the pull toward the prior's table values, V per unit (mOhm, V): weak against the
 #: thousands of samples where a value is observed, decisive where it is not.
-PRIOR_WEIGHT = 2e-3
+PRIOR_WEIGHT = 2e-2
 #: The mean-group fit (capacity, time constants, hysteresis, starting SOCs) leaves out samples
 #: above this SOC: near full the groups' spread of SOC meets a steeply climbing charge resistance.
 MEAN_FIT_MAX_SOC = 0.985
