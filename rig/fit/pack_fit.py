@@ -200,8 +200,8 @@ def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
     soc0_guess = [float(np.interp(r.y[0] / 16.0, d.ocv_mean0 + d.ocv_half0 * -1.0, d.ocv_soc)) for r in recs]
     theta0 = np.concatenate([[1.0], np.log(taus0), [np.log(prior.hysteresis.transition_soc)], soc0_guess])
     prior_rows = PRIOR_WEIGHT * np.eye(len(d.x0))
-    # every recording weighs the same, however many samples it has (a thermal run logged once a
-    # minute counts as much as a pulse test logged every second)
+    # a recording with few samples weighs more than its count (by the fourth root), so a thermal
+    # run logged once a minute is not drowned by a pulse test logged every second
     sizes = np.array([len(r.t) for r in recs], dtype=float)
     weights = (sizes.mean() / sizes) ** 0.25
 
