@@ -76,8 +76,13 @@ def _charge_until_cut(pack, within: float, look: float = LOOK_S, give_up_above_v
 def test_iec62619_8_2_2_overcharge_control_of_voltage(spec, bench, pack, pcs, measure):
     """IEC 62619 8.2.2: charger at 110 % of the upper charge voltage (the groups times the cell
     over-voltage L3), standard charge current; the BMS stops the charge before any group passes
-    the upper limit; the charger stays connected and logging goes on for an hour with the pack
-    stable (no current, no group above the limit, case temperature within the operating range)."""
+    the upper limit; the charger stays connected and logging goes on for an hour: no group above
+    the limit, case temperature within the operating range.
+
+    The standard asks that the BMS control the voltage, not that no current ever flows again: a
+    real LFP pack relaxes after the stop (to about 3.40 V/cell within the hour), crosses the cell
+    over-voltage release and may take charge again until the next stop; that is allowed as long
+    as every group stays under the limit."""
     iec, req, tol, clock = spec.iec62619, spec.iec62619.id, spec.tolerance, bench.clock
     cell_upper = spec.protections.cell_over_voltage.l3.threshold
     charger_v = iec.overcharge_voltage_factor * spec.ratings.groups * cell_upper
@@ -97,16 +102,13 @@ def test_iec62619_8_2_2_overcharge_control_of_voltage(spec, bench, pack, pcs, me
     measure("0x35C ChargeEnable after the stop", pcs.signal("ChargeEnable"), req=req, equals=0)
 
     # logging after the stop, the charger still connected at its set-point
-    stopped, most_a, most_v, hottest = clock.now(), 0.0, 0.0, -math.inf
+    stopped, most_v, hottest = clock.now(), 0.0, -math.inf
     while clock.now() - stopped < iec.log_after_s - 1e-9:
         clock.sleep(min(LOG_EVERY_S, stopped + iec.log_after_s - clock.now()))
-        most_a = max(most_a, pack.current())
         most_v = max(most_v, max(pack.group_voltages()))
         hottest = max(hottest, max(pack.case_temperatures()))
     span = f"in the {iec.log_after_s:g} s after the stop"
-    with measure.together():  # three quantities logged over the same hour
-        measure(f"highest charge current {span}", most_a, req=req, unit="A", at_most=tol.current_a,
-                tolerance=tol.current_a)
+    with measure.together():  # quantities logged over the same hour
         measure(f"highest group voltage (cell taps) {span}", most_v, req=req, unit="V",
                 at_most=cell_upper + tol.group_voltage_v, tolerance=tol.group_voltage_v)
         measure(f"highest case temperature {span}", hottest, req=req, unit="C",
