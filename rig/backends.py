@@ -41,6 +41,8 @@ BACKENDS: dict[str, str] = {
 
 #: the address a bench file gives a port the emulator serves
 EMULATOR = "emulator"
+#: the emulated BMS's conforming firmware profile (the base ``packrig mutate`` breaks)
+CONFORMING_FIRMWARE = Path(__file__).resolve().parents[1] / "emulator" / "firmware" / "conforming.toml"
 
 
 @dataclass(frozen=True)

@@ -19,12 +19,12 @@ from pathlib import Path
 
 from rig.errors import ConfigError
 from rig.files.bench_file import EMULATED_BENCH, load_bench
+from rig.backends import load_firmware
 from rig.files.envelope import check_bench_against, limits_in_force
-from emulator.firmware.profile import load_firmware_profile
 from rig.files.loader import read_toml
 from rig.files.pack_spec import load_pack_spec
 
-LOADERS = {"bench": load_bench, "spec": load_pack_spec, "firmware": load_firmware_profile}
+LOADERS = {"bench": load_bench, "spec": load_pack_spec, "firmware": load_firmware}
 
 
 def _kind_of(path: Path) -> str:

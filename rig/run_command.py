@@ -84,7 +84,7 @@ def validate(args: argparse.Namespace):
     :raises BadInput: the first bad input, in one line.
     """
     from rig.files.bench_file import load_bench
-    from emulator.firmware.profile import load_firmware_profile
+    from rig.backends import load_firmware
     from rig.files.pack_spec import load_pack_spec
 
     try:
@@ -100,7 +100,7 @@ def validate(args: argparse.Namespace):
         raise BadInput(f"bad pack spec: {exc}") from None
     if bench.emulated:
         try:
-            load_firmware_profile(Path(args.firmware or bench.firmware_path))
+            load_firmware(Path(args.firmware or bench.firmware_path))
         except ConfigError as exc:
             raise BadInput(f"bad firmware profile: {exc}") from None
     if args.seed is not None and args.seed < 0:

@@ -29,11 +29,11 @@ USAGE_ERROR = 4
 
 def add_parser(sub) -> None:
     from rig.files.bench_file import EMULATED_BENCH
-    from emulator.firmware.profile import CONFORMING_PROFILE
+    from rig.backends import CONFORMING_FIRMWARE
 
     p = sub.add_parser("mutate", help="generate broken firmware profiles and show which tests kill each",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--base", default=str(CONFORMING_PROFILE), help="firmware profile to mutate (default: conforming)")
+    p.add_argument("--base", default=str(CONFORMING_FIRMWARE), help="firmware profile to mutate (default: conforming)")
     p.add_argument("--bench", help=f"emulated bench file (default: {EMULATED_BENCH.name}; none with --lab)")
     p.add_argument("--pack-spec", help="pack spec (default: the one the bench names)")
     p.add_argument("--only", metavar="REQ-ID", help="only the mutants of this requirement")
@@ -59,7 +59,7 @@ def _usage(message: str) -> int:
 
 def mutate_command(args: argparse.Namespace) -> int:
     from rig.files.bench_file import EMULATED_BENCH, load_bench
-    from emulator.firmware.profile import load_firmware_profile
+    from rig.backends import load_firmware
     from rig.files.pack_spec import load_pack_spec
     from rig.mutate.operators import generate
     from rig.mutate.runner import shard
@@ -69,7 +69,7 @@ def mutate_command(args: argparse.Namespace) -> int:
         if not bench.emulated:
             return _usage(f"{args.bench}: mutate needs an emulated bench (it has no [emulator] section)")
         spec = load_pack_spec(args.pack_spec or bench.pack_spec_path)
-        load_firmware_profile(args.base)
+        load_firmware(args.base)
         base = tomllib.loads(Path(args.base).read_text(encoding="utf-8"))
     except ConfigError as exc:
         return _usage(str(exc))

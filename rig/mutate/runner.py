@@ -42,7 +42,7 @@ from pathlib import Path
 import tomli_w
 
 from rig.errors import ConfigError
-from emulator.firmware.profile import load_firmware_profile
+from rig.backends import load_firmware
 from rig.mutate.operators import Mutant
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -167,7 +167,7 @@ class MutationRun:
         profile = self.out / "profiles" / f"{_safe(mutant.name)}.toml"
         profile.write_text(tomli_w.dumps(mutant.apply(self.base)), encoding="utf-8")
         try:
-            load_firmware_profile(profile)
+            load_firmware(profile)
         except ConfigError as exc:
             outcome.status, outcome.reason = "invalid", str(exc)
             return outcome
