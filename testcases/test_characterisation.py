@@ -27,12 +27,13 @@ from __future__ import annotations
 
 import pytest
 
+from rig.pytest_plugin import spec_for  # the pack spec of this session, also at collection time
+
 #: the label of these measurements in the report (characterisation, not a requirement)
 REQ = "characterisation"
 #: seconds between two looks at the terminals while charging or discharging
 LOOK_S = 5.0
 HPPC_SOCS = (10, 26, 50, 80)
-HPPC_TEMPERATURES = (5.0, 25.0, 40.0)
 
 pytestmark = [
     pytest.mark.characterisation,
@@ -144,9 +145,25 @@ def _pulse_resistance(pack, bench, amps: float, charge: bool) -> float:
     return abs(during - before) / amps
 
 
-@pytest.mark.parametrize("soc, celsius", [
-    pytest.param(soc, celsius, marks=pytest.mark.pack_state(soc=soc, temperature_c=celsius), id=f"soc{soc}-{celsius:g}C")
-    for celsius in HPPC_TEMPERATURES for soc in HPPC_SOCS])
+def hppc_temperatures(spec) -> tuple[float, float, float]:
+    """Where a full charge pulse is not derated (PACK_SPEC.md 4): two temperature tolerances above
+    the charge under-temperature L1 and below the lower of the charge and discharge over-temperature
+    L1s, and the middle of that range."""
+    p, margin = spec.protections, 2 * spec.tolerance.temperature_c
+    low = p.charge_under_temperature.l1.threshold + margin
+    high = min(p.charge_over_temperature.l1.threshold, p.discharge_over_temperature.l1.threshold) - margin
+    return low, (low + high) / 2, high
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The HPPC grid: each SOC at each temperature of :func:`hppc_temperatures`."""
+    if {"soc", "celsius"} <= set(metafunc.fixturenames):
+        metafunc.parametrize("soc, celsius", [
+            pytest.param(soc, celsius, marks=pytest.mark.pack_state(soc=soc, temperature_c=celsius),
+                         id=f"soc{soc}-{celsius:g}C")
+            for celsius in hppc_temperatures(spec_for(metafunc.config)) for soc in HPPC_SOCS])
+
+
 def test_hppc_pulses(soc, celsius, spec, bench, pack, measure):
     """10 s pulses of 64 A and 96 A, discharge then charge, 40 min rests, at ``soc`` and
     ``celsius`` (the pack soaked there: a bench without a chamber skips the other temperatures;
