@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import threading
 
 from emulator.transports.rs485_line import LineServer, Rs485Bus
 from emulator.pack.rs485_responder import PackResponder, RawFrameReader
@@ -68,8 +67,7 @@ class ConsolePort:
         if self._server is not None or self._stopping:
             raise EmulatorNotRunning("ConsolePort.start(): a console port starts once")
         self._server = LineServer((self.host, 0), self, "RS485 console client")
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                         name=f"rs485-console-{self.own.bms.address}", daemon=True).start()
+        self._server.serve_in_background(f"rs485-console-{self.own.bms.address}")
         return self
 
     def stop(self) -> None:
@@ -78,8 +76,7 @@ class ConsolePort:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
+        server.close()
         for sock in list(self._clients):
             try:
                 sock.shutdown(socket.SHUT_RDWR)

@@ -111,6 +111,18 @@ class LineServer(socketserver.ThreadingTCPServer):
         """A connection that failed outside the client's own checks: one log line, no traceback."""
         log.warning("%s %s:%s: %s", self.what, *client_address[:2], sys.exc_info()[1])
 
+    def serve_in_background(self, thread_name: str) -> threading.Thread:
+        """Accept clients in a daemon thread (a stop is noticed within 50 ms); returns it, started."""
+        thread = threading.Thread(target=self.serve_forever, kwargs={"poll_interval": 0.05},
+                                  name=thread_name, daemon=True)
+        thread.start()
+        return thread
+
+    def close(self) -> None:
+        """Stop accepting and close the listening socket; the owner drops its clients."""
+        self.shutdown()
+        self.server_close()
+
 
 class Rs485Bus:
     """The shared RS485 line of the emulated packs, reachable at :attr:`url` by pyserial.
@@ -147,9 +159,7 @@ class Rs485Bus:
         if self._server is not None or self._stopping:
             raise EmulatorNotRunning("Rs485Bus.start(): a bus starts once (this one is started or stopped)")
         self._server = LineServer((self.host, 0), self, "RS485 client")
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="rs485-bus", daemon=True)
-        self._thread.start()
+        self._thread = self._server.serve_in_background("rs485-bus")
         return self
 
     def stop(self) -> None:
@@ -158,8 +168,7 @@ class Rs485Bus:
         server, self._server = self._server, None
         if server is None:
             return
-        server.shutdown()
-        server.server_close()
+        server.close()
         with self.lock:
             for sock in list(self._clients):
                 self._drop(sock)
