@@ -19,7 +19,7 @@ import socket
 import subprocess
 
 from rig.emulator_client.remote_emulator import RemoteEmulator, _Faults
-from rig.errors import EmulatorDied, EmulatorError, EmulatorRefused, SyncTimeout
+from rig.errors import EmulatorError, EmulatorRefused, SyncTimeout
 
 #: s to reach the launcher and have it start an emulator
 LAUNCH_TIMEOUT_S = 60.0
@@ -138,20 +138,13 @@ class LaunchedEmulator(RemoteEmulator):
         return emulator
 
     def _safe_state(self) -> str:
+        """What the launcher said of the emulator's outputs as it exited (there is no exit file:
+        :meth:`RemoteEmulator.died` reads this, the rest of a death is the same)."""
         said = self.process.exit
         if "safe" not in said:
             return said.get("safe_state", "not reported")
         held = "reached" if said.get("safe") else "NOT reached"
         return f"{held} by the emulator before it exited ({said.get('reason')}): {said.get('safe_state')}"
-
-    def died(self, grace_s: float = 0.0) -> EmulatorDied | None:
-        if self._closing:
-            return None
-        try:
-            self.process.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            return None
-        return EmulatorDied(self.process.pid, self.process.returncode, self._safe_state())
 
     def close(self) -> None:
         """Shut the emulator down over its control port, wait for the launcher to say it exited,
