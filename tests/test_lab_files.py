@@ -73,6 +73,7 @@ def test_a_real_bench_with_local_addresses_is_refused_naming_the_field():
 
 
 def test_a_real_bench_reachable_over_the_lan_is_exported(tmp_path):
+    pytest.importorskip("yaml", reason="PyYAML is not installed (labgrid brings it: the optional extra packrig[lab])")
     data = tomllib.loads((BENCHES / "example-real.toml").read_text(encoding="utf-8"))
     data["bench"]["pack_spec"] = str(SPEC)
     data["recording"]["directory"] = str(tmp_path)
@@ -110,6 +111,7 @@ def _read_as_labgrid_does(path: Path) -> dict:
 
 
 def test_the_exporter_file_reads_back_exactly_through_labgrid(tmp_path):
+    pytest.importorskip("yaml", reason="PyYAML is not installed (labgrid brings it: the optional extra packrig[lab])")
     from rig.lab.exporter_config import exporter_yaml
     loaded = load_bench(BENCHES / "emulated-wall.toml")
     params = bench_resource(loaded, ENDPOINTS)
@@ -121,6 +123,7 @@ def test_the_exporter_file_reads_back_exactly_through_labgrid(tmp_path):
 
 
 def test_a_value_labgrids_jinja_pass_would_change_is_refused():
+    pytest.importorskip("yaml", reason="PyYAML is not installed (labgrid brings it: the optional extra packrig[lab])")
     from rig.lab.exporter_config import exporter_yaml
     for bad in ("bench {{ name }}", "bench {% if %}", "a {# comment"):
         with pytest.raises(ConfigError, match="would be read by labgrid's Jinja2 pass"):
