@@ -6,12 +6,14 @@ A Pylontech console and the PCS must see the same pack. So, at one instant:
 - every protection row the pack reports on CAN at level 1 or more shows in 0x44 as an
   out-of-range state of the readings that row watches, in its direction (:data:`ROW_STATES`);
 - a row with a Status1 bit has it set exactly while the row is at level 2 or 3 on CAN
-  (:data:`STATUS1_BITS`; v3.3 has no bit for under temperature and cell difference, and only
+  (:data:`STATUS1_ROWS`; v3.3 has no bit for under temperature and cell difference, and only
   "module over voltage" for both over-voltage rows);
 - the charge and discharge MOSFET bits of Status2 are the enable bits of 0x35C, and 0x92's
   limits and enable flags are those of 0x351 and 0x35C (one pack: the system is the pack).
 
-The v3.3 field names are the protocol's; every number comes from the pack spec or from CAN.
+Which row shows where (and which fields a failed sampler turns to 0xF0, :data:`SAMPLER_FIELDS`)
+is protocol, read from :mod:`rig.protocol.rs485_alarm_rows` as the emulated pack reads it. The
+v3.3 field names are the protocol's; every number comes from the pack spec or from CAN.
 """
 from __future__ import annotations
 
@@ -20,44 +22,12 @@ import pytest
 from rig.errors import FrameError
 from rig.files.rows import PROTECTIONS
 from rig.protocol.rs485 import Rtn
-from rig.protocol.rs485_commands import AlarmState, ChargeStatus, Status1, Status2, parse_reply
+from rig.protocol.rs485_alarm_rows import (  # noqa: F401 - CELL_SENSORS, SAMPLER_FIELDS: for the test cases
+    CELL_SENSORS, ROW_STATES, SAMPLER_FIELDS, STATUS1_ROWS, states_of)
+from rig.protocol.rs485_commands import ChargeStatus, Status2, parse_reply
 from rig.rs485_console import Rs485Console
 from testcases.kit.observe import half_step
 from testcases.kit.reports import LEVELS, level_signal
-
-#: 0x44 fields a protection row shows in, and the state it shows: (field, state).
-ROW_STATES = {
-    "cell_over_voltage": ("cell_states", AlarmState.ABOVE_UPPER),
-    "cell_under_voltage": ("cell_states", AlarmState.BELOW_LOWER),
-    "pack_over_voltage": ("module_voltage_state", AlarmState.ABOVE_UPPER),
-    "pack_under_voltage": ("module_voltage_state", AlarmState.BELOW_LOWER),
-    "charge_over_current": ("charge_current_state", AlarmState.ABOVE_UPPER),
-    "discharge_over_current": ("discharge_current_state", AlarmState.ABOVE_UPPER),
-    "charge_over_temperature": ("cell_temp_states", AlarmState.ABOVE_UPPER),
-    "discharge_over_temperature": ("cell_temp_states", AlarmState.ABOVE_UPPER),
-    "charge_under_temperature": ("cell_temp_states", AlarmState.BELOW_LOWER),
-    "discharge_under_temperature": ("cell_temp_states", AlarmState.BELOW_LOWER),
-}
-#: 0x44 fields whose readings come from each BMS sampler: its failure (PACK_SPEC.md 4) makes them
-#: 0xF0 "other fault", and a failed voltage front-end flags every cell in Status4/5.
-SAMPLER_FIELDS = {
-    "voltage_frontend": ("cell_states", "module_voltage_state"),
-    "temperature_sampling": ("temp_states",),
-    "current_sampling": ("charge_current_state", "discharge_current_state"),
-}
-#: Status1 bit of each row that has one (Pylontech v3.3 "Get alarm info").
-STATUS1_BITS = {
-    "cell_over_voltage": Status1.MODULE_OVER_VOLTAGE,
-    "pack_over_voltage": Status1.MODULE_OVER_VOLTAGE,
-    "cell_under_voltage": Status1.CELL_UNDER_VOLTAGE,
-    "pack_under_voltage": Status1.MODULE_UNDER_VOLTAGE,
-    "charge_over_current": Status1.CHARGE_OVER_CURRENT,
-    "discharge_over_current": Status1.DISCHARGE_OVER_CURRENT,
-    "charge_over_temperature": Status1.CHARGE_OVER_TEMPERATURE,
-    "discharge_over_temperature": Status1.DISCHARGE_OVER_TEMPERATURE,
-}
-#: The cell temperature sensors (T1-T4) of 0x44's temperature states; T5 is the power stage.
-CELL_SENSORS = 4
 
 
 def console(bench, spec) -> Rs485Console:
@@ -81,14 +51,6 @@ def read(line, measure, spec, cid2: int, *, adr: int, command: int | None = None
                 equals="the command's INFO (PACK_SPEC.md 7)")
 
 
-def states_of(info, field: str) -> tuple[AlarmState, ...]:
-    """The 0x44 states of one field (:data:`ROW_STATES`), as a tuple."""
-    if field == "cell_temp_states":
-        return tuple(info.temp_states[:CELL_SENSORS])
-    value = getattr(info, field)
-    return tuple(value) if isinstance(value, tuple) else (value,)
-
-
 def check_alarm_info_follows_can(measure, spec, info, pcs, *, address: int, where: str = "") -> dict[str, int]:
     """0x44 against the pack's last DetailProtection and 0x35C (module docstring); returns the
     levels CAN reports, by row."""
@@ -101,9 +63,9 @@ def check_alarm_info_follows_can(measure, spec, info, pcs, *, address: int, wher
             if levels[row]:
                 measure(f"0x44 {field} showing {state.name}{where} (CAN: {row} at {LEVELS[levels[row]]})",
                         state in states_of(info, field), req=req, equals=True)
-        shown = {bit for row, bit in STATUS1_BITS.items() if levels[row] >= 2}
-        for bit in dict.fromkeys(STATUS1_BITS.values()):
-            rows = [r for r, b in STATUS1_BITS.items() if b == bit]
+        shown = {bit for row, bit in STATUS1_ROWS.items() if levels[row] >= 2}
+        for bit in dict.fromkeys(STATUS1_ROWS.values()):
+            rows = [r for r, b in STATUS1_ROWS.items() if b == bit]
             measure(f"0x44 Status1 {bit.name}{where} (CAN levels: "
                     + ", ".join(f"{r} {LEVELS[levels[r]]}" for r in rows) + ")",
                     bool(info.status1 & bit), req=req, equals=bit in shown)

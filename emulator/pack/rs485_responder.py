@@ -27,19 +27,15 @@ Who answers:
 each partner in :attr:`PackResponder.partners` while the pair is joined (``bms.modules`` > 1), as a
 Pylontech master answers for its group.
 
-0x44 mapping (every number comes from the firmware profile):
+0x44: which rows show in which reading's state and Status1 bit, and which readings a failed
+sampler turns to 0xF0, is protocol, :mod:`rig.protocol.rs485_alarm_rows`; how this BMS decides
+(every number comes from the firmware profile):
 
 * **States** follow what the BMS reports on CAN: a reading is out of range when it is past the
   alarm limit (lowest enabled level, normally L1) of a row that watches it, or when such a row is
   tripped (any level) and the reading is the row's extreme one (the hysteresis of the release).
-  Cells: cell over/under voltage; module voltage: pack over/under voltage; currents: the
-  over-current rows; T1-T4: the charge *and* discharge temperature rows, whatever the current
-  (the BMS trips them on the temperature alone); T5 (power stage) has no row. No reading (nan) is
-  0xF0 "other", as is every reading of a failed sampler: FailureVoltageFrontEnd (cells, module),
-  FailureTemperatureSampling (temperatures), FailureCurrentSampling (currents).
-* **Status1** is what has *tripped* (level 2 or 3, with the BMS's delays), :data:`STATUS1_ROWS`.
-  v3.3 has no cell over-voltage bit: it sets module over voltage (both stop the charge). Under
-  temperature and cell difference have no Status1 bit; they show in the states and Status4/5.
+  No reading (nan) is 0xF0 "other", as is every reading of a failed sampler.
+* **Status1** is what has *tripped* (level 2 or 3, with the BMS's delays).
 * **Status2**: pre-MOSFET = pre-charge relay closed; charge / discharge MOSFET = the enables of
   :meth:`~emulator.pack.bms.Bms.limits` (relays closed, not cut); "using module power" always.
 * **Status3**: fully charged at 100 % SOC; effective charge / discharge current above 0.1 A (v3.3).
@@ -63,27 +59,10 @@ from rig.protocol.rs485 import (
 from rig.protocol.rs485_commands import (
     ALL_PACKS, AlarmInfo, AlarmState, AnalogValues, ChargeManagement, ChargeStatus, GroupAnalogValues,
     ManufacturerInfo, SerialNumber, Status1, Status2, Status3, SystemParameters)
+from rig.protocol.rs485_alarm_rows import CELL_SENSORS, SAMPLER_FIELDS, STATUS1_ROWS, rows_of
 
-#: Status1 bit of each protection row at level 2 or 3 (module docstring).
-STATUS1_ROWS = {
-    "pack_over_voltage": Status1.MODULE_OVER_VOLTAGE,
-    "cell_over_voltage": Status1.MODULE_OVER_VOLTAGE,
-    "cell_under_voltage": Status1.CELL_UNDER_VOLTAGE,
-    "pack_under_voltage": Status1.MODULE_UNDER_VOLTAGE,
-    "charge_over_current": Status1.CHARGE_OVER_CURRENT,
-    "discharge_over_current": Status1.DISCHARGE_OVER_CURRENT,
-    "charge_over_temperature": Status1.CHARGE_OVER_TEMPERATURE,
-    "discharge_over_temperature": Status1.DISCHARGE_OVER_TEMPERATURE,
-}
 #: 0x51 software version bytes (major, minor) of the emulated firmware.
 SOFTWARE_VERSION = (1, 0)
-#: The rows each 0x44 state follows: (rows that trip below, rows that trip above).
-CELL_ROWS = (("cell_under_voltage",), ("cell_over_voltage",))
-MODULE_ROWS = (("pack_under_voltage",), ("pack_over_voltage",))
-TEMPERATURE_ROWS = (("charge_under_temperature", "discharge_under_temperature"),
-                    ("charge_over_temperature", "discharge_over_temperature"))
-CHARGE_CURRENT_ROWS = ((), ("charge_over_current",))
-DISCHARGE_CURRENT_ROWS = ((), ("discharge_over_current",))
 #: Status3 "effective" current: more than this, A, either way (Pylontech v3.3).
 EFFECTIVE_A = 0.1
 
@@ -258,24 +237,25 @@ class PackResponder:
         b, r, p = self.bms, self.bms.report, self.bms.p
         rows, failed = p.protections, r.failures
         alarm = {name: _first_enabled(getattr(rows, name).levels()) for name in PROTECTIONS}
-        frontend = p.failures.voltage_frontend.failure_bit in failed
+        broken = {field for sampler, fields in SAMPLER_FIELDS.items()  # the fields of failed samplers
+                  if getattr(p.failures, sampler).failure_bit in failed for field in fields}
         cells = [float(v) for v in r.groups_v]
-        cell_states = _states(cells, CELL_ROWS, alarm, r.levels, frontend)
-        sampling = p.failures.temperature_sampling.failure_bit in failed
+        cell_states = _states(cells, rows_of("cell_states"), alarm, r.levels, "cell_states" in broken)
+        sampling = "temp_states" in broken
         temps = [float(t) for t in r.temps_c]
-        temp_states = _states(temps[:4], TEMPERATURE_ROWS, alarm, r.levels, sampling)
-        temp_states += [_state(t, None, None, sampling) for t in temps[4:]]
-        current_broken = p.failures.current_sampling.failure_bit in failed
-        faults = self._cell_faults(cells, frontend)
+        temp_states = _states(temps[:CELL_SENSORS], rows_of("cell_temp_states"), alarm, r.levels, sampling)
+        temp_states += [_state(t, None, None, sampling) for t in temps[CELL_SENSORS:]]
+        faults = self._cell_faults(cells, every_cell="cell_states" in broken)
         tripped = ((bit, r.levels.get(name, 0) >= 2) for name, bit in STATUS1_ROWS.items())
         _, _, charge_enabled, discharge_enabled = b.limits()
         return AlarmInfo(
             pack=b.address, cell_states=cell_states, temp_states=temp_states,
-            charge_current_state=_states([max(r.current_a, 0.0)], CHARGE_CURRENT_ROWS, alarm, r.levels,
-                                         current_broken)[0],
-            module_voltage_state=_states([r.pack_v], MODULE_ROWS, alarm, r.levels, frontend)[0],
-            discharge_current_state=_states([max(-r.current_a, 0.0)], DISCHARGE_CURRENT_ROWS, alarm, r.levels,
-                                            current_broken)[0],
+            charge_current_state=_states([max(r.current_a, 0.0)], rows_of("charge_current_state"), alarm,
+                                         r.levels, "charge_current_state" in broken)[0],
+            module_voltage_state=_states([r.pack_v], rows_of("module_voltage_state"), alarm, r.levels,
+                                         "module_voltage_state" in broken)[0],
+            discharge_current_state=_states([max(-r.current_a, 0.0)], rows_of("discharge_current_state"), alarm,
+                                            r.levels, "discharge_current_state" in broken)[0],
             status1=_flags(Status1, tripped),
             status2=_flags(Status2, ((Status2.USING_MODULE_POWER, True), (Status2.PRE_MOSFET, b.relays[2]),
                                      (Status2.CHARGE_MOSFET, charge_enabled),
@@ -285,9 +265,10 @@ class PackResponder:
                                      (Status3.EFFECTIVE_DISCHARGE_CURRENT, r.current_a < -EFFECTIVE_A))),
             status4=faults & 0xFF, status5=faults >> 8)
 
-    def _cell_faults(self, cells: list[float], frontend: bool) -> int:
-        """Bit n set: cell n+1 has a voltage fault (Status4 bits 0-7, Status5 bits 8-15)."""
-        if frontend:
+    def _cell_faults(self, cells: list[float], every_cell: bool) -> int:
+        """Bit n set: cell n+1 has a voltage fault (Status4 bits 0-7, Status5 bits 8-15);
+        ``every_cell``: the cells' sampler (the voltage front-end) has failed."""
+        if every_cell:
             return (1 << len(cells)) - 1
         p = self.bms.p
         low, high = (_first_enabled(getattr(p.protections, row).levels()[1:])
