@@ -34,6 +34,7 @@ from rig.backends import EMULATOR, BenchBackend, start_backend
 from rig.clock import Clock, make_clock
 from rig.errors import InstrumentError, RigError, SafetyTrip
 from rig.files.bench_file import LoadedBench
+from rig.psu_latch import settle_psu_latch
 
 log = logging.getLogger(__name__)
 
@@ -204,20 +205,14 @@ class Bench:
     def _clear_a_stale_watchdog_latch(self) -> None:
         """A bench used before may hold the latch its last run left: the PSU's watchdog trips, and
         latches, once a rig stops talking to it (a run that ended, or died), and a latched output
-        refuses this run's first output on. Only that latch is cleared, with the output off (it
-        stays off: off is what it was last told); any other latched protection (OV, OC, OT, PF,
-        INH) is a finding for a person, and the bench does not start."""
-        latched = self.psu.latched_protections()
-        if not latched:
-            return
-        if set(latched) != {"WDOG"}:
-            raise RigError(f"bench {self.file.bench.name!r}: the PSU's output is latched off by "
-                           f"{'/'.join(latched)}: find out why and clear it at the instrument before a run")
-        self.psu.output_off()
-        self.psu.clear_protection()
-        if self.psu.output_enabled:
-            raise RigError(f"bench {self.file.bench.name!r}: the PSU's output went on when its watchdog latch was cleared")
-        log.info("psu: the watchdog latch the last run left was cleared (output off)")
+        refuses this run's first output on. Only that latch is cleared, with the output off; any
+        other latched protection is a finding for a person, and the bench does not start
+        (:mod:`rig.psu_latch`, the lab's hand-over applies the same policy)."""
+        latch = settle_psu_latch(self.psu)
+        if latch.kept:
+            raise RigError(f"bench {self.file.bench.name!r}: the PSU's output is {latch.said}")
+        if latch.cleared:
+            log.info("psu: the watchdog latch the last run left was cleared (output off)")
 
     # --- roles ---------------------------------------------------------------------------------------
     psu = property(lambda self: self.instruments["psu"], doc="the power supply (PowerSupply role)")

@@ -8,16 +8,25 @@ off, every relay open, the chamber to standby) with the same drivers, and reads 
 PSU output and the e-load input are off. This works for a real bench PC and an emulated place
 alike, since both are reached only over their addresses.
 
-Then the bench is handed over clean: a protection the last holder left latched (the PSU's
-watchdog trips, and latches, when a holder dies) is cleared with the output off, and the
-watchdogs are disarmed while nobody holds the place: an idle watchdog would latch again a second
-later and refuse the next holder's first ``OUTP ON``. The next holder's rig arms them again before
-anything can go on (:meth:`rig.bench.Bench._protect`, at the bench's start).
+Then the bench is handed over as a run's start finds it, by the same policy
+(:func:`rig.psu_latch.settle_psu_latch`): the PSU's watchdog latch (it trips, and latches, when a
+holder stops talking to it) is cleared with the output off; any other latched protection (OV, OC,
+OT, PF, INH) stays latched for a person to look into, and is said in the hand-over's line and,
+as a warning, in the exporter's log. The bench is safe either way (the output is off), so the
+place stays free to acquire; the next holder's run stops at its start with one line naming the
+latch. The watchdogs are disarmed while nobody holds the place: an idle watchdog would latch
+again a second later and refuse the next holder's first ``OUTP ON``. The next holder's rig arms
+them again before anything can go on (:meth:`rig.bench.Bench._protect`, at the bench's start).
 """
 from __future__ import annotations
 
 import json
+import logging
 from contextlib import suppress
+
+from rig.psu_latch import settle_psu_latch
+
+log = logging.getLogger(__name__)
 
 #: the order the rig uses: sources first, then the relays (breaker), then the chamber
 SAFE_ORDER = ("psu", "eload", "io", "chamber")
@@ -28,7 +37,9 @@ def make_bench_safe(bench_json: str) -> tuple[bool, str]:
 
     Every instrument is tried even when another fails. :returns: whether it held, and one line
     saying what each output reads (``"psu: output off, eload: input off, short off, io: every
-    relay open, chamber: standby"``), or what did not answer.
+    relay open, chamber: standby"``), or what did not answer. A PSU protection left latched for
+    a person does not make the bench unsafe; it is in the line (``"psu: output off, latched off
+    by OV (left latched: ...)"``) and logged as a warning.
     """
     import pyvisa
 
@@ -44,7 +55,7 @@ def make_bench_safe(bench_json: str) -> tuple[bool, str]:
             if spec is None:
                 continue
             try:
-                said.append(f"{name}: {_safe(rm, driver_class, name, spec, limits.get(name, {}))}")
+                said.append(f"{name}: {_safe(rm, driver_class, name, spec, limits.get(name, {}), bench)}")
             except Exception as exc:  # noqa: BLE001 - keep making the rest safe, and say what failed
                 ok = False
                 said.append(f"{name}: NOT SAFE ({type(exc).__name__}: {exc})")
@@ -69,7 +80,7 @@ def _limits(bench: dict) -> dict[str, dict[str, tuple[float, float]]]:
     return limits
 
 
-def _safe(rm, driver_class, name: str, spec: dict, limits: dict) -> str:
+def _safe(rm, driver_class, name: str, spec: dict, limits: dict, bench: dict) -> str:
     resource = rm.open_resource(spec["resource"], read_termination="\n", write_termination="\n",
                                 timeout=round(float(spec.get("timeout_s", 2.0)) * 1000))
     driver = driver_class(spec["model"])(resource, name, limits=limits)
@@ -77,7 +88,7 @@ def _safe(rm, driver_class, name: str, spec: dict, limits: dict) -> str:
     try:
         driver.make_safe()
         if name == "psu":
-            return _psu_idle(driver, watched)
+            return _psu_idle(driver, watched, bench["bench"]["name"])
         if name == "eload":
             driver.clear_protection()  # the input stays off
             if watched:
@@ -95,17 +106,15 @@ def _safe(rm, driver_class, name: str, spec: dict, limits: dict) -> str:
             resource.close()
 
 
-def _psu_idle(driver, watched: bool) -> str:
-    """Output off, a latched protection cleared (the output stays off: off is what it was last
-    told), the watchdog off while idle; each read back."""
+def _psu_idle(driver, watched: bool, bench_name: str) -> str:
+    """Output off, a latch settled by the rig's one policy (the watchdog's cleared, any other
+    kept and warned of), the watchdog off while idle; each read back."""
     if driver.output_enabled:
         raise RuntimeError("the output still reads on after the safe state")
-    latched = driver.latched_protections()
-    if latched:
-        driver.clear_protection()
-        if driver.output_enabled:
-            raise RuntimeError(f"the output went on when {', '.join(latched)} was cleared")
+    latch = settle_psu_latch(driver)
+    if latch.kept:
+        log.warning("bench %s: the PSU's output is %s", bench_name, latch.said)
     if watched and driver.watchdog_enabled:
         driver.watchdog_enabled = False
-    cleared = f", {'/'.join(latched)} protection cleared" if latched else ""
-    return f"output off{cleared}" + (", watchdog off while idle" if watched else "")
+    settled = f", {latch.said}" if latch.cleared or latch.kept else ""
+    return f"output off{settled}" + (", watchdog off while idle" if watched else "")
