@@ -62,22 +62,25 @@ class Table:
     """Rows of values tabulated over one grid, read by linear interpolation at many points at
     once, the end values beyond the grid (as :func:`numpy.interp`, for several rows).
 
-    Each segment's slope is worked out once, so a read is: clamp, find the segment, one
-    multiply-add.
+    Each segment's line (intercept and slope) is worked out once, so a read is: clamp, find the
+    segment, one multiply-add.
     """
 
     def __init__(self, grid: np.ndarray, rows: np.ndarray):
         self.grid = np.asarray(grid, dtype=np.float64)
         self.rows = np.asarray(rows, dtype=np.float64)
         self.slopes = np.diff(self.rows, axis=1) / np.diff(self.grid)
-        self._lo, self._hi, self._last = self.grid[0], self.grid[-1], len(self.grid) - 2
+        self.intercepts = self.rows[:, :-1] - self.slopes * self.grid[:-1]
+        # the segments' left ends, for searchsorted: a point on the last grid point falls in
+        # the last segment
+        self._starts = self.grid[1:-1]
+        self._lo, self._hi = self.grid[0], self.grid[-1]
 
     def at(self, x: np.ndarray) -> np.ndarray:
         """``(rows, *x.shape)``: every row at each ``x``."""
-        x = np.minimum(np.maximum(x, self._lo), self._hi)
-        i = np.searchsorted(self.grid, x, side="right") - 1
-        np.minimum(i, self._last, out=i)
-        return self.rows.take(i, axis=1) + self.slopes.take(i, axis=1) * (x - self.grid.take(i))
+        x = x.clip(self._lo, self._hi)
+        i = self._starts.searchsorted(x, side="right")
+        return self.intercepts.take(i, axis=1) + self.slopes.take(i, axis=1) * x
 
 
 @dataclass(frozen=True)
