@@ -71,9 +71,7 @@ class Table:
         self.rows = np.asarray(rows, dtype=np.float64)
         self.slopes = np.diff(self.rows, axis=1) / np.diff(self.grid)
         self.intercepts = self.rows[:, :-1] - self.slopes * self.grid[:-1]
-        # the segments' left ends, for searchsorted: a point on the last grid point falls in
-        # the last segment
-        self._starts = self.grid[1:-1]
+        self._starts = self.grid[1:-1]  # where segments 1.. start (the last point is in the last)
         self._lo, self._hi = self.grid[0], self.grid[-1]
 
     def at(self, x: np.ndarray) -> np.ndarray:
