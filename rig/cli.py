@@ -5,6 +5,9 @@
   ``reports/latest`` names it; ``--reports DIR``): JUnit XML, Allure results, recordings,
   ``manifest.json``, the traceability matrix and, where the Allure 3 command line is installed
   (``reports/.allure``), the HTML report of this run. See :mod:`rig.run_command`.
+  ``packrig run --population N``: the physics-dependent tests against N emulated packs drawn
+  from the plausible spread of real packs, each criterion's margin distribution. See
+  :mod:`rig.population`.
 - ``packrig check FILE...``: validates bench files, pack specs and firmware profiles and says
   what is wrong (file, field, allowed range) or that they are good.
 - ``packrig emulate``: runs the emulated bench on its own and prints how to reach it (VISA
@@ -74,6 +77,12 @@ def run(args: argparse.Namespace) -> int:
     from rig import run_command  # see rig/run_command.py: the run folder, the child pytest, the reports
 
     run_command.install_sigterm()
+    if args.population is not None or args.population_seed is not None:  # N emulated packs: rig/population.py
+        from rig.population import run_population
+        if args.population is None:
+            print("packrig run: --population-seed needs --population N", file=sys.stderr)
+            return 4
+        return run_population(args, args.argv)
     if args.lab or args.want:  # on a place of a shared lab: reserve, run, always release
         from rig.lab.run_on_place import run_on_lab
         return run_on_lab(args, args.argv, run_command.run)
@@ -97,6 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     add_arguments(p_run, str(EMULATED_BENCH))
     from rig.lab.run_on_place import add_arguments as add_lab_arguments  # --lab, --want, --lab-timeout
     add_lab_arguments(p_run)
+    from rig.population import add_arguments as add_population_arguments  # --population N, --population-seed
+    add_population_arguments(p_run)
     p_run.set_defaults(func=run)
 
     p_check = sub.add_parser("check", help="validate bench / pack spec / firmware profile files")
