@@ -38,7 +38,7 @@ def main() -> int:
     folder = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="packrig-population-")) / "population"
     started = time.monotonic()
     code = packrig(["run", "--population", str(args.n), "--population-seed", str(args.seed), "--reports",
-                    str(folder), "--plain", "--no-html", *(["--overwrite"] if args.keep else [])])
+                    str(folder), "--plain", "--no-html", "--plots", "failed", *(["--overwrite"] if args.keep else [])])
     wall = time.monotonic() - started
     print(f"\nbench_population: {args.n} packs, {wall:.0f} s of wall time ({wall / args.n:.1f} s a pack), "
           f"packrig's exit code {code} (1: a test failed on some pack)")

@@ -182,6 +182,7 @@ def histogram(criterion: dict, path: Path) -> Path | None:
     ax.axvspan(0.0, tol, color="tab:orange", alpha=0.15, label=f"within the {tol:g} mV pack-voltage tolerance")
     ax.set_xlabel(f"{criterion['requirement']}: rest voltage - {criterion['limit_v']:g} V, mV (+ passes)")
     ax.set_ylabel("packs")
+    ax.yaxis.get_major_locator().set_params(integer=True)  # a count of packs
     ax.set_title(f"{criterion['packs_measured']} emulated packs drawn from the plausible spread of real packs")
     ax.legend(loc="best")
     fig.tight_layout()
