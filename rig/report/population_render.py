@@ -99,6 +99,6 @@ def verdict_line(population: dict) -> str:
     bad = [p["pack"] for p in packs if p["exit_code"] != 0]
     state = "" if population["complete"] else f" — INCOMPLETE ({population['incomplete_reason']})"
     if not bad:
-        return f"every test passed on all {len(packs)} packs{state}"
+        return f"every test passed on {'the one pack' if len(packs) == 1 else f'all {len(packs)} packs'}{state}"
     return (f"{len(bad)} of {len(packs)} packs did not pass every test (packs "
             f"{', '.join(str(k) for k in bad[:20])}{' ...' if len(bad) > 20 else ''}){state}")
