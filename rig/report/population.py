@@ -184,7 +184,7 @@ def histogram(criterion: dict, path: Path) -> Path | None:
     ax.set_ylabel("packs")
     ax.yaxis.get_major_locator().set_params(integer=True)  # a count of packs
     ax.set_title(f"{criterion['packs_measured']} emulated packs drawn from the plausible spread of real packs")
-    ax.legend(loc="best")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, frameon=False)  # never over the bars
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
