@@ -63,7 +63,7 @@ def run_pack(args, argv: list[str], tests: list[str], others: list[str], bench_p
     run_dir = run_folder.claim(run_dir)
     feed_dir = Path(tempfile.mkdtemp(prefix="packrig-feed-"))
     feed = feed_dir / "progress.jsonl" if live else None
-    cmd = rc._pytest_command(pack_args, bench, run_dir, feed)
+    cmd = rc.pytest_command(pack_args, bench, run_dir, feed)
     at = cmd.index(str(rc.TESTCASES))
     cmd[at:at + 1] = tests  # the population's selection instead of the whole testcases folder
     env = {**os.environ, "PACKRIG_COMMAND": json.dumps(["packrig", *argv])}
@@ -71,14 +71,14 @@ def run_pack(args, argv: list[str], tests: list[str], others: list[str], bench_p
     with open(run_dir / "pytest-output.txt", "w", encoding="utf-8") as output:
         child = subprocess.Popen(cmd, cwd=rc.TESTCASES.parent, env=env, stdout=output, stderr=subprocess.STDOUT)
         try:
-            code = rc._wait_live(child, feed) if live else child.wait()
+            code = rc.wait_live(child, feed) if live else child.wait()
         except KeyboardInterrupt:
-            interrupted, code = True, rc._stop_child(child)
+            interrupted, code = True, rc.stop_child(child)
     shutil.rmtree(feed_dir, ignore_errors=True)
     if interrupted:
-        rc._ensure_incomplete(run_dir, "interrupted (Ctrl-C): bench made safe")
-    elif code not in rc._COMPLETE_EXITS:  # a safety trip (2), a crash (3)
-        rc._ensure_incomplete(run_dir, f"pytest ended with exit code {code}")
+        rc.ensure_incomplete(run_dir, "interrupted (Ctrl-C): bench made safe")
+    elif code not in rc.COMPLETE_EXITS:  # a safety trip (2), a crash (3)
+        rc.ensure_incomplete(run_dir, f"pytest ended with exit code {code}")
     if (run_dir / run_folder.MANIFEST).exists() and not interrupted:
-        rc._after_tests(run_dir, spec, pack_args, allure)  # the matrix, and the HTML page if asked
+        rc.after_tests(run_dir, spec, pack_args, allure)  # the matrix, and the HTML page if asked
     return code, interrupted

@@ -36,7 +36,7 @@ from rig.errors import ConfigError
 
 TESTCASES = Path(__file__).resolve().parents[1] / "testcases"
 USAGE, INTERRUPTED = 4, 2
-_COMPLETE_EXITS = (0, 1, 5)
+COMPLETE_EXITS = (0, 1, 5)
 
 
 class BadInput(Exception):
@@ -131,7 +131,7 @@ def _run_dir(args: argparse.Namespace) -> tuple[Path, bool]:
         raise BadInput(str(exc)) from None
 
 
-def _pytest_command(args, bench, run_dir: Path, feed: Path | None) -> list[str]:
+def pytest_command(args, bench, run_dir: Path, feed: Path | None) -> list[str]:
     import importlib.util
 
     cmd = [sys.executable, "-m", "pytest", str(TESTCASES), "--bench", str(bench.path),
@@ -163,7 +163,7 @@ def _first_contact(bench) -> dict | None:
     return identity
 
 
-def _wait_live(child: subprocess.Popen, feed: Path) -> int:
+def wait_live(child: subprocess.Popen, feed: Path) -> int:
     from rich.console import Console
     from rich.live import Live
 
@@ -178,7 +178,7 @@ def _wait_live(child: subprocess.Popen, feed: Path) -> int:
     return child.returncode
 
 
-def _stop_child(child: subprocess.Popen) -> int:
+def stop_child(child: subprocess.Popen) -> int:
     """After Ctrl-C: the child got SIGINT from the terminal too (same process group); give it time
     to make the bench safe, remind it if it did not hear, and only then insist."""
     for sig, wait_s in ((None, 2.0), (signal.SIGINT, 60.0), (signal.SIGTERM, 15.0), (signal.SIGKILL, 5.0)):
@@ -194,7 +194,7 @@ def _stop_child(child: subprocess.Popen) -> int:
     return child.wait()
 
 
-def _after_tests(run_dir: Path, spec, args, allure) -> dict[str, Path | None]:
+def after_tests(run_dir: Path, spec, args, allure) -> dict[str, Path | None]:
     """The matrix and the HTML report of a run that finished; returns the paths written. Neither
     can undo the run: a failure here is said in one line and the rest is still written."""
     from rig.report.manifest import report_name
@@ -233,7 +233,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     live = sys.stdout.isatty() and not args.plain and os.environ.get("TERM") != "dumb"
     feed_dir = Path(tempfile.mkdtemp(prefix="packrig-feed-"))
     feed = feed_dir / "progress.jsonl" if live else None
-    cmd = _pytest_command(args, bench, run_dir, feed)
+    cmd = pytest_command(args, bench, run_dir, feed)
     env = {**os.environ, "PACKRIG_COMMAND": json.dumps(["packrig", *argv])}
     if identity:
         env["PACKRIG_PACK_IDENTITY"] = json.dumps(identity)
@@ -244,10 +244,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         child = subprocess.Popen(cmd, cwd=TESTCASES.parent, env=env, stdout=output,
                                  stderr=subprocess.STDOUT if live else None)
         try:
-            code = _wait_live(child, feed) if live else child.wait()
+            code = wait_live(child, feed) if live else child.wait()
         except KeyboardInterrupt:
             interrupted = True
-            code = _stop_child(child)
+            code = stop_child(child)
     finally:
         if output is not None:
             output.close()
@@ -258,21 +258,21 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if default_layout:
         run_folder.point_latest(run_dir, run_dir.parent.parent)
     if interrupted:
-        _ensure_incomplete(run_dir, "interrupted (Ctrl-C): bench made safe")
+        ensure_incomplete(run_dir, "interrupted (Ctrl-C): bench made safe")
         _print_summary(run_dir, {"recordings": run_dir / run_folder.RECORDINGS})
         print("packrig run: bench made safe, run interrupted", file=sys.stderr)
         return INTERRUPTED
     stopped = None
-    if code not in _COMPLETE_EXITS:  # a safety trip (2), a crash (3): what ran is still reported
-        stopped = _ensure_incomplete(run_dir, f"pytest ended with exit code {code}")
+    if code not in COMPLETE_EXITS:  # a safety trip (2), a crash (3): what ran is still reported
+        stopped = ensure_incomplete(run_dir, f"pytest ended with exit code {code}")
         if live:
             _print_tail(run_dir / "pytest-output.txt")
     paths = {}
     try:
         if (run_dir / run_folder.MANIFEST).exists():
-            paths = _after_tests(run_dir, spec, args, allure_cli(run_folder.REPORTS))
+            paths = after_tests(run_dir, spec, args, allure_cli(run_folder.REPORTS))
     except KeyboardInterrupt:
-        _ensure_incomplete(run_dir, "interrupted while writing the reports")
+        ensure_incomplete(run_dir, "interrupted while writing the reports")
         print("packrig run: run interrupted while writing the reports", file=sys.stderr)
         return INTERRUPTED
     _print_summary(run_dir, {"HTML report": paths.get("HTML report"), "matrix": paths.get("matrix"),
@@ -284,7 +284,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return code
 
 
-def _ensure_incomplete(run_dir: Path, why: str) -> str:
+def ensure_incomplete(run_dir: Path, why: str) -> str:
     """The folder says INCOMPLETE, and so does its manifest, whatever the child managed to write;
     the reason the child gave (a safety trip ...) is kept. Returns the reason in force."""
     path = run_dir / run_folder.MANIFEST
