@@ -18,7 +18,7 @@ pass, and the long-storage recharge's line. Everything goes into one population 
       INCOMPLETE                                 while running, after Ctrl-C or a crash
       pack001/physics.toml  pack001/bench.toml  pack001/run/   (an ordinary run folder) ...
 
-Default selection: :data:`PHYSICS_TESTS`; test paths (or node ids) given as arguments replace
+Default selection: the tests marked :data:`PHYSICS_MARKER`; test paths (or node ids) given as arguments replace
 it, ``-k`` and ``-m`` narrow it. Exit codes are a run's: 0 every test passed on every pack,
 1 a test failed on some pack, 2 interrupted (Ctrl-C, a safety trip), 3 a pack's run crashed,
 4 usage (one line, before any pack runs), 5 nothing collected.
@@ -42,12 +42,10 @@ POPULATIONS = "populations"
 MAX_PACKS = 200
 DEFAULT_SEED = 1000
 POPULATION_JSON, HISTOGRAM = "population.json", "storage-recharge-margin.png"
-#: The tests whose verdict depends on the pack's physics: the long-storage recharge (manual 1.4),
-#: the full-charge SOC (PACK_SPEC 2), the activation window (manual 2.2), IEC 62619 8.2.2-8.2.4.
-PHYSICS_TESTS = ("testcases/test_storage_recharge.py",
-                 "testcases/test_lights_soc.py::test_full_charge_reports_100_percent",
-                 "testcases/test_lights_soc.py::test_full_charge_recalibrates_a_low_soc_at_the_tail",
-                 "testcases/test_activation.py", "testcases/test_iec62619.py")
+#: The marker of the tests whose verdict depends on the pack's physics (rig/pytest_plugin.py): the
+#: long-storage recharge (manual 1.4), the full-charge SOC (PACK_SPEC 2), the activation window
+#: (manual 2.2), IEC 62619 8.2.2-8.2.4. The test author marks them; the population runs them.
+PHYSICS_MARKER = "physics"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -67,8 +65,9 @@ def _count(text: str | None, flag: str, low: int, high: int | None) -> int:
     return value
 
 
-def _selection(args: argparse.Namespace) -> tuple[list[str], list[str]]:
-    """(test paths or node ids, other pytest arguments): paths given replace :data:`PHYSICS_TESTS`."""
+def _selection(args: argparse.Namespace) -> tuple[list[str], list[str], str | None]:
+    """(test paths or node ids, other pytest arguments, the -m expression): paths given replace the
+    default, every test marked :data:`PHYSICS_MARKER`; ``-m`` narrows either."""
     paths, others = [], []
     for a in args.pytest_args:
         file_part = a.split("::", 1)[0]
@@ -78,7 +77,10 @@ def _selection(args: argparse.Namespace) -> tuple[list[str], list[str]]:
             paths.append(str(Path(file_part).resolve()) + a[len(file_part):])
         else:
             others.append(a)
-    return paths or [str(rc.TESTCASES.parent / t) for t in PHYSICS_TESTS], others
+    if paths:
+        return paths, others, args.markers
+    markers = f"{PHYSICS_MARKER} and ({args.markers})" if args.markers else PHYSICS_MARKER
+    return [str(rc.TESTCASES)], others, markers
 
 
 def validate(args: argparse.Namespace):
@@ -98,7 +100,7 @@ def validate(args: argparse.Namespace):
     if not bench.emulated:
         raise rc.BadInput(f"--population draws emulated packs; {bench.path} is the real bench "
                           f"{bench.file.bench.name!r}: give an emulated bench file")
-    tests, _ = _selection(args)
+    tests, others, args.markers = _selection(args)  # the manifest and each pack's run record -m
     folder = Path(args.reports) if args.reports else run_folder.REPORTS / POPULATIONS / run_folder.new_run_id()
     why = run_folder.writable(folder)
     if why:
@@ -108,7 +110,7 @@ def validate(args: argparse.Namespace):
         raise rc.BadInput(f"{folder} holds a run or runs; give a folder for this population or leave --reports out")
     if _holds_population(folder) and not args.overwrite:
         raise rc.BadInput(f"{folder} already holds a population; give another --reports folder or add --overwrite")
-    return bench, spec, n, seed, tests, folder
+    return bench, spec, n, seed, (tests, others), folder
 
 
 def _prior(bench):
@@ -147,7 +149,7 @@ def run_population(args: argparse.Namespace, argv: list[str]) -> int:
     from rig.report.allure_html import allure_cli
 
     try:
-        bench, spec, n, seed, tests, folder = validate(args)
+        bench, spec, n, seed, (tests, others), folder = validate(args)
         prior, prior_path = _prior(bench)
     except rc.BadInput as exc:
         print(f"packrig run: {exc}", file=sys.stderr)
@@ -166,7 +168,7 @@ def run_population(args: argparse.Namespace, argv: list[str]) -> int:
         pack_folder = folder / f"pack{k:03d}"
         try:
             bench_path = write_pack(prior, prior_path, seed + k - 1, bench, pack_folder)
-            code, interrupted = run_pack(args, argv, tests, _selection(args)[1], bench_path, pack_folder / "run",
+            code, interrupted = run_pack(args, argv, tests, others, bench_path, pack_folder / "run",
                                          allure, live)
         except KeyboardInterrupt:
             code, interrupted = rc.INTERRUPTED, True

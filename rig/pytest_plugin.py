@@ -74,6 +74,8 @@ MARKERS = {
     "protection": "a protection of PACK_SPEC.md 4",
     "certification": "a named IEC 62619 / UL 1973 procedure",
     "slow": "takes long on a real bench (hours of charge, long waits)",
+    "physics": "its verdict depends on the pack's physics (tail current, rest voltage ...): "
+               "what `packrig run --population` runs against packs drawn from the plausible spread",
     "characterisation": "measures the pack for `packrig fit` (hours to days); skipped unless -m characterisation",
     "pack_state(soc=..., temperature_c=...)": "the state the pack starts the test in (an emulator "
                                               "is set to it; a real pack is conditioned to it)",

@@ -19,6 +19,8 @@ import pytest
 
 from testcases.kit.observe import frame_count
 
+pytestmark = pytest.mark.physics  # the terminal voltage is the cells' (packrig run --population)
+
 #: (edge of the window, side): -1 one tolerance below the edge, +1 one tolerance above it.
 PROBES = {
     "below-min": ("min_v", -1),

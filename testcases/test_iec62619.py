@@ -23,7 +23,7 @@ import pytest
 
 from rig.light_reader import FLICKER_WINDOW_S
 
-pytestmark = pytest.mark.certification
+pytestmark = [pytest.mark.certification, pytest.mark.physics]
 
 #: Seconds between two looks at the cell taps and the current while a charge is driven towards
 #: a cut: a group near the top rises a few mV/s at the standard current, so a peak is missed by

@@ -147,6 +147,7 @@ def test_low_soc_flickers_alm(low_soc_edge, spec, bench, pack, measure):
     _check_run_alm(measure, spec, soc, pack.observe_lights(FLICKER_WINDOW_S), req=req)
 
 
+@pytest.mark.physics
 @pytest.mark.pack_state(soc=95)
 @pytest.mark.requirement("soc", manual="6.1")
 def test_full_charge_reports_100_percent(spec, bench, pack, pcs, measure):
@@ -186,6 +187,7 @@ def test_full_charge_reports_100_percent(spec, bench, pack, pcs, measure):
 
 
 
+@pytest.mark.physics
 @pytest.mark.pack_state(soc=95)
 @pytest.mark.requirement("soc", manual="6.1")
 def test_full_charge_recalibrates_a_low_soc_at_the_tail(spec, bench, pack, faults, measure):

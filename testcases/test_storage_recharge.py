@@ -26,6 +26,8 @@ import pytest
 from rig.errors import WaitTimeout
 from rig.light_reader import FLICKER_WINDOW_S
 
+pytestmark = pytest.mark.physics  # the rest voltage is the cells' (packrig run --population)
+
 #: SOC the pack had when it went into storage, %: after ``after_months`` + 1 of storage it is
 #: near 12 % (the physics model's self-discharge), in the lowest charging band, so the recharge
 #: to "LED2 flicks" really is one (the manual's criterion is met from 15 % down; PACK_MODEL_FACTS 1).
