@@ -3,7 +3,7 @@
 For proving ``packrig fit`` without hours of bench time: the pack's physics alone (no BMS, no
 instruments) driven through the procedures of testcases/test_characterisation.py in a short form
 (full charge, discharge and charge in SOC steps with rests, 10 s pulses at 64/96 A both ways at
-each step, 85 A with the cool-down), and every sample written by :class:`rig.recorder.Recorder`
+each step, 85 A with the cool-down, the HPPC pulses at each of its SOCs and temperatures), and every sample written by :class:`rig.recorder.Recorder`
 under the names the supervisor uses (``pack_v``, ``psu_a``, ``eload_a``, ``groupN_v``,
 ``caseN_c``), so the fit reads it exactly as it reads a run folder.
 """
@@ -74,8 +74,18 @@ class RecordedPack:
         self.rec.close()
 
 
+#: the HPPC grid of testcases/test_characterisation.py on the shipped pack spec: SOC %, and the
+#: temperatures its hppc_temperatures gives (C)
+HPPC_SOCS = (10, 26, 50, 80)
+HPPC_TEMPERATURES = (7.0, 25.0, 43.0)
+#: the charge pulses stay below the charge over-current alarm (68 A) by the spec's 1 A tolerance;
+#: the peak discharge current (above the continuous 85 A) only for its rated 3 s
+CHARGE_PULSE_MAX_A, PEAK_S = 67.0, 3.0
+
+
 def record_characterisation(params: PhysicsParams, folder: Path, *, seed: int = 1, step_pct: float = 10.0,
-                            rest_s: float = 1800.0, every_s: float = 20.0) -> list[Path]:
+                            rest_s: float = 1800.0, every_s: float = 20.0,
+                            hppc_socs=HPPC_SOCS, hppc_temperatures=HPPC_TEMPERATURES) -> list[Path]:
     """Record the short characterisation of a pack with ``params`` into ``folder``; returns the CSVs."""
     # 1. capacity and OCV steps: full, then steps down to 48 V with rests and pulses, then back up
     p = RecordedPack(params, folder, "test_characterisation.py::test_ocv_steps_and_pulses", seed=seed)
@@ -104,6 +114,19 @@ def record_characterisation(params: PhysicsParams, folder: Path, *, seed: int = 
     p.hold(-85.0, 3600.0, every_s)
     p.hold(0.0, 3 * 3600.0, every_s * 6)
     p.close()
+    # 3. HPPC: soaked at each temperature and SOC, 10 s pulses of 64 and 96 A (96 A discharge for
+    # 3 s), discharge then charge, 40 min rests
+    for celsius in hppc_temperatures:
+        for soc in hppc_socs:
+            p = RecordedPack(params, folder, f"test_characterisation.py::test_hppc_pulses[soc{soc}-{celsius:g}C]",
+                             seed=seed, initial_soc=soc / 100.0, ambient_c=celsius)
+            p.hold(0.0, 2400.0, every_s * 3)
+            for amps in (64.0, 96.0):
+                for sign in (-1.0, 1.0):
+                    p.hold(sign * (amps if sign < 0 else min(amps, CHARGE_PULSE_MAX_A)),
+                           PEAK_S if sign < 0 and amps > 85.0 else 10.0, 1.0)
+                    p.hold(0.0, 2400.0, every_s * 3)
+            p.close()
     return sorted(Path(folder).glob("*test_characterisation*.samples.csv"))
 
 
@@ -112,7 +135,8 @@ def perturbed(params: PhysicsParams, seed: int) -> PhysicsParams:
     physics-fidelity.md): capacity +-3 %, hysteresis gap 5-25 mV a cell (x0.25-1.25 of the 20 mV),
     the OCV of the low plateau (15-40 % SOC) shifted -15..+5 mV a cell, R0 and each RC pair's
     resistance x0.75-1.35, the time constants x0.7-1.4, group capacity spread 0.3-1 %, heat
-    capacity x0.85-1.15, conductance x0.7-1.3 (UA 5.6-10.4 W/K)."""
+    capacity x0.85-1.15, conductance x0.7-1.3 (UA 5.6-10.4 W/K), and each resistance's temperature
+    dependence (its activation energy) x0.7-1.3."""
     rng = np.random.Generator(np.random.PCG64(seed))
     u = lambda lo, hi: float(rng.uniform(lo, hi))        # noqa: E731 - a one-line draw
     o, r, th = params.ocv, params.resistance, params.thermal
@@ -135,5 +159,15 @@ def perturbed(params: PhysicsParams, seed: int) -> PhysicsParams:
                                     "ua_w_per_k": th.ua_w_per_k * u(0.7, 1.3)})
     pack = params.pack.model_copy(update={"cell_capacity_ah": params.pack.cell_capacity_ah * u(0.97, 1.03)})
     spread = params.spread.model_copy(update={"capacity_rel": u(0.003, 0.01)})
+    # drawn last, so every draw above is what it was before these were added
+    resistance = resistance.model_copy(update={
+        "r0": stronger(resistance.r0, u(0.7, 1.3)),
+        "rc": [stronger(p, u(0.7, 1.3)) for p in resistance.rc]})
     return params.model_copy(update={"ocv": ocv, "resistance": resistance, "thermal": thermal,
                                      "pack": pack, "spread": spread})
+
+
+def stronger(table, k: float):
+    """``table`` with its temperature factors raised to the power ``k``: its activation energy
+    times ``k`` (Arrhenius: the log of the factor is proportional to it), 1 at 25 C staying 1."""
+    return table.model_copy(update={"temperature_factor": [float(f ** k) for f in table.temperature_factor]})

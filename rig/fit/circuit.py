@@ -87,10 +87,15 @@ def keep_samples(s: Series) -> np.ndarray:
 
 
 class Recording:
-    """One series prepared for the fit: the kept samples, the charge through the pack up to each."""
+    """One series prepared for the fit: the kept samples, the charge through the pack up to each.
 
-    def __init__(self, s: Series):
+    :param short: the recording barely moves the SOC (pulses at one SOC): it says nothing about
+        where on the OCV curve it sits (see :mod:`rig.fit.separable`).
+    """
+
+    def __init__(self, s: Series, short: bool = False):
         self.series = s
+        self.short = short
         self.idx = keep_samples(s)
         dt_all = np.diff(s.t)
         # charge by the held current of each interval (as the emulator steps), at every sample
@@ -100,6 +105,11 @@ class Recording:
         self.i = s.current[self.idx]
         self.dt = np.diff(self.t)
         self.y = s.pack_v[self.idx]
+        self.on = np.isfinite(self.y)                    # the terminals on the cells
+        # the BMS is awake from the first sample with the terminals on the cells: its own supply
+        # (not through the rig's instruments) drains the cells from then on (draw_a, A)
+        self.t_awake = np.maximum(self.t - self.t[np.argmax(self.on)], 0.0)
+        self.draw_a = 0.0
         self.case = np.where(np.isnan(s.case_c[self.idx]), 25.0, s.case_c[self.idx])
         # the cell temperature the resistances see: the case reading until the thermal node is fitted
         self.temp = self.case.copy()
@@ -107,17 +117,23 @@ class Recording:
         self.i_held = np.diff(self.q) * 3600.0 / np.maximum(self.dt, 1e-9)
         self.groups = s.groups_v[self.idx]
 
+    def cells_q(self, draw_a: float | None = None) -> np.ndarray:
+        """Ah into the cells since the start: through the terminals, less the BMS's own draw
+        (default :attr:`draw_a`)."""
+        return self.q - (self.draw_a if draw_a is None else draw_a) * self.t_awake / 3600.0
 
-def states(rec: Recording, capacity, soc0, k_hyst: float, h0: float = -1.0):
+
+def states(rec: Recording, capacity, soc0, k_hyst: float, h0: float = -1.0, draw_a: float | None = None):
     """SOC and h at each kept sample (h by its exact solution over the throughput), of the mean
     group (scalar ``capacity`` and ``soc0``: ``(n,)`` arrays) or of each group (one capacity and
-    starting SOC a group: ``(n, groups)``)."""
-    soc = np.add.outer(rec.q, np.zeros(np.shape(soc0))) / capacity + soc0
+    starting SOC a group: ``(n, groups)``); the BMS's draw as :meth:`Recording.cells_q`."""
+    q = rec.cells_q(draw_a)
+    soc = np.add.outer(q, np.zeros(np.shape(soc0))) / capacity + soc0
     z = np.concatenate([np.zeros((1,) + soc.shape[1:]), np.cumsum(np.abs(np.diff(soc, axis=0)), axis=0)])
     h = np.empty_like(soc)
     h[0] = h0
     # runs of one current direction: h -> s + (h_start - s) exp(-k z) over the run's throughput
-    sign = np.sign(np.diff(rec.q))
+    sign = np.sign(np.diff(q))
     ends = np.flatnonzero(np.diff(sign)) + 1
     for a, b in zip(np.concatenate([[0], ends]), np.concatenate([ends, [len(sign)]])):
         s = sign[a]
@@ -127,11 +143,15 @@ def states(rec: Recording, capacity, soc0, k_hyst: float, h0: float = -1.0):
 
 def hat_sum(soc: np.ndarray, grid: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
     """``(n, len(grid))``: :func:`hat` of each column of ``soc`` (one a group), summed over the
-    groups, each row of a group times its ``weights``."""
-    out = np.zeros((soc.shape[0], len(grid)))
-    for g in range(soc.shape[1]):
-        out += hat(soc[:, g], grid) * (1.0 if weights is None else weights[:, g, None])
-    return out
+    groups, each row of a group times its ``weights`` (same shape as ``soc``)."""
+    n, m = soc.shape[0], len(grid)
+    x = soc.reshape(-1)
+    i = np.clip(np.searchsorted(grid, x, side="right"), 1, m - 1)
+    w = np.clip((x - grid[i - 1]) / (grid[i] - grid[i - 1]), 0.0, 1.0)
+    weight = np.ones_like(x) if weights is None else weights.reshape(-1)
+    cell = np.repeat(np.arange(n) * m, soc.shape[1]) + i - 1      # row-major index of the left point
+    out = np.bincount(cell, (1.0 - w) * weight, minlength=n * m) + np.bincount(cell + 1, w * weight, minlength=n * m)
+    return out[:n * m].reshape(n, m)
 
 
 def relax(dt: np.ndarray, tau: float, drive: np.ndarray) -> np.ndarray:
@@ -154,9 +174,13 @@ def relax(dt: np.ndarray, tau: float, drive: np.ndarray) -> np.ndarray:
     return v
 
 
-def columns(d: Design, rec: Recording, soc, h, taus, groups: float = 16.0) -> tuple[np.ndarray, np.ndarray]:
+def columns(d: Design, rec: Recording, soc, h, taus, strength=None, groups: float = 16.0,
+            own_ocv: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """The design matrix (volts of ``groups`` series groups per unit of each table value) and the
-    part the held table values give. ``soc`` and ``h`` of the mean group (``(n,)``: it stands
+    part the held table values give. ``strength``: each resistance's temperature factors are the
+    prior's raised to it (default 1: the prior's). ``own_ocv``: the OCV's mean (of the branches)
+    is not the tables' (its columns zero, nothing of it known): the caller gives the recording a
+    constant of its own. ``soc`` and ``h`` of the mean group (``(n,)``: it stands
     for all ``groups``) or of each group (``(n, groups)``: the pack is their sum, which matters
     where a table bends within the groups' spread of SOC, at the top of charge)."""
     soc, h = soc.reshape(len(soc), -1), h.reshape(len(h), -1)
@@ -164,10 +188,13 @@ def columns(d: Design, rec: Recording, soc, h, taus, groups: float = 16.0) -> tu
     each = groups / soc.shape[1]                   # groups a column of ``soc`` stands for
     phi = each * hat_sum(soc, d.ocv_soc)
     phi_h = each * hat_sum(soc, d.ocv_soc, h)
+    if own_ocv:
+        phi = np.zeros_like(phi)
     known = phi @ d.ocv_mean0 + phi_h @ d.ocv_half0
     a_mean, a_half = phi[:, d.mean_free], phi_h[:, d.half_free]
     known -= a_mean @ d.ocv_mean0[d.mean_free] + a_half @ d.ocv_half0[d.half_free]
-    factors = np.array([np.interp(rec.temp, d.t_grid, row) for row in d.t_rows])     # (1+k, n)
+    strength = np.ones(1 + k) if strength is None else strength
+    factors = np.array([np.interp(rec.temp, d.t_grid, row ** e) for row, e in zip(d.t_rows, strength)])
     psi = each * hat_sum(soc, d.r_soc)                                                # (n, m)
     scale = 1e-3 / d.cells                         # mOhm a cell -> ohm of a group
     charging = (rec.i > 0).astype(float)

@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
     prior = load_physics(args.prior or DEFAULT_PHYSICS)
     result = fit_pack(series, prior)
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     write_physics(result, out, [str(r) for r in args.runs])
     load_physics(out)                           # what the emulated bench will load
     data = report(result, series, out.parent)
     print(f"wrote {out} (capacity {result.capacity_ah:.2f} Ah a group, spread "
-          f"{data['capacity_spread_rel'] * 100:.2f} %) and {out.parent / 'fit-report.json'}")
+          f"{data['capacity_spread_rel'] * 100:.2f} %, BMS draw {result.draw_a * 1e3:.0f} mA) and "
+          f"{out.parent / 'fit-report.json'}")
     for name, rec in data["recordings"].items():
         rms = rec["rms"]
         print(f"  {name}: terminal {rms['terminal_v'] * 1e3:.1f} mV RMS, groups "

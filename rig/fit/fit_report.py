@@ -14,10 +14,11 @@ from rig.fit.series import Series
 HEADER = """# Physical parameters fitted by `packrig fit` to the characterisation recordings
 #   {runs}
 # Load it in a bench file: [emulator] physics = "<this file>". Fitted: OCV of both branches above
-# 5 % SOC, R0 and the RC pairs per SOC and direction, their time constants, hysteresis transition,
+# 5 % SOC, R0 and the RC pairs per SOC and direction, their time constants, the strength of each
+# one's temperature factors (the prior's curve raised to a fitted power), hysteresis transition,
 # capacity and its per-group spread, path resistance, heat capacity and conductance. Held from the
-# prior (not identified by the procedures): the OCV knee below 5 %, the abuse extensions,
-# temperature factors, sensors, self-discharge. Residual RMS: see fit-report.json beside it.
+# prior (not identified by the procedures): the OCV knee below 5 %, the abuse extensions, the shape
+# of the temperature factors, sensors, self-discharge. Residual RMS: see fit-report.json beside it.
 """
 
 
@@ -32,12 +33,12 @@ def report(result: FitResult, series: list[Series], out_dir: Path) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     recordings = {}
     for k, s in enumerate(series):
-        model = replay(result.params, s, result.group_soc0[k])
+        model = replay(result.params, s, result.group_soc0[k], result.draw_a)
         rms = residual_rms(s, model)
         png = out_dir / f"fit-{k + 1}.png"
         plot(s, model, png)
         recordings[s.name] = {"rms": rms, "plot": png.name, "samples": len(s)}
-    data = {"capacity_ah": result.capacity_ah, "capacity_spread_rel": float(np.std(result.group_capacity_rel)),
+    data = {"capacity_ah": result.capacity_ah, "bms_draw_a": result.draw_a, "capacity_spread_rel": float(np.std(result.group_capacity_rel)),
             "group_capacity_rel": [float(v) for v in result.group_capacity_rel],
             "fit": result.cost, "recordings": recordings}
     (out_dir / "fit-report.json").write_text(json.dumps(data, indent=2))

@@ -27,26 +27,36 @@ def group_capacities(d, recs, mean, half, capacity, soc0, transition):
         g = rec.groups
         quiet = rested(rec, RESTED_S) & ~np.isnan(g).any(axis=1) & (soc > 0.0) & (soc < GROUP_SOC_MAX)
         left = g[quiet].mean(axis=1) - ocv_mean[quiet]          # polarisation still there
-        rests.append((rec.q[quiet], h[quiet], s0, g[quiet] - left[:, None]))
+        rests.append((rec.cells_q()[quiet], h[quiet], s0, g[quiet] - left[:, None]))
     group_soc0 = [np.full(GROUPS, s) for s in soc0]
     if sum(len(q) for q, *_ in rests) < 10:
         return np.zeros(GROUPS), group_soc0
     caps = np.empty(GROUPS)
+    # the capacity from the recordings that move the SOC; a short one (pulses at one SOC) only
+    # places its groups, each alone, at the capacity found (it says nothing of the capacity, and
+    # on the plateau its offsets are loose: fitted together they stalled the capacity's fit)
+    long = [j for j, rec in enumerate(recs) if not rec.short] or list(range(len(recs)))
+
+    def misfit(g, j, offset, inv_capacity):
+        q, h, s0, volts = rests[j]
+        soc_g = s0 + offset + q * inv_capacity
+        return np.interp(soc_g, d.ocv_soc, mean) + h * np.interp(soc_g, d.ocv_soc, half) - volts[:, g]
+
     for g in range(GROUPS):
-        def residual(theta, g=g):
-            out = []
-            for j, (q, h, s0, volts) in enumerate(rests):
-                soc_g = s0 + theta[j] + q * theta[-1]
-                out.append(np.interp(soc_g, d.ocv_soc, mean) + h * np.interp(soc_g, d.ocv_soc, half) - volts[:, g])
-            return np.concatenate(out)
-        start = np.concatenate([np.zeros(len(rests)), [1.0 / capacity]])
-        lower = np.concatenate([np.full(len(rests), -0.05), [0.8 / capacity]])
-        upper = np.concatenate([np.full(len(rests), 0.05), [1.25 / capacity]])
-        fit = least_squares(residual, start, bounds=(lower, upper),
-                            x_scale=np.concatenate([np.full(len(rests), 0.01), [0.01 / capacity]]))
+        start = np.concatenate([np.zeros(len(long)), [1.0 / capacity]])
+        lower = np.concatenate([np.full(len(long), -0.05), [0.8 / capacity]])
+        upper = np.concatenate([np.full(len(long), 0.05), [1.25 / capacity]])
+        fit = least_squares(lambda th, g=g: np.concatenate([misfit(g, j, th[k], th[-1]) for k, j in enumerate(long)]),
+                            start, bounds=(lower, upper),
+                            x_scale=np.concatenate([np.full(len(long), 0.01), [0.01 / capacity]]))
         caps[g] = 1.0 / fit.x[-1]
-        for j in range(len(rests)):
-            group_soc0[j][g] = soc0[j] + fit.x[j]
+        for k, j in enumerate(long):
+            group_soc0[j][g] = soc0[j] + fit.x[k]
+        for j in set(range(len(recs))) - set(long):
+            if len(rests[j][0]):
+                one = least_squares(lambda th, g=g, j=j: misfit(g, j, th[0], fit.x[-1]), [0.0], bounds=([-0.05], [0.05]),
+                                    x_scale=[0.01])
+                group_soc0[j][g] = soc0[j] + one.x[0]
     return caps / caps.mean() - 1.0, group_soc0
 
 

@@ -1,14 +1,17 @@
 """The pack model fitted to characterisation recordings (numpy / scipy least squares).
 
 The model is the emulator's (:mod:`emulator.pack.physics`); :mod:`rig.fit.circuit` writes it as
-a voltage linear in every table value once the capacity, time constants, hysteresis transition
-and each recording's starting SOC are given. So the fit is separable: an outer
-:func:`scipy.optimize.least_squares` over those few nonlinear values, each of its evaluations an
-inner linear least squares over the tables (with a weak pull toward the prior's values, so a
-table point the recordings never visit keeps its prior value). In three passes:
+a voltage linear in every table value once the capacity, time constants, hysteresis transition,
+the temperature factors' strengths and each recording's starting SOC are given. So the fit is
+separable (:mod:`rig.fit.separable`): an outer :func:`scipy.optimize.least_squares` over those few
+nonlinear values, each of its evaluations an inner linear least squares over the tables (with a
+weak pull toward the prior's values, so a table point the recordings never visit keeps its prior
+value). In three passes:
 
 1. the pack as 16 times its mean group (terminal voltage less path), below
-   :data:`MEAN_FIT_MAX_SOC`: the capacity, time constants, hysteresis and tables;
+   :data:`~rig.fit.separable.MEAN_FIT_MAX_SOC`, of the recordings that move the SOC: the capacity,
+   time constants, hysteresis, temperature strengths and tables; then where the short recordings
+   (pulses at one SOC) sit on that OCV;
 2. each group's capacity and starting SOC from its rested cell-tap voltage on that OCV
    (:mod:`rig.fit.group_fit`), and the thermal node from the case thermocouples
    (:mod:`rig.fit.thermal_fit`): its temperature, not the lagging case's, is what the resistances see;
@@ -17,29 +20,30 @@ table point the recordings never visit keeps its prior value). In three passes:
    group at the mean SOC is not the mean of the groups there; leaving those samples out (pass 1)
    left the tables' top at the prior and cost 20 mV RMS on the terminal voltage of the round trip.
 
-Held at the prior's values (not identified by these procedures): the OCV below 5 % (the knee below
-the 48 V cut-off: it anchors the SOC scale, hence the capacity), the abuse extensions, the
-temperature factors, the sensors' placement and lags, self-discharge.
+The temperature factors are the prior's curves, each raised to a fitted power (its activation
+energy relative to the prior's: Arrhenius puts the log of the factor in proportion to it), seen in
+the HPPC pulses at 7 and 43 C and the 85 A run's heating. Held at the prior's values (not
+identified by these procedures): the OCV below 5 % (the knee below the 48 V cut-off: it anchors the
+SOC scale, hence the capacity), the abuse extensions, the shape of the temperature factors, the
+sensors' placement and lags, self-discharge; each recording is taken to start rested on the
+discharge branch (as the emulated bench starts a test, and a pack discharged to its SOC rests).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.optimize import least_squares
 
 from emulator.pack.physics_params import PhysicsParams
-from rig.fit.circuit import Design, Recording, columns, states
+from rig.fit.circuit import Design, Recording
 from rig.fit.group_fit import group_capacities
+from rig.fit.separable import Separable
 from rig.fit.series import Series
 from rig.fit.thermal_fit import with_thermal
 
-#: Weight of the pull toward the prior's table values, V per unit (mOhm, V): weak against the
-#: thousands of samples where a value is observed, decisive where it is not.
-PRIOR_WEIGHT = 2e-2
-#: The mean-group fit (capacity, time constants, hysteresis, starting SOCs) leaves out samples
-#: above this SOC: near full the groups' spread of SOC meets a steeply climbing charge resistance.
-MEAN_FIT_MAX_SOC = 0.985
+#: A recording whose SOC moves less than this share of the capacity is short (pulses at one SOC:
+#: see :mod:`rig.fit.separable`).
+SHORT_SHARE = 0.02
 
 
 @dataclass
@@ -51,108 +55,80 @@ class FitResult:
     group_capacity_rel: np.ndarray        # (16,) each group's capacity / the mean - 1
     soc0: list[float]                     # each recording's starting mean SOC, fraction
     group_soc0: list[np.ndarray]          # each recording's starting group SOCs, fraction
+    draw_a: float                         # the BMS's own draw from the cells while awake, A
     cost: dict[str, float] = field(default_factory=dict)
 
 
 def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
     """Fit the model to the recordings; returns the fitted parameters (see the module docstring)."""
     d = Design(prior)
-    recs = [Recording(s) for s in series]
-    path = _path_mohm(recs, prior.resistance.path_mohm)
     c_prior = prior.pack.cell_capacity_ah * prior.pack.cells_per_group
-    taus0 = np.array([p.tau_s for p in prior.resistance.rc])
-    # starting SOC of each recording: from its first (rested) voltage on the prior's OCV
-    soc0_guess = [float(np.interp(r.y[0] / 16.0, d.ocv_mean0 + d.ocv_half0 * -1.0, d.ocv_soc)) for r in recs]
-    theta0 = np.concatenate([[1.0], np.log(taus0), [np.log(prior.hysteresis.transition_soc)], soc0_guess])
-    lower = np.concatenate([[0.7], np.log(taus0 / 4), [np.log(0.005)], [-0.1] * len(recs)])
-    upper = np.concatenate([[1.3], np.log(taus0 * 4), [np.log(0.2)], [1.1] * len(recs)])
-    fit = _Separable(d, recs, path, c_prior)
-    # 1. the mean group, below full: capacity, time constants, hysteresis, the tables
-    theta, x, _ = fit.run(np.clip(theta0, lower + 1e-9, upper - 1e-9), lower, upper)
-    capacity, taus, transition, soc0 = fit.outer_values(theta)
-    mean, half, r = d.split(x)
+    recs = [Recording(s) for s in series]
+    short = [np.ptp(r.q) < SHORT_SHARE * c_prior for r in recs]
+    for rec, is_short in zip(recs, short):
+        rec.short = is_short and not all(short)        # only pulses: nothing to place them by
+    path = _path_mohm(recs, prior.resistance.path_mohm)
+    taus = [p.tau_s for p in prior.resistance.rc]
+    # 1. the mean group, below full, of the recordings that move the SOC: capacity, time
+    # constants, hysteresis, the tables; each starts from its first (rested) voltage on the prior's OCV
+    first = Separable(d, [r for r in recs if not r.short], path, c_prior)
+    guess = [soc_at(_first_v(r) / 16.0, d, d.ocv_mean0, d.ocv_half0) for r in first.recs]
+    theta, lower, upper = first.start(1.0, taus, prior.hysteresis.transition_soc, guess)
+    theta, x, _ = first.run(theta, lower, upper)
+    mean, half, _ = d.split(x)
+    v = first.values(theta)
+    for rec in recs:
+        rec.draw_a = v["draw_a"]
+    # ... the short ones where their voltage at the end of their first rest sits on that OCV
+    soc0 = iter(v["soc0"])
+    v["soc0"] = [soc_at(_rested_v(r) / 16.0, d, mean, half) if r.short else next(soc0) for r in recs]
     # 2. each group's capacity and starting SOCs from its rested cell-tap voltage on that OCV
-    rel, group_soc0 = group_capacities(d, recs, mean, half, capacity, soc0, transition)
+    rel, group_soc0 = group_capacities(d, recs, mean, half, v["capacity_ah"], v["soc0"], v["transition_soc"])
     # ... and the thermal node, whose temperature the resistances see (the case lags it)
-    _, temps = with_thermal(prior, recs, d, mean, half, capacity, soc0, transition)
+    _, temps = with_thermal(prior, recs, d, mean, half, v["capacity_ah"], v["soc0"], v["transition_soc"])
     for rec, temp in zip(recs, temps):
         rec.temp = temp
-    # 3. everything again as the sum of the 16 groups, over every sample (the top of charge too)
-    fit.groups = (rel, [g - s for g, s in zip(group_soc0, soc0)])
-    theta, x, res = fit.run(theta, lower, upper)
-    capacity, taus, transition, soc0 = fit.outer_values(theta)
-    group_soc0 = [s + off for s, off in zip(soc0, fit.groups[1])]
+    # 3. every recording, the pack as the sum of its 16 groups over every sample (the top of charge too)
+    fit = Separable(d, recs, path, c_prior)
+    fit.short_soc0 = {j: v["soc0"][j] for j, r in enumerate(recs) if r.short}
+    fit.groups = (rel, [g - s for g, s in zip(group_soc0, v["soc0"])])
+    _, lower, upper = fit.start(1.0, taus, prior.hysteresis.transition_soc, [v["soc0"][j] for j in fit.free])
+    theta, x, res = fit.run(np.concatenate([theta[:fit.n_global], [v["soc0"][j] for j in fit.free]]), lower, upper)
+    v = fit.values(theta)
     mean, half, r = d.split(x)
-    params = _write_params(prior, d, mean, half, r, path, capacity, taus, transition)
-    params, _ = with_thermal(params, recs, d, mean, half, capacity, soc0, transition)
+    for j, k in fit.own.items():       # the short ones where their own OCV sits on the final curve
+        v["soc0"][j] = soc_at(x[k] / 16.0, d, mean, half, h=0.0)
+    group_soc0 = [s + off for s, off in zip(v["soc0"], fit.groups[1])]
+    params = _write_params(prior, d, mean, half, r, path, v)
+    params, _ = with_thermal(params, recs, d, mean, half, v["capacity_ah"], v["soc0"], v["transition_soc"])
     spread = prior.spread.model_copy(update={"capacity_rel": float(np.std(rel)),
-                                             "group_capacity_rel": [float(v) for v in rel]})
+                                             "group_capacity_rel": [float(x) for x in rel]})
     params = params.model_copy(update={"spread": spread})
-    used = res[:-len(d.x0)]
-    return FitResult(params, capacity, rel, soc0, group_soc0,
-                     {"pack_rms_v": float(np.sqrt(np.mean(used ** 2))),
-                      "outer_values": {"capacity_ah": capacity, "tau_s": taus.tolist(),
-                                       "transition_soc": transition, "soc0": soc0},
-                      "evaluations": float(fit.evaluations)})
+    used = res[:-len(fit.prior_b)]
+    outer = {k: (val.tolist() if isinstance(val, np.ndarray) else val) for k, val in v.items()}
+    return FitResult(params, v["capacity_ah"], rel, v["soc0"], group_soc0, v["draw_a"],
+                     {"pack_rms_v": float(np.sqrt(np.mean(used ** 2))), "outer_values": outer,
+                      "evaluations": float(first.evaluations + fit.evaluations)})
 
 
-class _Separable:
-    """The separable least squares: an outer :func:`scipy.optimize.least_squares` over capacity,
-    time constants, hysteresis transition and each recording's starting SOC, each of its
-    evaluations an inner linear solve for the tables.
+def soc_at(volts: float, d: Design, mean, half, h: float = -1.0) -> float:
+    """The SOC where a group's OCV (branch ``h``: -1 discharge) reads ``volts``."""
+    curve = np.maximum.accumulate(mean + h * half) + np.arange(len(mean)) * 1e-9     # strictly rising
+    return float(np.interp(volts, curve, d.ocv_soc))
 
-    With ``groups`` unset the model is the pack's mean group (16 x one group) below
-    :data:`MEAN_FIT_MAX_SOC`; set to ``(rel, offsets)`` (each group's capacity relative to the
-    mean, and its starting SOC less the mean's in each recording) it is the sum of the groups, over
-    every sample."""
 
-    def __init__(self, d: Design, recs: list[Recording], path_mohm: float, c_prior: float):
-        self.d, self.recs, self.path, self.c_prior = d, recs, path_mohm, c_prior
-        self.groups = None
-        self.evaluations = 0
-        self.prior_rows = PRIOR_WEIGHT * np.eye(len(d.x0))
-        # a recording with few samples weighs more than its count (by the fourth root), so a
-        # thermal run logged once a minute is not drowned by a pulse test logged every second
-        sizes = np.array([len(r.t) for r in recs], dtype=float)
-        self.weights = (sizes.mean() / sizes) ** 0.25
+def _first_v(rec: Recording) -> float:
+    """The pack's voltage at the start: the cell taps' sum (read with the pack off too, before a
+    procedure's first charge), else the first terminal reading."""
+    taps = rec.groups[0].sum()
+    return float(taps if np.isfinite(taps) else rec.y[rec.on][0])
 
-    def outer_values(self, theta):
-        """(capacity Ah, time constants s, transition SOC, starting SOCs) of ``theta``."""
-        p = self.d.pairs
-        return (self.c_prior * float(theta[0]), np.exp(theta[1:1 + p]), float(np.exp(theta[1 + p])),
-                [float(v) for v in theta[2 + p:]])
 
-    def solve(self, theta):
-        """The tables for ``theta`` and the weighted residual (prior rows last)."""
-        d = self.d
-        capacity, taus, transition, soc0 = self.outer_values(theta)
-        blocks, rhs = [], []
-        for j, (rec, s0) in enumerate(zip(self.recs, soc0)):
-            if self.groups is None:
-                soc, h = states(rec, capacity, s0, 1.0 / transition)
-                w = self.weights[j] * (soc <= MEAN_FIT_MAX_SOC)      # zero weight: the length stays
-            else:
-                rel, offsets = self.groups
-                soc, h = states(rec, capacity * (1.0 + rel), s0 + offsets[j], 1.0 / transition)
-                w = np.full(len(soc), self.weights[j])
-            a, known = columns(d, rec, soc, h, taus)
-            blocks.append(w[:, None] * a)
-            rhs.append(w * (rec.y - known - self.path * 1e-3 * rec.i))
-        a = np.vstack(blocks + [self.prior_rows])
-        b = np.concatenate(rhs + [PRIOR_WEIGHT * d.x0])
-        # Normal equations: the prior rows keep them regular. Unbounded: a value that comes out
-        # negative is clipped on writing (split); a bounded solve (scipy lsq_linear) was tried and
-        # fitted the round trip worse (groups 4.6 mV RMS against 1.2 mV, benchmarks/bench_twin_roundtrip.py)
-        x = np.linalg.solve(a.T @ a, a.T @ b)
-        return x, a @ x - b
-
-    def run(self, theta0, lower, upper):
-        """The outer fit from ``theta0``; returns (theta, tables, residual)."""
-        out = least_squares(lambda th: self.solve(th)[1], theta0, bounds=(lower, upper), x_scale="jac",
-                            max_nfev=60)
-        self.evaluations += out.nfev
-        x, res = self.solve(out.x)
-        return out.x, x, res
+def _rested_v(rec: Recording) -> float:
+    """The terminal voltage just before the current first flows (the end of a first rest)."""
+    moving = np.flatnonzero(np.abs(rec.i) > 0.5)
+    before = rec.on & (np.arange(len(rec.y)) < (moving[0] if len(moving) else len(rec.y)))
+    return float(rec.y[before][-1] if before.any() else rec.y[rec.on][0])
 
 
 def _path_mohm(recs, prior_mohm: float) -> float:
@@ -160,7 +136,7 @@ def _path_mohm(recs, prior_mohm: float) -> float:
     the cell taps, against the current: the one place the path shows on its own."""
     i, drop = [], []
     for rec in recs:
-        ok = ~np.isnan(rec.groups).any(axis=1) & (np.abs(rec.i) > 5.0)
+        ok = ~np.isnan(rec.groups).any(axis=1) & (np.abs(rec.i) > 5.0) & rec.on
         i.append(rec.i[ok])
         drop.append(rec.y[ok] - rec.groups[ok].sum(axis=1))
     i, drop = np.concatenate(i), np.concatenate(drop)
@@ -169,7 +145,7 @@ def _path_mohm(recs, prior_mohm: float) -> float:
     return float(max(np.dot(i, drop) / np.dot(i, i), 0.0) * 1e3)
 
 
-def _write_params(prior, d: Design, mean, half, r, path, capacity, taus, transition) -> PhysicsParams:
+def _write_params(prior, d: Design, mean, half, r, path, v: dict) -> PhysicsParams:
     o = prior.ocv
     n_lo, n_mid = len(o.overdischarge_soc_pct), len(o.soc_pct)
     # each branch must not fall as SOC rises, the charge branch not below the discharge branch
@@ -184,14 +160,22 @@ def _write_params(prior, d: Design, mean, half, r, path, capacity, taus, transit
         "overcharge_v": [float(v) for v in over],
     })
     res = prior.resistance
-    r0 = res.r0.model_copy(update={"discharge_mohm": _mohm(r[0, 0]), "charge_mohm": _mohm(r[1, 0])})
+    strength = v["strength"]
+    r0 = res.r0.model_copy(update={"discharge_mohm": _mohm(r[0, 0]), "charge_mohm": _mohm(r[1, 0]),
+                                   "temperature_factor": _factors(res.r0, strength[0])})
     rc = [pair.model_copy(update={"tau_s": round(float(tau), 2), "discharge_mohm": _mohm(r[0, 1 + j]),
-                                  "charge_mohm": _mohm(r[1, 1 + j])})
-          for j, (pair, tau) in enumerate(zip(res.rc, taus))]
+                                  "charge_mohm": _mohm(r[1, 1 + j]),
+                                  "temperature_factor": _factors(pair, strength[1 + j])})
+          for j, (pair, tau) in enumerate(zip(res.rc, v["tau_s"]))]
     resistance = res.model_copy(update={"r0": r0, "rc": rc, "path_mohm": round(max(path, 0.0), 4)})
-    pack = prior.pack.model_copy(update={"cell_capacity_ah": round(capacity / prior.pack.cells_per_group, 3)})
-    hyst = prior.hysteresis.model_copy(update={"transition_soc": round(transition, 5)})
+    pack = prior.pack.model_copy(update={"cell_capacity_ah": round(v["capacity_ah"] / prior.pack.cells_per_group, 3)})
+    hyst = prior.hysteresis.model_copy(update={"transition_soc": round(v["transition_soc"], 5)})
     return prior.model_copy(update={"ocv": ocv, "resistance": resistance, "pack": pack, "hysteresis": hyst})
+
+
+def _factors(table, strength: float) -> list[float]:
+    """The prior's temperature factors raised to the fitted strength (1 at 25 C stays 1)."""
+    return [round(float(min(f ** strength, 100.0)), 4) for f in table.temperature_factor]
 
 
 def _mohm(values) -> list[float]:

@@ -21,7 +21,8 @@ def with_thermal(params, recs, d, mean, half, capacity, soc0, transition) -> tup
             continue
         soc, h = states(rec, capacity, s0, 1.0 / transition)
         ocv = 16.0 * (np.interp(soc, d.ocv_soc, mean) + h * np.interp(soc, d.ocv_soc, half))
-        runs.append((k, rec, rec.i_held * (rec.y[:-1] - ocv[:-1])))
+        # (no voltage off the cells: no current either)
+        runs.append((k, rec, np.nan_to_num(rec.i_held * (rec.y[:-1] - ocv[:-1]))))
     temps = [rec.case for rec in recs]
     if not runs:
         return params, temps
