@@ -20,7 +20,8 @@ factors at the HPPC temperatures, and per recording the residual RMS of the term
 group voltages and the case temperature; the issue's goal is 10 mV RMS and 2 % of capacity. The
 measured-vs-model plot of the OCV-steps recording is copied to ``--png`` (default docs/twin-fit.png).
 
-Run: ``python benchmarks/bench_twin_roundtrip.py [--seed N] [--through-rig] [--png PATH] [--keep DIR]``
+Run: ``python benchmarks/bench_twin_roundtrip.py [--seed N] [--through-rig] [--png PATH] [--keep DIR]
+[--run RUNFOLDER]``
 """
 from __future__ import annotations
 
@@ -122,6 +123,8 @@ def main() -> None:
                         help="record through the rig: the characterisation test cases on an emulated bench")
     parser.add_argument("--png", default=str(ROOT / "docs" / "twin-fit.png"))
     parser.add_argument("--keep", help="keep the run folder and the fit here (default: a temporary folder)")
+    parser.add_argument("--run", help="fit this run folder (recorded before with the same --seed, e.g. kept by "
+                                      "--through-rig --keep) instead of recording")
     args = parser.parse_args()
     truth = perturbed(load_physics(), args.seed)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="packrig-twin-"))
@@ -129,7 +132,10 @@ def main() -> None:
     try:
         print(f"seed {args.seed}, {'through the rig' if args.through_rig else 'physics only'}:")
         t0 = time.perf_counter()
-        run = (record_through_rig if args.through_rig else record_physics_only)(truth, work, args.seed)
+        if args.run:
+            run = Path(args.run)
+        else:
+            run = (record_through_rig if args.through_rig else record_physics_only)(truth, work, args.seed)
         t1 = time.perf_counter()
         out = work / "fit" / "fitted.toml"
         code = packrig(["fit", str(run), "--out", str(out)])

@@ -96,8 +96,8 @@ def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
     theta, x, res = fit.run(np.concatenate([theta[:fit.n_global], [v["soc0"][j] for j in fit.free]]), lower, upper)
     v = fit.values(theta)
     mean, half, r = d.split(x)
-    for j, k in fit.own.items():       # the short ones where their own OCV sits on the final curve
-        v["soc0"][j] = soc_at(x[k] / 16.0, d, mean, half, h=0.0)
+    for j, k in fit.own.items():       # the short ones where their OCV with its offset sits on the final curve
+        v["soc0"][j] = soc_at(np.interp(v["soc0"][j], d.ocv_soc, mean) + x[k] / 16.0, d, mean, half, h=0.0)
     group_soc0 = [s + off for s, off in zip(v["soc0"], fit.groups[1])]
     params = _write_params(prior, d, mean, half, r, path, v)
     params, _ = with_thermal(params, recs, d, mean, half, v["capacity_ah"], v["soc0"], v["transition_soc"])

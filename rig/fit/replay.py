@@ -10,7 +10,7 @@ from rig.fit.series import Series
 
 def replay(params: PhysicsParams, s: Series, group_soc0: np.ndarray, draw_a: float = 0.0) -> dict[str, np.ndarray]:
     """The model's terminal voltage, group voltages and case temperature at each sample of ``s``,
-    the current held between samples as recorded (less the BMS's own ``draw_a`` from the first
+    each sample's current held since the sample before (:class:`rig.fit.circuit.Recording`) (less the BMS's own ``draw_a`` from the first
     sample with the terminals on the cells), starting at ``group_soc0`` in air at the first case
     reading."""
     air = float(s.case_c[0]) if not np.isnan(s.case_c[0]) else 25.0
@@ -22,7 +22,7 @@ def replay(params: PhysicsParams, s: Series, group_soc0: np.ndarray, draw_a: flo
     awake = np.cumsum(np.isfinite(s.pack_v)) > 0
     for k in range(n):
         if k:
-            pack.step(float(s.t[k] - s.t[k - 1]), np.array([s.current[k - 1] - draw_a * awake[k - 1]]), air)
+            pack.step(float(s.t[k] - s.t[k - 1]), np.array([s.current[k] - draw_a * awake[k - 1]]), air)
         i = np.array([s.current[k]])
         vs, r = pack.thevenin()
         pack_v[k] = vs[0] + r[0] * i[0]
