@@ -102,6 +102,8 @@ def compare(truth, seed: int, out: Path) -> dict:
         f"{n} {factor_at(t, tr.temperature_c, cold):.3f} -> {factor_at(f, fr.temperature_c, cold):.3f} / "
         f"{factor_at(t, tr.temperature_c, hot):.3f} -> {factor_at(f, fr.temperature_c, hot):.3f}"
         for n, t, f in zip(names, [tr.r0, *tr.rc], [fr.r0, *fr.rc])))
+    print(f"BMS draw from the cells: fitted {data['bms_draw_a'] * 1e3:.1f} mA; terminal readings left out (not "
+          f"taken with the cell taps): {data['fit'].get('terminal_readings_left_out', 0)}")
     for name, rec in data["recordings"].items():
         rms = rec["rms"]
         worst = max(v for k, v in rms.items() if k.startswith("group") and k != "groups_v")
@@ -130,7 +132,8 @@ def main() -> None:
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="packrig-twin-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        print(f"seed {args.seed}, {'through the rig' if args.through_rig else 'physics only'}:")
+        how = f"the run folder {args.run}" if args.run else "through the rig" if args.through_rig else "physics only"
+        print(f"seed {args.seed}, {how}:")
         t0 = time.perf_counter()
         if args.run:
             run = Path(args.run)
@@ -142,7 +145,7 @@ def main() -> None:
         t2 = time.perf_counter()
         if code != 0:
             raise SystemExit(f"packrig fit exited {code}")
-        print(f"recorded in {t1 - t0:.0f} s, packrig fit (read, fit, report) in {t2 - t1:.0f} s")
+        print(("" if args.run else f"recorded in {t1 - t0:.0f} s, ") + f"packrig fit (read, fit, report) in {t2 - t1:.0f} s")
         data = compare(truth, args.seed, out)
         steps = next(k for k, name in enumerate(data["recordings"]) if "ocv" in name)
         Path(args.png).parent.mkdir(parents=True, exist_ok=True)
