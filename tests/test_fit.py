@@ -93,3 +93,31 @@ def test_a_bench_file_names_the_fitted_physics(fitted, tmp_path):
     assert loaded.physics_path == out
     world = World(load_firmware_profile(), physics=loaded.physics_path)
     assert world.physics.params == load_physics(out)
+
+
+def test_samples_with_the_relays_open_stay_with_no_current_and_no_terminal_voltage(tmp_path):
+    """A pulse cut by the pack's over-current protection: the relays open, the DMM reads 0 V and
+    the e-load 0 A, the cell taps still answer. The samples stay (their zero current), the terminal
+    voltage NaN; and a terminal reading taken a sample late (the load already off, the taps still
+    under it) is left out by the fit, not fitted."""
+    from rig.clock import VirtualClock
+    from rig.fit.pack_fit import unsynchronised_readings
+    from rig.fit.series import read_series
+    from rig.recorder import Recorder
+
+    rec = Recorder(tmp_path, "test_characterisation.py::test_hppc", can_format="asc", clock=VirtualClock(),
+                   time_origin=0.0)
+    taps = {f"group{g + 1}_v": 3.265 for g in range(16)}
+    rows = [(0.0, 52.24, 0.0, taps), (1.0, 51.60, 96.0, {k: 3.24 for k in taps}),    # 96 A, 2.5 mOhm
+            (2.0, 0.0, 0.0, taps),                                                    # relays open
+            (3.0, 52.24, 0.0, taps),
+            (4.0, 51.60, 0.0, taps)]                                   # the DMM a sample late
+    for t, volts, load, groups in rows:
+        rec.record_sample(t, pack_v=volts, psu_a=0.0, eload_a=load, **groups)
+    rec.close()
+    s = read_series(next(tmp_path.glob("*.samples.csv")))
+    assert list(s.t) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert list(s.current) == [0.0, -96.0, 0.0, 0.0, 0.0]
+    assert np.isnan(s.pack_v[2]) and not np.isnan(s.groups_v[2]).any()
+    assert unsynchronised_readings([s], path_mohm=2.5) == 1
+    assert np.isnan(s.pack_v[4]) and s.pack_v[1] == pytest.approx(51.60)

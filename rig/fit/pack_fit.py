@@ -64,12 +64,12 @@ class FitResult:
 
 def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
     """Fit the model to the recordings; returns the fitted parameters (see the module docstring).
-    A terminal reading not taken with the cell taps (:func:`_unsynchronised`) is set NaN in
+    A terminal reading not taken with the cell taps (:func:`unsynchronised_readings`) is set NaN in
     ``series``, so the report leaves it out too."""
     d = Design(prior)
     c_prior = prior.pack.cell_capacity_ah * prior.pack.cells_per_group
     path = _path_mohm(series, prior.resistance.path_mohm)
-    skewed = _unsynchronised(series, path)
+    skewed = unsynchronised_readings(series, path)
     recs = [Recording(s) for s in series]
     short = [np.ptp(r.q) < SHORT_SHARE * c_prior for r in recs]
     for rec, is_short in zip(recs, short):
@@ -142,7 +142,7 @@ def _path_mohm(series: list[Series], prior_mohm: float) -> float:
     """The path resistance (relays, shunt, fuse, cables) from the terminal voltage less the sum of
     the cell taps, against the current: the one place the path shows on its own. The median of
     drop / current: a terminal reading taken a sample before or after the taps' (see
-    :func:`_unsynchronised`) must not pull it."""
+    :func:`unsynchronised_readings`) must not pull it."""
     ratios = []
     for s in series:
         ok = ~np.isnan(s.groups_v).any(axis=1) & (np.abs(s.current) > 5.0) & np.isfinite(s.pack_v)
@@ -151,7 +151,7 @@ def _path_mohm(series: list[Series], prior_mohm: float) -> float:
     return float(max(np.median(ratios), 0.0) * 1e3) if len(ratios) >= 10 else prior_mohm
 
 
-def _unsynchronised(series: list[Series], path_mohm: float) -> int:
+def unsynchronised_readings(series: list[Series], path_mohm: float) -> int:
     """Set NaN each terminal reading that was not taken with the cell taps: the terminal voltage
     less the taps' sum is the path's drop, unless the DMM answered before (or after) the current
     changed and the scanner after (or before), as sequential instruments in one supervisor sample
