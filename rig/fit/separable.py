@@ -7,10 +7,10 @@ each time constant, the log of the hysteresis transition, each resistance's temp
 (the exponent on the prior's temperature factors: its activation energy relative to the prior's),
 the BMS's own draw from the cells (A, not through the rig's instruments: over the two days of the
 OCV steps 15 mA is 0.7 Ah, enough to misplace the top of charge), and each recording's starting
-SOC. A starting SOC moves only its own recording's rows, so its
-column of the Jacobian is worked out from that recording alone (the other recordings' rows are
-kept, the tables solved again), and a strength only those away from 25 C: a characterisation set
-of 17 recordings costs the Jacobian of 5 values, not of 26.
+SOC. A starting SOC moves only its own recording's rows, so its column of the Jacobian is worked
+out from that recording alone (the other recordings' rows are kept, the tables solved again), and
+a strength from those away from 25 C: a Jacobian of the 17 characterisation recordings costs 6
+evaluations of them all, not 25.
 
 A *short* recording (:attr:`Recording.short`: pulses at one SOC, the HPPC tests) barely moves the
 SOC, so nothing in it says where on the OCV curve it sits: on the plateau 3 mV a cell is 5 % of
@@ -27,9 +27,9 @@ from scipy.optimize import least_squares
 
 from rig.fit.circuit import Design, Recording, columns, states
 
-#: Weight of the pull toward the prior's values (tables: V per mOhm or V; temperature strengths:
-#: V per unit): weak against the thousands of samples where a value is observed, decisive where it
-#: is not (no recording away from 25 C: the strengths stay at 1).
+#: Weight of the pull toward the prior's values (tables: V per mOhm or V; temperature strengths and
+#: the time constants' logs: V per unit): weak against the thousands of samples where a value is
+#: observed, decisive where it is not (no recording away from 25 C: the strengths stay at 1).
 PRIOR_WEIGHT = 2e-2
 #: The mean-group fit leaves out samples above this SOC: near full the groups' spread of SOC
 #: meets a steeply climbing charge resistance.
