@@ -102,9 +102,11 @@ def fit_pack(series: list[Series], prior: PhysicsParams) -> FitResult:
     theta, x, res = fit.run(np.concatenate([theta[:fit.n_global], [v["soc0"][j] for j in fit.free]]), lower, upper)
     v = fit.values(theta)
     mean, half, r = d.split(x)
-    for j, k in fit.own.items():       # the short ones where their OCV with its offset sits on the final curve
-        v["soc0"][j] = soc_at(np.interp(v["soc0"][j], d.ocv_soc, mean) + x[k] / 16.0, d, mean, half, h=0.0)
     group_soc0 = [s + off for s, off in zip(v["soc0"], fit.groups[1])]
+    for j, k in fit.own.items():       # the short ones moved to where their OCV offset puts them
+        shift = _shift_for(group_soc0[j], x[k], d, mean)
+        v["soc0"][j] += shift
+        group_soc0[j] = group_soc0[j] + shift
     params = _write_params(prior, d, mean, half, r, path, v)
     params, _ = with_thermal(params, recs, d, mean, half, v["capacity_ah"], v["soc0"], v["transition_soc"])
     spread = prior.spread.model_copy(update={"capacity_rel": float(np.std(rel)),
@@ -122,6 +124,16 @@ def soc_at(volts: float, d: Design, mean, half, h: float = -1.0) -> float:
     """The SOC where a group's OCV (branch ``h``: -1 discharge) reads ``volts``."""
     curve = np.maximum.accumulate(mean + h * half) + np.arange(len(mean)) * 1e-9     # strictly rising
     return float(np.interp(volts, curve, d.ocv_soc))
+
+
+def _shift_for(group_soc: np.ndarray, offset_v: float, d: Design, mean) -> float:
+    """The SOC shift, common to the groups, that moves the sum of their OCVs by ``offset_v`` (the
+    smallest, where the OCV is flat): each group on its own part of the curve, as at 10 % SOC the
+    lower groups are on the knee and the others on the plateau."""
+    shifts = np.linspace(-0.1, 0.1, 2001)
+    ocv = np.interp(group_soc[None, :] + shifts[:, None], d.ocv_soc, mean).sum(axis=1)
+    miss = np.abs(ocv - np.interp(group_soc, d.ocv_soc, mean).sum() - offset_v)
+    return float(shifts[np.argmin(miss + 1e-6 * np.abs(shifts))])
 
 
 def _first_v(rec: Recording) -> float:
