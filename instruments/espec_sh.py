@@ -65,8 +65,10 @@ class EspecSh(ScpiInstrument, Chamber):
     mode = measurement("MODE?", "Operating mode: OFF, STANDBY, CONSTANT or RUN (program).", cast=str)
     air_c = measurement("TEMP?", "Measured air temperature, C.", unit="C", cast=field(0))
 
-    #: no IEEE 488.2 common commands: a raw line may only be a query
+    #: no IEEE 488.2 common commands: a raw line may only be a query, and after a lost reply only
+    #: pending input is dropped (no *OPC? to find the end of a late reply)
     RAW_WRITES = frozenset()
+    SYNC_QUERY = None
 
     # --- ESPEC's transport: every line answered, errors in the answer ------------------------------
     def _headers(self, line: str) -> list[str]:

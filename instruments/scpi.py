@@ -28,7 +28,10 @@ anything that sets a control is refused, so no raw line can pass around the gate
 Then the write is confirmed: the value is read back (within ``tolerance``) and ``SYST:ERR?``
 is read until empty; an instrument error raises :class:`~rig.errors.InstrumentError` naming
 the instrument, the command and the error text. Every query has the resource's timeout; a
-silent instrument raises ``InstrumentError`` too. Each command is reported to the listeners
+silent instrument raises ``InstrumentError`` too, and before the next command the exchange is
+brought back in step (:meth:`ScpiInstrument._resynchronise`), so a reply that comes after its
+query gave up is not taken for the next query's (replies to ``MEAS:VOLT?`` and ``MEAS:CURR?``
+look alike). Each command is reported to the listeners
 (the recorder) as a step: command, reply, error, duration.
 
 The transport is passed in (a pyvisa message-based resource); the driver never opens one. The
@@ -84,14 +87,22 @@ class ScpiInstrument:
         self.listeners: list[Callable[[Step], None]] = []
         self.lock = threading.RLock()  # the supervisor thread and the test share the transport
         self._shut_down = False
+        self._reply_lost = False  # a query gave up waiting: its reply may still come
 
     # --- transport ---------------------------------------------------------------------------
     def _io(self, command: str, query: bool) -> str | None:
         started, reply, error = time.perf_counter(), None, None
         try:
             with self.lock:
+                if self._reply_lost:
+                    self._resynchronise()
+                    self._reply_lost = False
                 if query:
-                    reply = self.resource.query(command).strip()
+                    try:
+                        reply = self.resource.query(command).strip()
+                    except Exception:
+                        self._reply_lost = True
+                        raise
                 else:
                     self.resource.write(command)
             return reply
@@ -103,6 +114,38 @@ class ScpiInstrument:
             step = Step(self.name, command, reply, error, time.perf_counter() - started)
             for listener in self.listeners:
                 listener(step)
+
+    #: A query every instrument of the class answers with a known reply (IEEE 488.2 ``*OPC?``), to
+    #: find the end of a late reply; None: the instrument has none (only pending input is dropped).
+    SYNC_QUERY, SYNC_REPLY = "*OPC?", "1"
+
+    def _resynchronise(self) -> None:
+        """A query gave up waiting, and its reply may still come. Drop what is pending, ask
+        :attr:`SYNC_QUERY` and read until its reply: replies come in order, so a late one comes
+        before it and is dropped; then drop pending input once more, in case the lost reply was
+        itself a ``1``. A sync query left unanswered raises, and the next command tries again."""
+        self._drop_pending()
+        if self.SYNC_QUERY is None:
+            return
+        self.resource.write(self.SYNC_QUERY)
+        for _ in range(3):  # the late reply, maybe an error text with it, then ours
+            if self.resource.read().strip() == self.SYNC_REPLY:
+                self._drop_pending()
+                return
+        raise InstrumentError(self.name, self.SYNC_QUERY, "replies out of step after a lost reply")
+
+    def _drop_pending(self, wait_ms: int = 100) -> None:
+        """Read and drop lines until none comes for ``wait_ms``. (Not VISA's viClear: pyvisa-py's
+        clear() of a socket never returns once the peer has closed it.)"""
+        timeout = self.resource.timeout
+        self.resource.timeout = wait_ms
+        try:
+            for _ in range(8):
+                self.resource.read()
+        except Exception:  # pyvisa's VisaIOError: nothing more came, or the connection is gone
+            pass
+        finally:
+            self.resource.timeout = timeout
 
     def _write(self, command: str, *, safe: bool = False) -> None:
         """Send a command as the driver composed it. ``safe=True`` marks a command that makes the
