@@ -34,7 +34,7 @@ from rig.pytest_plugin import spec_for  # the pack spec of this session, also at
 REQ = "characterisation"
 #: seconds between two looks at the terminals while charging or discharging
 LOOK_S = 5.0
-#: seconds of an HPPC pulse (the peak discharge current: its rated duration)
+#: seconds of an HPPC pulse (a peak-current discharge pulse lasts only its rated duration, from the spec)
 PULSE_S = 10.0
 HPPC_SOCS = (10, 26, 50, 80)
 
