@@ -140,6 +140,12 @@ class World:
                                      or not np.isnan(self.temp_forced_c).all())
         self._sensed_now = None
 
+    def cells_changed(self) -> None:
+        """A fault moved the cells at once (conditioning, storage): the circuit is solved again
+        and the instruments read the new cells from now on, as the BMS does at its next sample."""
+        self._resolve()
+        self._publish()
+
     def _truth(self, i: int, groups_v: np.ndarray, temps_c: np.ndarray) -> Truth:
         """Pack ``i``'s truth from every pack's group voltages and temperatures, with the
         inserted sensing faults (offsets, forced readings) applied."""

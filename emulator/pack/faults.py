@@ -122,6 +122,7 @@ class Faults(FaultInsertion):
         w.physics.step(seconds, draw, w.chamber.air_c)  # the off-state BMS draw as a small discharge
         for bms in w.bms:
             bms.stored(seconds)
+        w.cells_changed()
         w.advance_to(w.t_ns)
 
     def set_soc(self, pack: int, soc_pct: float) -> float:
@@ -136,6 +137,7 @@ class Faults(FaultInsertion):
         # every group gets the same Ah (set_pack_soc): the charge through the pack's terminals
         moved = float(((physics.soc[pack] - before) * physics.capacity_ah[pack]).mean())
         bms.conditioned(soc_pct, moved)
+        self.world.cells_changed()
         return moved
 
     def soc_estimate(self, pack: int, soc_pct: float) -> None:
