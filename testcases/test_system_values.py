@@ -19,13 +19,11 @@ from __future__ import annotations
 
 import pytest
 
+from rig.pytest_plugin import spec_for  # the pack spec of this session, also at collection time
 from testcases.pair import ADDRESS, failures_of, half_step, join, last_report_at, levels_of, own_limits, report_at
 
 pytestmark = pytest.mark.needs(parallel_packs=2)
 
-#: % SOC of pack 1 and pack 2 (stimulus, not a threshold): about 0.5 V apart on the LFP curve;
-#: the test measures that they are inside the spec's voltage difference for joining.
-SOCS = (40.0, 70.0)
 #: C above pack 2's own temperature that its cell sensors are made to read, one per sensor: below
 #: every over-temperature alarm from room temperature.
 WARMER_C = (6.0, 8.0, 10.0, 12.0)
@@ -34,13 +32,32 @@ WARMER_C = (6.0, 8.0, 10.0, 12.0)
 SENSE_OFFSET_V = 0.03
 
 
+def unequal_socs(spec) -> tuple[float, float]:
+    """% SOC of pack 1 and pack 2 (stimulus): the middles of the discharge-light band that holds
+    half charge and of the band above it, so each pack's SOC is away from every band edge and
+    their mean is neither's; the test measures that they are inside the spec's voltage difference
+    for joining."""
+    bands = spec.lights.discharging
+    half = next(i for i, b in enumerate(bands) if b.soc[0] <= 50 <= b.soc[1])
+    return tuple((b.soc[0] + b.soc[1]) / 2 for b in bands[half:half + 2])
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Pack 1 starts at the first SOC of :func:`unequal_socs`, read from the pack spec."""
+    if "socs" in metafunc.fixturenames:
+        socs = unequal_socs(spec_for(metafunc.config))
+        metafunc.parametrize("socs", [pytest.param(socs, marks=pytest.mark.pack_state(soc=socs[0]),
+                                                   id=f"soc-{socs[0]:g}-{socs[1]:g}pct")])
+
+
 def _sensor_index(name: str) -> int:
     return int(name.removeprefix("T")) - 1
 
 
-def _check_system(measure, spec, report, taps, *, case_c, forced, offset_v, rig_current, how) -> None:
+def _check_system(measure, spec, report, taps, *, case_c, forced, offset_v, rig_current, socs, how) -> None:
     """One report against the rig's view: ``taps`` and ``case_c`` per pack number; ``forced``:
-    pack 2's commanded sensor readings; ``rig_current`` the PSU/e-load read-back (+ = charge)."""
+    pack 2's commanded sensor readings; ``rig_current`` the PSU/e-load read-back (+ = charge);
+    ``socs`` the two packs' conditioned SOC."""
     can, tol, req = spec.can, spec.tolerance, spec.can.id
     groups = spec.ratings.groups
     values = report["PackMeasurements"]
@@ -69,11 +86,11 @@ def _check_system(measure, spec, report, taps, *, case_c, forced, offset_v, rig_
             values["Temperature"], req=req, unit="C", nominal=sum(detail_t) / len(detail_t),
             tolerance=2 * half_step("PackMeasurements", "Temperature"))
     # SOC and SOH: the mean of the packs'
-    socs = [report["DetailStatus", a]["SOC"] for a in ADDRESS.values()]
+    own_socs = [report["DetailStatus", a]["SOC"] for a in ADDRESS.values()]
     measure(f"0x355 SOC {how} against the mean of the packs' own SOC", report["StateOfCharge"]["SOC"],
-            req=req, unit="%", nominal=sum(socs) / 2, tolerance=1.0)
+            req=req, unit="%", nominal=sum(own_socs) / 2, tolerance=1.0)
     measure(f"0x355 SOC {how} against the SOCs the rig conditioned", report["StateOfCharge"]["SOC"], req=req,
-            unit="%", nominal=sum(SOCS) / 2, tolerance=tol.soc_pct)
+            unit="%", nominal=sum(socs) / 2, tolerance=tol.soc_pct)
     # limits: the sum of each pack's own; enable bits set when both packs' are
     own = [own_limits(spec, levels_of(report["DetailProtection", a]), failures_of(report["DetailStatus", a]),
                       bool(report["DetailStatus", a]["Relay1Closed"] and report["DetailStatus", a]["Relay2Closed"]))
@@ -89,14 +106,13 @@ def _check_system(measure, spec, report, taps, *, case_c, forced, offset_v, rig_
     measure(f"0x359 ModuleCount {how}", report["ProtectionsAlarms"]["ModuleCount"], req=req, equals=2)
 
 
-@pytest.mark.pack_state(soc=SOCS[0])
 @pytest.mark.requirement("can", manual="5, 6.2")
-def test_system_values_of_two_unequal_packs(spec, bench, pack, pack2, pcs, faults, measure):
+def test_system_values_of_two_unequal_packs(socs, spec, bench, pack, pack2, pcs, faults, measure):
     """Two packs at different SOC, temperatures and measured voltages, joined, then discharged and
     charged: 0x356 reports the mean voltage, the total current and the mean of every cell sensor,
     0x355 the mean SOC, 0x351 the summed limits, 0x359 two modules; each against the rig."""
     clock, period = bench.clock, spec.can.period_s
-    faults.set_soc(1, SOCS[1])                         # conditioned, as a bench charges it
+    faults.set_soc(1, socs[1])                         # conditioned, as a bench charges it
     apart_v = abs(sum(pack.group_voltages()) - sum(pack2.group_voltages()))
     measure("the two packs' voltage difference before joining (cell taps)", apart_v, req=spec.parallel.id,
             unit="V", at_most=spec.parallel.max_voltage_difference_v)
@@ -116,4 +132,4 @@ def test_system_values_of_two_unequal_packs(spec, bench, pack, pack2, pcs, fault
         clock.sleep(period)  # the report after the rig's readings: the same instant within a period
         report = report_at(pcs, spec, last_report_at(pcs))
         _check_system(measure, spec, report, taps, case_c=case_c, forced=forced, offset_v=SENSE_OFFSET_V,
-                      rig_current=rig_current, how=how)
+                      rig_current=rig_current, socs=socs, how=how)
