@@ -246,8 +246,9 @@ class RemoteEmulator:
             else:
                 wait = _LOOK_S
 
-    def close(self) -> None:
-        """Stop the emulator process (safe to call twice)."""
+    def _shut_down(self) -> None:
+        """Leave the clock, ask the emulator to shut down over its control port (an emulator that
+        no longer answers is stopped by the caller) and let go of the connection."""
         self._closing = True
         if self._clock is not None:
             self._clock.detach(self)
@@ -255,11 +256,15 @@ class RemoteEmulator:
         if self._sock is not None:
             try:
                 self.call("shutdown")
-            except EmulatorError:
+            except (EmulatorError, SyncTimeout):
                 pass
             self._replies.close()  # the socket's file holds its descriptor open too
             self._sock.close()
             self._sock = None
+
+    def close(self) -> None:
+        """Stop the emulator process (safe to call twice)."""
+        self._shut_down()
         if self.process.poll() is None:
             try:
                 self.process.wait(timeout=5.0)

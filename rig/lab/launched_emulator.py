@@ -19,7 +19,7 @@ import socket
 import subprocess
 
 from rig.emulator_client.remote_emulator import RemoteEmulator, _Faults
-from rig.errors import EmulatorError, EmulatorRefused, SyncTimeout
+from rig.errors import EmulatorError, EmulatorRefused
 
 #: s to reach the launcher and have it start an emulator
 LAUNCH_TIMEOUT_S = 60.0
@@ -149,18 +149,7 @@ class LaunchedEmulator(RemoteEmulator):
     def close(self) -> None:
         """Shut the emulator down over its control port, wait for the launcher to say it exited,
         let go of the launch connection (safe to call twice)."""
-        self._closing = True
-        if self._clock is not None:
-            self._clock.detach(self)
-            self._clock = None
-        if self._sock is not None:
-            try:
-                self.call("shutdown")
-            except (EmulatorError, SyncTimeout):
-                pass
-            self._replies.close()
-            self._sock.close()
-            self._sock = None
+        self._shut_down()
         try:
             self.process.wait(EXIT_WAIT_S)
         except subprocess.TimeoutExpired:
