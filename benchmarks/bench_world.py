@@ -36,7 +36,8 @@ from emulator.firmware.profile import load_firmware_profile
 from rig.protocol.can_frames import encode
 
 
-def run(packs: int) -> dict[str, float]:
+def packs_on(packs: int) -> tuple[World, VirtualClock]:
+    """The world with its packs switched on and 40 s settled, the PCS heartbeat running."""
     world = World(load_firmware_profile(), packs=packs, seed=1, initial_soc_pct=20.0)
     clock = VirtualClock()
     clock.attach(world)
@@ -48,6 +49,11 @@ def run(packs: int) -> dict[str, float]:
     with world.plant.lock:
         world.plant.io.outputs["power_button"] = world.plant.io.outputs["pack2_power_button"] = False
     clock.sleep(40.0)
+    return world, clock
+
+
+def run(packs: int) -> dict[str, float]:
+    world, clock = packs_on(packs)
     figures = {}
     for name, seconds, setup in (("idle 60 min", 3600.0, None), ("charge 2 h at 64 A", 7200.0, 64.0)):
         if setup:
@@ -65,16 +71,8 @@ def run(packs: int) -> dict[str, float]:
 
 def idle(seconds: float) -> None:
     """Only the 1-pack idle scenario, for ``seconds`` (what ``--callgrind`` counts)."""
-    world = World(load_firmware_profile(), packs=1, seed=1, initial_soc_pct=20.0)
-    clock = VirtualClock()
-    clock.attach(world)
-    world.timed.append(CyclicFrames(world.on_can_frame, [encode("PcsHeartbeat", {})], 1_000_000_000, 0))
-    with world.plant.lock:
-        world.plant.io.outputs["breaker"] = world.plant.io.outputs["power_button"] = True
-    clock.sleep(2.0)
-    with world.plant.lock:
-        world.plant.io.outputs["power_button"] = False
-    clock.sleep(40.0 + seconds)
+    world, clock = packs_on(1)
+    clock.sleep(seconds)
     world.take_frames()
 
 
